@@ -1,0 +1,154 @@
+#include "config.hpp"
+
+#include <spdlog/async.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+namespace flashsale::app {
+
+std::string Config::SqlitePath() const {
+  constexpr std::string_view kPrefix = "sqlite:";
+  if (!database.starts_with(kPrefix)) return {};
+  std::string path = database.substr(kPrefix.size());
+  if (path.starts_with("//")) path = path.substr(2);  // sqlite:///abs/path
+  return path;
+}
+
+void LoadDotEnv(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const std::size_t first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == '#') continue;
+    line = line.substr(first);
+    if (line.starts_with("export ")) line = line.substr(7);
+    const std::size_t eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    std::string key = line.substr(0, eq);
+    std::string value = line.substr(eq + 1);
+    while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.pop_back();
+    const std::size_t vfirst = value.find_first_not_of(" \t");
+    value = vfirst == std::string::npos ? "" : value.substr(vfirst);
+    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') &&
+        value.back() == value.front()) {
+      value = value.substr(1, value.size() - 2);
+    } else if (const std::size_t hash = value.find(" #"); hash != std::string::npos) {
+      value = value.substr(0, hash);
+      while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
+    }
+    ::setenv(key.c_str(), value.c_str(), /*overwrite=*/0);
+  }
+}
+
+std::string RedisFromEnvironment() {
+  if (const char* url = std::getenv("REDIS_URL"); url != nullptr && *url != '\0') return url;
+  const char* host = std::getenv("REDIS_HOST");
+  if (host == nullptr || *host == '\0') return {};
+  const char* port = std::getenv("REDIS_PORT");
+  const char* db = std::getenv("REDIS_DB");
+  const char* password = std::getenv("REDIS_PASSWORD");
+  std::string url = "redis://";
+  if (password != nullptr && *password != '\0') url += std::string(":") + password + "@";
+  url += std::string(host) + ":" + (port != nullptr && *port != '\0' ? port : "6379");
+  url += std::string("/") + (db != nullptr && *db != '\0' ? db : "0");
+  return url;
+}
+
+void AddDatabaseOption(CLI::App& app, Config& c) {
+  app.add_option("--database", c.database, "postgresql://... or sqlite:PATH")
+      ->envname("DATABASE_URL")
+      ->capture_default_str();
+}
+
+void AddBackendOptions(CLI::App& app, Config& c) {
+  c.redis = RedisFromEnvironment();
+  app.add_option("--redis", c.redis, "redis://[:password@]host:port/db (distributed mode)");
+  app.add_option("--kafka", c.kafka, "host:port[,host:port] (distributed mode)")
+      ->envname("KAFKA_BOOTSTRAP_SERVERS");
+  AddDatabaseOption(app, c);
+}
+
+void AddLogOptions(CLI::App& app, Config& c) {
+  if (const char* level = std::getenv("LOG_LEVEL"); level != nullptr && *level != '\0') {
+    c.log.level = level;
+    for (char& ch : c.log.level) ch = static_cast<char>(std::tolower(ch));
+  }
+  app.add_option("--log-level", c.log.level, "trace, debug, info, warn, error (env LOG_LEVEL)")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "warning", "error", "critical", "off"},
+                            CLI::ignore_case))
+      ->capture_default_str();
+  app.add_option("--log-dir", c.log.dir, "log folder")->envname("LOG_DIR")->capture_default_str();
+  app.add_option("--log-file", c.log.file, "log file name")
+      ->envname("LOG_FILE")
+      ->capture_default_str();
+}
+
+void AddServeOptions(CLI::App& app, Config& c) {
+  app.add_option("--host", c.host, "listen address")->envname("HOST")->capture_default_str();
+  app.add_option("--port", c.port, "listen port (0: any free port)")
+      ->envname("PORT")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  app.add_option("--threads", c.threads, "I/O threads (default: number of cores)")
+      ->envname("FLASHSALE_THREADS")
+      ->check(CLI::Range(0, 256));
+  app.add_option("--admin-token", c.admin_token, "bearer token of the admin API")
+      ->envname("ADMIN_TOKEN");
+  app.add_option("--mock-seed", c.mock_seed, "random seed of the mock catalog")
+      ->envname("FLASHSALE_MOCK_SEED");
+  app.add_option("--mock-products", c.mock_products,
+                 "mock products loaded into an empty catalog (0: none)")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{10'000'000}))
+      ->capture_default_str();
+  app.add_option("--journal-sync", c.journal_sync, "full (fsync per group commit) or normal")
+      ->envname("FLASHSALE_JOURNAL_SYNC")
+      ->check(CLI::IsMember({"full", "normal"}))
+      ->capture_default_str();
+  app.add_option("--max-connections", c.max_connections, "connections beyond this are refused")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{10'000'000}))
+      ->capture_default_str();
+  app.add_option("--idle-timeout", c.idle_timeout_s, "seconds before an idle connection closes")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{86'400}))
+      ->capture_default_str();
+  app.add_option("--request-timeout", c.request_timeout_s,
+                 "seconds a request's header and body may take to arrive")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{3'600}))
+      ->capture_default_str();
+  app.add_option("--l1-ttl", c.l1_ttl_s, "seconds the local sold-out cache remembers")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{86'400}))
+      ->capture_default_str();
+  AddBackendOptions(app, c);
+  AddLogOptions(app, c);
+}
+
+void SetUpLogging(const LogConfig& log) {
+  std::vector<spdlog::sink_ptr> sinks;
+  sinks.push_back(std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  if (!log.dir.empty() && !log.file.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(log.dir, ec);
+    try {
+      sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(
+          (std::filesystem::path(log.dir) / log.file).string()));
+    } catch (const spdlog::spdlog_ex& e) {
+      std::fprintf(stderr, "flashsale: cannot open log file: %s\n", e.what());
+    }
+  }
+  spdlog::init_thread_pool(16384, 1);
+  // overrun_oldest: under a log storm, drop old lines rather than block a request.
+  auto logger = std::make_shared<spdlog::async_logger>("flashsale", sinks.begin(), sinks.end(),
+                                                       spdlog::thread_pool(),
+                                                       spdlog::async_overflow_policy::overrun_oldest);
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(log.level == "warning" ? "warn" : log.level));
+  spdlog::flush_on(spdlog::level::warn);
+  spdlog::flush_every(std::chrono::seconds(1));
+}
+
+}  // namespace flashsale::app

@@ -1,0 +1,58 @@
+#pragma once
+// Configuration of every subcommand (SPEC §3): flags override environment
+// variables, which override a .env file in the working directory, which
+// overrides defaults. Parsed and validated once at start-up.
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace flashsale::app {
+
+struct LogConfig {
+  std::string level = "info";
+  std::string dir = "logs";
+  std::string file = "app.log";
+};
+
+struct Config {
+  std::string host = "0.0.0.0";
+  int port = 8000;
+  int threads = 0;  // 0: number of cores
+  std::string redis;
+  std::string kafka;
+  std::string database = "sqlite:data/flashsale.db";
+  std::string admin_token;
+  std::optional<std::uint64_t> mock_seed;
+  std::int64_t mock_products = 10'000;
+  std::string journal_sync = "full";
+  std::int64_t max_connections = 100'000;
+  std::int64_t idle_timeout_s = 60;
+  std::int64_t request_timeout_s = 10;
+  std::int64_t l1_ttl_s = 600;
+  LogConfig log;
+
+  // The SQLite path of --database; empty when it is not sqlite:.
+  [[nodiscard]] std::string SqlitePath() const;
+};
+
+// Reads ./.env into the environment without overriding variables already set
+// (python-dotenv's default).
+void LoadDotEnv(const std::string& path = ".env");
+
+// Redis settings from REDIS_URL or REDIS_HOST/PORT/DB/PASSWORD (the seed's names).
+std::string RedisFromEnvironment();
+
+// Options shared by subcommands.
+void AddDatabaseOption(CLI::App& app, Config& c);
+void AddBackendOptions(CLI::App& app, Config& c);
+void AddLogOptions(CLI::App& app, Config& c);
+void AddServeOptions(CLI::App& app, Config& c);
+
+// Sets up spdlog: stderr and LOG_DIR/LOG_FILE, asynchronous so I/O threads
+// never wait for the disk.
+void SetUpLogging(const LogConfig& log);
+
+}  // namespace flashsale::app

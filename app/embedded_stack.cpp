@@ -1,0 +1,75 @@
+#include "embedded_stack.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "mock_catalog.hpp"
+
+namespace flashsale::app {
+
+Result<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Open(const Config& config) {
+  std::unique_ptr<EmbeddedStack> s(new EmbeddedStack());
+  const std::string path = config.SqlitePath();
+  if (path.empty()) {
+    return Status::Invalid("--database " + config.database +
+                           ": embedded mode needs sqlite:PATH (PostgreSQL comes with distributed mode)");
+  }
+  auto db = embedded::SqliteDatabase::Open(
+      {path, config.journal_sync == "normal" ? embedded::JournalSync::kNormal
+                                             : embedded::JournalSync::kFull});
+  if (!db) return db.error();
+  s->db_ = std::move(*db);
+
+  Result<std::vector<Product>> products = s->db_->LoadProducts();
+  if (!products) return products.error();
+  if (products->empty() && config.mock_products > 0) {
+    std::vector<Product> mock = MockCatalog(config.mock_products, config.mock_seed);
+    std::int64_t inserted = 0;
+    if (Status st = s->db_->InsertProducts(mock, false, &inserted); !st.ok()) return st;
+    spdlog::info("catalog was empty: loaded {} mock products ({}..{})", inserted,
+                 kFirstMockProduct, kFirstMockProduct + config.mock_products - 1);
+    products = s->db_->LoadProducts();
+    if (!products) return products.error();
+  }
+  Result<std::vector<embedded::SoldUnits>> sold = s->db_->LoadSoldUnits();
+  if (!sold) return sold.error();
+  s->stock_.Load(*products, *sold);
+
+  const UnixMillis since = NowMillis() - embedded::MemoryIdempotencyStore::kTtlMs;
+  Result<std::vector<Order>> keyed = s->db_->LoadKeyedOrders(since);
+  if (!keyed) return keyed.error();
+  for (const Order& o : *keyed) {
+    PurchaseReply reply;
+    reply.outcome = o.status == OrderStatus::kFailed ? PurchaseOutcome::kSoldOut
+                                                      : PurchaseOutcome::kAccepted;
+    reply.order_id = o.id;
+    s->idempotency_.Preload(o.idempotency_key, {o.user, o.product, o.quantity}, reply,
+                            o.created_at);
+  }
+  Result<std::vector<Order>> pending = s->db_->LoadPending();
+  if (!pending) return pending.error();
+  s->metrics_.queue_depth.Set(static_cast<std::int64_t>(pending->size()));
+  spdlog::info("rebuilt from {}: {} products, {} buyer records, {} pending orders", path,
+               products->size(), sold->size(), pending->size());
+  s->source_.Prime(std::move(*pending));
+
+  s->journal_ = std::make_unique<embedded::SqliteOrderJournal>(*s->db_, s->source_);
+  s->funnel_ = std::make_unique<PurchaseFunnel>(
+      s->stock_, *s->journal_, s->idempotency_, s->broadcast_, s->metrics_,
+      PurchaseFunnel::Options{config.l1_ttl_s * 1000});
+  s->catalog_ = std::make_unique<Catalog>(s->stock_, *s->db_, *s->funnel_);
+  s->consumer_ = std::make_unique<OrderConsumer>(s->source_, *s->db_, s->metrics_,
+                                                 OrderConsumer::Options{});
+  s->consumer_->Start();
+  return s;
+}
+
+void EmbeddedStack::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  journal_->Stop();         // every handed-off order answered and journalled
+  consumer_->Stop(true);    // and persisted
+}
+
+EmbeddedStack::~EmbeddedStack() { Shutdown(); }
+
+}  // namespace flashsale::app

@@ -1,0 +1,56 @@
+#pragma once
+// EmbeddedStack: the whole flash sale in one process (SPEC §2, embedded):
+// in-memory stock rebuilt from SQLite at start-up, the group-committed SQLite
+// journal, an in-process consumer, and the funnel over them.
+//
+// Start-up order (why): the database is opened first; stock and per-user
+// records are rebuilt from its orders (PENDING and CONFIRMED count as sold),
+// so a kill -9 never loses an acknowledged order or lets it be sold twice;
+// PENDING orders are handed to the consumer again.
+
+#include <memory>
+
+#include "backends/embedded/local_status_broadcast.hpp"
+#include "backends/embedded/memory_idempotency_store.hpp"
+#include "backends/embedded/memory_stock_store.hpp"
+#include "backends/embedded/sqlite_database.hpp"
+#include "backends/embedded/sqlite_order_journal.hpp"
+#include "config.hpp"
+#include "consumer/order_consumer.hpp"
+#include "funnel/catalog.hpp"
+#include "funnel/purchase_funnel.hpp"
+
+namespace flashsale::app {
+
+class EmbeddedStack {
+ public:
+  // Opens the database (creating it), loads the mock catalog into an empty
+  // one, rebuilds the stores and starts the journal and the consumer.
+  static Result<std::unique_ptr<EmbeddedStack>> Open(const Config& config);
+  ~EmbeddedStack();
+
+  // Graceful: answer every handed-off order, persist them all, stop threads.
+  void Shutdown();
+
+  PurchaseFunnel& funnel() { return *funnel_; }
+  Catalog& catalog() { return *catalog_; }
+  embedded::SqliteDatabase& database() { return *db_; }
+  FunnelMetrics& metrics() { return metrics_; }
+
+ private:
+  EmbeddedStack() = default;
+
+  FunnelMetrics metrics_;
+  std::unique_ptr<embedded::SqliteDatabase> db_;
+  embedded::MemoryStockStore stock_;
+  embedded::MemoryIdempotencyStore idempotency_;
+  embedded::LocalStatusBroadcast broadcast_;
+  embedded::JournalOrderSource source_;
+  std::unique_ptr<embedded::SqliteOrderJournal> journal_;
+  std::unique_ptr<PurchaseFunnel> funnel_;
+  std::unique_ptr<Catalog> catalog_;
+  std::unique_ptr<OrderConsumer> consumer_;
+  bool shut_down_ = false;
+};
+
+}  // namespace flashsale::app

@@ -1,0 +1,210 @@
+#include "backends/embedded/memory_stock_store.hpp"
+
+#include <algorithm>
+
+namespace flashsale::embedded {
+
+void MemoryStockStore::Load(const std::vector<Product>& products,
+                            const std::vector<SoldUnits>& sold) {
+  for (const Product& p : products) {
+    auto state = std::make_unique<ProductState>();
+    state->product = p;
+    state->remaining = p.stock;
+    ShardOf(p.id).products[p.id] = std::move(state);
+  }
+  for (const SoldUnits& s : sold) {
+    auto& map = ShardOf(s.product).products;
+    auto it = map.find(s.product);
+    if (it == map.end()) continue;  // orders of a deleted product: audit reports them
+    ProductState& state = *it->second;
+    state.remaining -= s.units;
+    Buyer& buyer = state.buyers[s.user];
+    buyer.units += s.units;
+    buyer.latest_order = s.latest_order;
+  }
+  // A database that sold more than stock (FAILED orders are not counted, so
+  // this means lost writes) must not let the store go negative.
+  for (Shard& shard : shards_) {
+    for (auto& [id, state] : shard.products) {
+      state->remaining = std::max<std::int64_t>(state->remaining, 0);
+    }
+  }
+}
+
+ReserveResult MemoryStockStore::ReserveLocked(ProductState& s, const Reservation& r) {
+  ReserveResult result;
+  result.restock_epoch = s.restock_epoch;
+  const Product& p = s.product;
+  if (p.starts_at && r.now < *p.starts_at) {
+    result.outcome = ReserveOutcome::kNotStarted;
+    return result;
+  }
+  if (p.ends_at && r.now >= *p.ends_at) {
+    result.outcome = ReserveOutcome::kEnded;
+    return result;
+  }
+  if (r.now < s.sold_out_until) {  // L2
+    result.outcome = ReserveOutcome::kSoldOut;
+    return result;
+  }
+  auto buyer = s.buyers.find(r.user);
+  const std::int64_t held = buyer == s.buyers.end() ? 0 : buyer->second.units;
+  if (held + r.quantity > p.limit_per_user) {
+    result.outcome = ReserveOutcome::kLimitExceeded;
+    if (buyer != s.buyers.end()) result.latest_order = buyer->second.latest_order;
+    return result;
+  }
+  if (s.remaining == 0) {
+    s.sold_out_until = r.now + kSoldOutFlagTtlMs;
+    result.outcome = ReserveOutcome::kSoldOut;
+    return result;
+  }
+  if (s.remaining < r.quantity) {
+    result.outcome = ReserveOutcome::kInsufficientStock;
+    return result;
+  }
+  // The last unit is sold too: the check is remaining >= quantity, not > 0.
+  s.remaining -= r.quantity;
+  Buyer& b = buyer == s.buyers.end() ? s.buyers[r.user] : buyer->second;
+  b.units += r.quantity;
+  b.latest_order = r.order;
+  result.outcome = ReserveOutcome::kReserved;
+  result.price = p.price;
+  if (s.remaining == 0) {
+    s.sold_out_until = r.now + kSoldOutFlagTtlMs;
+    result.took_last_unit = true;
+  }
+  return result;
+}
+
+void MemoryStockStore::Reserve(const Reservation& r, ReserveCallback done) {
+  ReserveResult result;
+  {
+    Shard& shard = ShardOf(r.product);
+    std::lock_guard lock(shard.mu);
+    auto it = shard.products.find(r.product);
+    if (it == shard.products.end()) {
+      result.outcome = ReserveOutcome::kUnknownProduct;
+    } else {
+      result = ReserveLocked(*it->second, r);
+    }
+  }
+  done(result);
+}
+
+Result<std::int64_t> MemoryStockStore::Release(const Reservation& r) {
+  Shard& shard = ShardOf(r.product);
+  std::lock_guard lock(shard.mu);
+  auto it = shard.products.find(r.product);
+  FLASHSALE_CHECK(it != shard.products.end(), "release of an unknown product");
+  ProductState& s = *it->second;
+  auto buyer = s.buyers.find(r.user);
+  FLASHSALE_CHECK(buyer != s.buyers.end() && buyer->second.units >= r.quantity,
+                  "release without a matching reservation");
+  buyer->second.units -= r.quantity;
+  if (buyer->second.units == 0) s.buyers.erase(buyer);
+  s.remaining = std::min(s.remaining + r.quantity, s.product.stock);
+  s.sold_out_until = 0;
+  return ++s.restock_epoch;
+}
+
+Result<PutResult> MemoryStockStore::Put(const Product& p, const PersistProduct& persist) {
+  Shard& shard = ShardOf(p.id);
+  std::lock_guard lock(shard.mu);
+  auto it = shard.products.find(p.id);
+  PutResult result;
+  result.created = it == shard.products.end();
+  const std::int64_t sold =
+      result.created ? 0 : it->second->product.stock - it->second->remaining;
+  if (p.stock < sold) {
+    return Status::Conflict("stock " + std::to_string(p.stock) + " is below the " +
+                            std::to_string(sold) + " units already sold");
+  }
+  if (Status s = persist(p); !s.ok()) return s;
+  if (result.created) {
+    it = shard.products.emplace(p.id, std::make_unique<ProductState>()).first;
+  }
+  ProductState& state = *it->second;
+  state.product = p;
+  state.remaining = p.stock - sold;
+  if (state.remaining > 0) {
+    state.sold_out_until = 0;
+    result.reopened = !result.created;
+    if (result.reopened) ++state.restock_epoch;
+  }
+  result.restock_epoch = state.restock_epoch;
+  return result;
+}
+
+Result<PutResult> MemoryStockStore::Restock(ProductId id, std::int64_t amount,
+                                            const PersistProduct& persist) {
+  Shard& shard = ShardOf(id);
+  std::lock_guard lock(shard.mu);
+  auto it = shard.products.find(id);
+  if (it == shard.products.end()) return Status::NotFound("product " + std::to_string(id));
+  ProductState& state = *it->second;
+  if (amount > INT64_MAX - state.product.stock) return Status::Invalid("stock would overflow");
+  Product updated = state.product;
+  updated.stock += amount;
+  if (Status s = persist(updated); !s.ok()) return s;
+  state.product = updated;
+  state.remaining += amount;
+  PutResult result;
+  if (state.remaining > 0) {
+    state.sold_out_until = 0;
+    result.reopened = true;
+    ++state.restock_epoch;
+  }
+  result.restock_epoch = state.restock_epoch;
+  return result;
+}
+
+StockSnapshot MemoryStockStore::Snapshot(const ProductState& s, UnixMillis now) {
+  return {s.product, s.remaining, s.remaining == 0 || now < s.sold_out_until, s.restock_epoch};
+}
+
+Result<std::optional<StockSnapshot>> MemoryStockStore::Get(ProductId id) {
+  Shard& shard = ShardOf(id);
+  std::lock_guard lock(shard.mu);
+  auto it = shard.products.find(id);
+  if (it == shard.products.end()) return std::optional<StockSnapshot>();
+  return std::optional<StockSnapshot>(Snapshot(*it->second, NowMillis()));
+}
+
+Result<std::vector<StockSnapshot>> MemoryStockStore::List(std::int64_t offset,
+                                                          std::int64_t limit) {
+  std::vector<StockSnapshot> all;
+  const UnixMillis now = NowMillis();
+  for (Shard& shard : shards_) {
+    std::lock_guard lock(shard.mu);
+    for (const auto& [id, state] : shard.products) all.push_back(Snapshot(*state, now));
+  }
+  std::sort(all.begin(), all.end(),
+            [](const StockSnapshot& a, const StockSnapshot& b) { return a.product.id < b.product.id; });
+  std::vector<StockSnapshot> page;
+  for (auto i = static_cast<std::size_t>(std::max<std::int64_t>(offset, 0));
+       i < all.size() && static_cast<std::int64_t>(page.size()) < limit; ++i) {
+    page.push_back(all[i]);
+  }
+  return page;
+}
+
+Result<std::int64_t> MemoryStockStore::ProductCount() {
+  std::int64_t n = 0;
+  for (Shard& shard : shards_) {
+    std::lock_guard lock(shard.mu);
+    n += static_cast<std::int64_t>(shard.products.size());
+  }
+  return n;
+}
+
+std::int64_t MemoryStockStore::UnitsOf(ProductId product, UserId user) {
+  Shard& shard = ShardOf(product);
+  std::lock_guard lock(shard.mu);
+  auto it = shard.products.find(product);
+  if (it == shard.products.end()) return 0;
+  auto b = it->second->buyers.find(user);
+  return b == it->second->buyers.end() ? 0 : b->second.units;
+}
+
+}  // namespace flashsale::embedded

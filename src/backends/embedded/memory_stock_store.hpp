@@ -1,0 +1,73 @@
+#pragma once
+// MemoryStockStore: the embedded StockStore. Products live in 64 shards, each
+// behind its own mutex, so purchases of different products rarely contend and
+// there is no global lock; one purchase holds one shard lock for a few hash
+// lookups. The L2 flag is an in-process expiry time per product.
+//
+// Thread safety: all methods are safe for concurrent use. Reserve() answers
+// inline (on the caller's thread).
+
+#include <array>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "core/stock_store.hpp"
+
+namespace flashsale::embedded {
+
+// What the database says was sold, to rebuild the store at start-up.
+struct SoldUnits {
+  ProductId product = 0;
+  UserId user = 0;
+  std::int64_t units = 0;
+  OrderId latest_order;
+};
+
+class MemoryStockStore final : public StockStore {
+ public:
+  static constexpr std::int64_t kSoldOutFlagTtlMs = 3'600'000;  // SPEC §1: L2 TTL
+
+  MemoryStockStore() = default;
+  // Start-up only (REQUIRES: no concurrent calls): products and what was sold.
+  void Load(const std::vector<Product>& products, const std::vector<SoldUnits>& sold);
+
+  void Reserve(const Reservation& r, ReserveCallback done) override;
+  Result<std::int64_t> Release(const Reservation& r) override;
+  Result<PutResult> Put(const Product& p, const PersistProduct& persist) override;
+  Result<PutResult> Restock(ProductId id, std::int64_t amount,
+                            const PersistProduct& persist) override;
+  Result<std::optional<StockSnapshot>> Get(ProductId id) override;
+  Result<std::vector<StockSnapshot>> List(std::int64_t offset, std::int64_t limit) override;
+  Result<std::int64_t> ProductCount() override;
+
+  // The per-user record, for tests and audit.
+  std::int64_t UnitsOf(ProductId product, UserId user);
+
+ private:
+  struct Buyer {
+    std::int64_t units = 0;
+    OrderId latest_order;
+  };
+  struct ProductState {
+    Product product;
+    std::int64_t remaining = 0;
+    UnixMillis sold_out_until = 0;  // L2 flag: set while now < sold_out_until
+    std::int64_t restock_epoch = 0;
+    std::unordered_map<UserId, Buyer> buyers;
+  };
+  struct alignas(64) Shard {
+    std::mutex mu;
+    std::unordered_map<ProductId, std::unique_ptr<ProductState>> products;  // guarded by mu
+  };
+  static constexpr std::size_t kShards = 64;
+
+  Shard& ShardOf(ProductId id) { return shards_[static_cast<std::uint64_t>(id) % kShards]; }
+  static StockSnapshot Snapshot(const ProductState& s, UnixMillis now);
+  static ReserveResult ReserveLocked(ProductState& s, const Reservation& r);
+
+  std::array<Shard, kShards> shards_;
+};
+
+}  // namespace flashsale::embedded

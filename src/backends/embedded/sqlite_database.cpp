@@ -1,0 +1,375 @@
+#include "backends/embedded/sqlite_database.hpp"
+
+#include <filesystem>
+
+namespace flashsale::embedded {
+namespace {
+
+// Prices are cents, times ms since the epoch (UTC).
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS products (
+  product_id     INTEGER PRIMARY KEY,
+  price          INTEGER NOT NULL,
+  stock          INTEGER NOT NULL,
+  starts_at      INTEGER,
+  ends_at        INTEGER,
+  limit_per_user INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS orders (
+  order_id        TEXT PRIMARY KEY,
+  user_id         INTEGER NOT NULL,
+  product_id      INTEGER NOT NULL,
+  quantity        INTEGER NOT NULL,
+  price           INTEGER NOT NULL,
+  status          TEXT NOT NULL,
+  created_at      INTEGER NOT NULL,
+  idempotency_key TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS orders_by_user ON orders(user_id, created_at);
+)sql";
+
+constexpr const char* kOrderColumns =
+    "order_id, user_id, product_id, quantity, price, status, created_at, idempotency_key";
+
+Order ReadOrder(const SqliteStatement& st) {
+  Order o;
+  o.id = OrderId::Parse(st.Text(0)).value_or(OrderId());
+  o.user = st.Int(1);
+  o.product = st.Int(2);
+  o.quantity = st.Int(3);
+  o.price = st.Int(4);
+  o.status = ParseOrderStatus(st.Text(5)).value_or(OrderStatus::kPending);
+  o.created_at = st.Int(6);
+  if (!st.IsNull(7)) o.idempotency_key = std::string(st.Text(7));
+  return o;
+}
+
+}  // namespace
+
+SqliteStatement::SqliteStatement(sqlite3* db, const char* sql) : db_(db) {
+  if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) {
+    FLASHSALE_CHECK(false, sqlite3_errmsg(db));
+  }
+}
+SqliteStatement::~SqliteStatement() { sqlite3_finalize(stmt_); }
+SqliteStatement& SqliteStatement::Bind(int i, std::int64_t v) {
+  sqlite3_bind_int64(stmt_, i, v);
+  return *this;
+}
+SqliteStatement& SqliteStatement::Bind(int i, std::string_view v) {
+  sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+SqliteStatement& SqliteStatement::BindNull(int i) {
+  sqlite3_bind_null(stmt_, i);
+  return *this;
+}
+SqliteStatement& SqliteStatement::Bind(int i, const std::optional<std::int64_t>& v) {
+  return v ? Bind(i, *v) : BindNull(i);
+}
+int SqliteStatement::Step() { return sqlite3_step(stmt_); }
+void SqliteStatement::Reset() {
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+}
+std::int64_t SqliteStatement::Int(int c) const { return sqlite3_column_int64(stmt_, c); }
+std::optional<std::int64_t> SqliteStatement::OptionalInt(int c) const {
+  if (IsNull(c)) return std::nullopt;
+  return Int(c);
+}
+std::string_view SqliteStatement::Text(int c) const {
+  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, c));
+  return p == nullptr ? std::string_view{}
+                      : std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, c)));
+}
+bool SqliteStatement::IsNull(int c) const { return sqlite3_column_type(stmt_, c) == SQLITE_NULL; }
+
+Status SqliteDatabase::Error(sqlite3* db, std::string_view what) {
+  return Status::Unavailable(std::string(what) + ": " + sqlite3_errmsg(db) + " (" + path_ + ")");
+}
+
+Status SqliteDatabase::Exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err != nullptr ? err : "unknown error";
+    sqlite3_free(err);
+    return Status::Unavailable(msg + " (" + path_ + ")");
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const Options& options) {
+  std::unique_ptr<SqliteDatabase> db(new SqliteDatabase());
+  db->path_ = options.path;
+  std::error_code ec;
+  const std::filesystem::path parent = std::filesystem::path(options.path).parent_path();
+  if (!options.read_only && !parent.empty()) std::filesystem::create_directories(parent, ec);
+  if (options.read_only && !std::filesystem::exists(options.path)) {
+    return Status::NotFound("no database at " + options.path);
+  }
+  const int flags = options.read_only ? SQLITE_OPEN_READONLY
+                                      : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  if (sqlite3_open_v2(options.path.c_str(), &db->writer_, flags | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    return db->Error(db->writer_, "cannot open database");
+  }
+  sqlite3_busy_timeout(db->writer_, 5000);
+  if (!options.read_only) {
+    const std::string pragmas =
+        std::string("PRAGMA journal_mode=WAL; PRAGMA synchronous=") +
+        (options.sync == JournalSync::kFull ? "FULL" : "NORMAL") + ";";
+    if (Status s = db->Exec(db->writer_, pragmas.c_str()); !s.ok()) return s;
+    if (Status s = db->Exec(db->writer_, kSchema); !s.ok()) return s;
+  }
+  if (sqlite3_open_v2(options.path.c_str(), &db->reader_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    return db->Error(db->reader_, "cannot open database for reading");
+  }
+  sqlite3_busy_timeout(db->reader_, 5000);
+  if (!options.read_only) {
+    std::lock_guard lock(db->write_mu_);
+    if (Status s = db->LoadGuardStateLocked(); !s.ok()) return s;
+  }
+  return db;
+}
+
+SqliteDatabase::~SqliteDatabase() {
+  sqlite3_close_v2(reader_);
+  sqlite3_close_v2(writer_);
+}
+
+Status SqliteDatabase::LoadGuardStateLocked() {
+  guard_stock_.clear();
+  guard_confirmed_.clear();
+  SqliteStatement products(writer_, "SELECT product_id, stock FROM products");
+  while (products.Step() == SQLITE_ROW) guard_stock_[products.Int(0)] = products.Int(1);
+  SqliteStatement sold(writer_,
+                       "SELECT product_id, SUM(quantity) FROM orders WHERE status = 'CONFIRMED' "
+                       "GROUP BY product_id");
+  int rc;
+  while ((rc = sold.Step()) == SQLITE_ROW) guard_confirmed_[sold.Int(0)] = sold.Int(1);
+  if (rc != SQLITE_DONE) return Error(writer_, "loading the stock guard");
+  return Status::Ok();
+}
+
+Status SqliteDatabase::UpsertProduct(const Product& p) {
+  std::lock_guard lock(write_mu_);
+  SqliteStatement st(writer_,
+                     "INSERT INTO products(product_id, price, stock, starts_at, ends_at, "
+                     "limit_per_user) VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(product_id) DO "
+                     "UPDATE SET price = excluded.price, stock = excluded.stock, starts_at = "
+                     "excluded.starts_at, ends_at = excluded.ends_at, limit_per_user = "
+                     "excluded.limit_per_user");
+  st.Bind(1, p.id).Bind(2, p.price).Bind(3, p.stock).Bind(4, p.starts_at).Bind(5, p.ends_at);
+  st.Bind(6, p.limit_per_user);
+  if (st.Step() != SQLITE_DONE) return Error(writer_, "saving product");
+  guard_stock_[p.id] = p.stock;
+  return Status::Ok();
+}
+
+Status SqliteDatabase::InsertProducts(const std::vector<Product>& products, bool overwrite,
+                                      std::int64_t* inserted) {
+  std::lock_guard lock(write_mu_);
+  if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok()) return s;
+  const char* sql = overwrite
+                        ? "INSERT OR REPLACE INTO products(product_id, price, stock, starts_at, "
+                          "ends_at, limit_per_user) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
+                        : "INSERT OR IGNORE INTO products(product_id, price, stock, starts_at, "
+                          "ends_at, limit_per_user) VALUES(?1, ?2, ?3, ?4, ?5, ?6)";
+  SqliteStatement st(writer_, sql);
+  *inserted = 0;
+  for (const Product& p : products) {
+    st.Bind(1, p.id).Bind(2, p.price).Bind(3, p.stock).Bind(4, p.starts_at).Bind(5, p.ends_at);
+    st.Bind(6, p.limit_per_user);
+    if (st.Step() != SQLITE_DONE) {
+      Status err = Error(writer_, "inserting products");
+      (void)Exec(writer_, "ROLLBACK");
+      return err;
+    }
+    *inserted += sqlite3_changes(writer_);
+    st.Reset();
+  }
+  if (Status s = Exec(writer_, "COMMIT"); !s.ok()) {
+    (void)Exec(writer_, "ROLLBACK");
+    return s;
+  }
+  return LoadGuardStateLocked();
+}
+
+Status SqliteDatabase::AppendPending(std::span<const Order> orders) {
+  std::lock_guard lock(write_mu_);
+  if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok()) return Status::NotDelivered(s.message());
+  SqliteStatement st(writer_,
+                     "INSERT INTO orders(order_id, user_id, product_id, quantity, price, status, "
+                     "created_at, idempotency_key) VALUES(?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7)");
+  for (const Order& o : orders) {
+    st.Bind(1, o.id.view()).Bind(2, o.user).Bind(3, o.product).Bind(4, o.quantity);
+    st.Bind(5, o.price).Bind(6, o.created_at);
+    if (o.idempotency_key.empty()) {
+      st.BindNull(7);
+    } else {
+      st.Bind(7, std::string_view(o.idempotency_key));
+    }
+    if (st.Step() != SQLITE_DONE) {
+      Status err = Error(writer_, "journalling orders");
+      (void)Exec(writer_, "ROLLBACK");
+      return Status::NotDelivered(err.message());
+    }
+    st.Reset();
+  }
+  if (Status s = Exec(writer_, "COMMIT"); !s.ok()) {
+    // A failed COMMIT that leaves no transaction open was rolled back; one
+    // that failed during the fsync may or may not have reached the disk.
+    if (sqlite3_get_autocommit(writer_) == 0 && Exec(writer_, "ROLLBACK").ok()) {
+      return Status::NotDelivered(s.message());
+    }
+    return Status::Unknown(s.message());
+  }
+  return Status::Ok();
+}
+
+Result<PersistSummary> SqliteDatabase::PersistBatch(std::span<const Order> orders) {
+  std::lock_guard lock(write_mu_);
+  PersistSummary summary;
+  if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok()) return s;
+  SqliteStatement find(writer_, "SELECT status FROM orders WHERE order_id = ?1");
+  SqliteStatement upsert(writer_,
+                         "INSERT INTO orders(order_id, user_id, product_id, quantity, price, "
+                         "status, created_at, idempotency_key) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+                         "?8) ON CONFLICT(order_id) DO UPDATE SET status = excluded.status");
+  // Tentative guard changes, applied to the mirror only after COMMIT.
+  std::unordered_map<ProductId, std::int64_t> confirmed_delta;
+  auto fail = [&](std::string_view what) -> Status {
+    Status err = Error(writer_, what);
+    (void)Exec(writer_, "ROLLBACK");
+    return err;
+  };
+  for (const Order& o : orders) {
+    find.Bind(1, o.id.view());
+    const int rc = find.Step();
+    if (rc == SQLITE_ROW && find.Text(0) != "PENDING") {
+      ++summary.duplicates;
+      find.Reset();
+      continue;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return fail("reading order");
+    find.Reset();
+    // Last line of defence: never confirm more than the product's stock.
+    auto stock = guard_stock_.find(o.product);
+    const std::int64_t confirmed = guard_confirmed_[o.product] + confirmed_delta[o.product];
+    const bool fits = stock != guard_stock_.end() && confirmed + o.quantity <= stock->second;
+    const OrderStatus status = fits ? OrderStatus::kConfirmed : OrderStatus::kFailed;
+    upsert.Bind(1, o.id.view()).Bind(2, o.user).Bind(3, o.product).Bind(4, o.quantity);
+    upsert.Bind(5, o.price).Bind(6, ToString(status)).Bind(7, o.created_at);
+    if (o.idempotency_key.empty()) {
+      upsert.BindNull(8);
+    } else {
+      upsert.Bind(8, std::string_view(o.idempotency_key));
+    }
+    if (upsert.Step() != SQLITE_DONE) return fail("persisting order");
+    upsert.Reset();
+    if (fits) {
+      confirmed_delta[o.product] += o.quantity;
+      ++summary.confirmed;
+    } else {
+      ++summary.failed;
+    }
+  }
+  if (Status s = Exec(writer_, "COMMIT"); !s.ok()) {
+    (void)Exec(writer_, "ROLLBACK");
+    return s;
+  }
+  for (const auto& [product, delta] : confirmed_delta) guard_confirmed_[product] += delta;
+  return summary;
+}
+
+Result<std::optional<Order>> SqliteDatabase::FindOrder(const OrderId& id) {
+  std::lock_guard lock(read_mu_);
+  SqliteStatement st(reader_, (std::string("SELECT ") + kOrderColumns +
+                               " FROM orders WHERE order_id = ?1").c_str());
+  st.Bind(1, id.view());
+  const int rc = st.Step();
+  if (rc == SQLITE_ROW) return std::optional<Order>(ReadOrder(st));
+  if (rc == SQLITE_DONE) return std::optional<Order>();
+  return Error(reader_, "reading order");
+}
+
+Result<std::vector<Order>> SqliteDatabase::OrdersOfUser(UserId user, std::int64_t limit) {
+  std::lock_guard lock(read_mu_);
+  SqliteStatement st(reader_, (std::string("SELECT ") + kOrderColumns +
+                               " FROM orders WHERE user_id = ?1 ORDER BY created_at DESC, "
+                               "order_id DESC LIMIT ?2").c_str());
+  st.Bind(1, user).Bind(2, limit);
+  std::vector<Order> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) out.push_back(ReadOrder(st));
+  if (rc != SQLITE_DONE) return Error(reader_, "reading orders");
+  return out;
+}
+
+Result<std::vector<Product>> SqliteDatabase::LoadProducts() {
+  std::lock_guard lock(read_mu_);
+  SqliteStatement st(reader_,
+                     "SELECT product_id, price, stock, starts_at, ends_at, limit_per_user FROM "
+                     "products ORDER BY product_id");
+  std::vector<Product> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    out.push_back({st.Int(0), st.Int(1), st.Int(2), st.OptionalInt(3), st.OptionalInt(4),
+                   st.Int(5)});
+  }
+  if (rc != SQLITE_DONE) return Error(reader_, "reading products");
+  return out;
+}
+
+Result<std::vector<SoldUnits>> SqliteDatabase::LoadSoldUnits() {
+  std::lock_guard lock(read_mu_);
+  SqliteStatement st(reader_,
+                     "SELECT product_id, user_id, SUM(quantity), MAX(order_id) FROM orders WHERE "
+                     "status != 'FAILED' GROUP BY product_id, user_id");
+  std::vector<SoldUnits> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    out.push_back({st.Int(0), st.Int(1), st.Int(2),
+                   OrderId::Parse(st.Text(3)).value_or(OrderId())});
+  }
+  if (rc != SQLITE_DONE) return Error(reader_, "reading sold units");
+  return out;
+}
+
+namespace {
+Result<std::vector<Order>> QueryOrders(sqlite3* db, const std::string& sql,
+                                       std::optional<std::int64_t> arg) {
+  SqliteStatement st(db, sql.c_str());
+  if (arg) st.Bind(1, *arg);
+  std::vector<Order> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) out.push_back(ReadOrder(st));
+  if (rc != SQLITE_DONE) return Status::Unavailable(std::string("reading orders: ") + sqlite3_errmsg(db));
+  return out;
+}
+}  // namespace
+
+Result<std::vector<Order>> SqliteDatabase::LoadPending() {
+  std::lock_guard lock(read_mu_);
+  return QueryOrders(reader_,
+                     std::string("SELECT ") + kOrderColumns +
+                         " FROM orders WHERE status = 'PENDING' ORDER BY created_at",
+                     std::nullopt);
+}
+
+Result<std::vector<Order>> SqliteDatabase::LoadKeyedOrders(UnixMillis since_ms) {
+  std::lock_guard lock(read_mu_);
+  return QueryOrders(reader_,
+                     std::string("SELECT ") + kOrderColumns +
+                         " FROM orders WHERE idempotency_key IS NOT NULL AND created_at > ?1",
+                     since_ms);
+}
+
+Result<std::vector<Order>> SqliteDatabase::LoadAllOrders() {
+  std::lock_guard lock(read_mu_);
+  return QueryOrders(reader_, std::string("SELECT ") + kOrderColumns + " FROM orders",
+                     std::nullopt);
+}
+
+}  // namespace flashsale::embedded

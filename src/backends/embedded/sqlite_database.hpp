@@ -1,0 +1,102 @@
+#pragma once
+// SqliteDatabase: the embedded database of record (SPEC §5) in one SQLite file
+// in WAL mode: products, orders (the journal writes PENDING rows, the consumer
+// decides CONFIRMED/FAILED), and what start-up needs to rebuild the stores.
+//
+// Thread safety: one writer connection behind `write_mu_` (the journal, the
+// consumer and admin changes take turns, so SQLite never answers BUSY inside
+// the process) and one reader connection behind `read_mu_`. WAL lets readers
+// run beside the writer. Other processes (`flashsale audit`) may read.
+
+#include <sqlite3.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "backends/embedded/memory_stock_store.hpp"
+#include "core/order_repository.hpp"
+
+namespace flashsale::embedded {
+
+// RAII prepared statement; reset after each use.
+class SqliteStatement {
+ public:
+  SqliteStatement(sqlite3* db, const char* sql);
+  ~SqliteStatement();
+  SqliteStatement(const SqliteStatement&) = delete;
+  SqliteStatement& operator=(const SqliteStatement&) = delete;
+
+  SqliteStatement& Bind(int index, std::int64_t v);
+  SqliteStatement& Bind(int index, std::string_view v);
+  SqliteStatement& BindNull(int index);
+  SqliteStatement& Bind(int index, const std::optional<std::int64_t>& v);
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int Step();
+  void Reset();
+  [[nodiscard]] std::int64_t Int(int col) const;
+  [[nodiscard]] std::optional<std::int64_t> OptionalInt(int col) const;
+  [[nodiscard]] std::string_view Text(int col) const;
+  [[nodiscard]] bool IsNull(int col) const;
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+enum class JournalSync { kFull, kNormal };
+
+class SqliteDatabase final : public OrderRepository {
+ public:
+  struct Options {
+    std::string path;
+    JournalSync sync = JournalSync::kFull;
+    bool read_only = false;
+  };
+  static Result<std::unique_ptr<SqliteDatabase>> Open(const Options& options);
+  ~SqliteDatabase() override;
+
+  // OrderRepository
+  Status UpsertProduct(const Product& p) override;
+  Result<PersistSummary> PersistBatch(std::span<const Order> orders) override;
+  Result<std::optional<Order>> FindOrder(const OrderId& id) override;
+  Result<std::vector<Order>> OrdersOfUser(UserId user, std::int64_t limit) override;
+
+  // Journal: inserts PENDING rows in one transaction (group commit).
+  // NotDelivered when the transaction was rolled back, Unknown when COMMIT
+  // failed in a way that may have persisted it.
+  Status AppendPending(std::span<const Order> orders);
+
+  // Start-up and audit queries.
+  Result<std::vector<Product>> LoadProducts();
+  Result<std::vector<SoldUnits>> LoadSoldUnits();  // orders not FAILED, per product and user
+  Result<std::vector<Order>> LoadPending();
+  // Orders with an Idempotency-Key created after `since_ms`.
+  Result<std::vector<Order>> LoadKeyedOrders(UnixMillis since_ms);
+  Result<std::vector<Order>> LoadAllOrders();
+  Status InsertProducts(const std::vector<Product>& products, bool overwrite,
+                        std::int64_t* inserted);
+
+  [[nodiscard]] const std::string& path() const { return path_; }
+
+ private:
+  SqliteDatabase() = default;
+  Status Exec(sqlite3* db, const char* sql);
+  Status Error(sqlite3* db, std::string_view what);
+  // REQUIRES: write_mu_ held.
+  Status LoadGuardStateLocked();
+
+  std::string path_;
+  std::mutex write_mu_;
+  sqlite3* writer_ = nullptr;  // guarded by write_mu_
+  std::mutex read_mu_;
+  sqlite3* reader_ = nullptr;  // guarded by read_mu_
+  // Stock guard of PersistBatch: stock and CONFIRMED units per product,
+  // mirrored from the database. Guarded by write_mu_.
+  std::unordered_map<ProductId, std::int64_t> guard_stock_;
+  std::unordered_map<ProductId, std::int64_t> guard_confirmed_;
+};
+
+}  // namespace flashsale::embedded

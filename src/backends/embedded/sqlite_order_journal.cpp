@@ -1,0 +1,117 @@
+#include "backends/embedded/sqlite_order_journal.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+namespace flashsale::embedded {
+
+void JournalOrderSource::Prime(std::vector<Order> pending) {
+  std::lock_guard lock(mu_);
+  for (Order& o : pending) orders_.push_back(std::move(o));
+  cv_.notify_one();
+}
+
+void JournalOrderSource::Push(std::vector<Order>& committed) {
+  {
+    std::lock_guard lock(mu_);
+    for (Order& o : committed) orders_.push_back(std::move(o));
+  }
+  cv_.notify_one();
+}
+
+Result<std::vector<Order>> JournalOrderSource::Poll(std::size_t max, int wait_ms) {
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, std::chrono::milliseconds(wait_ms),
+               [this] { return !orders_.empty() || woken_; });
+  woken_ = false;
+  std::vector<Order> out;
+  const std::size_t n = std::min(max, orders_.size());
+  out.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    out.push_back(std::move(orders_.front()));
+    orders_.pop_front();
+  }
+  return out;
+}
+
+void JournalOrderSource::Wake() {
+  std::lock_guard lock(mu_);
+  woken_ = true;
+  cv_.notify_all();
+}
+
+std::size_t JournalOrderSource::Depth() {
+  std::lock_guard lock(mu_);
+  return orders_.size();
+}
+
+SqliteOrderJournal::SqliteOrderJournal(SqliteDatabase& db, JournalOrderSource& source)
+    : db_(db), source_(source), thread_([this] { Run(); }) {}
+
+SqliteOrderJournal::~SqliteOrderJournal() { Stop(); }
+
+void SqliteOrderJournal::HandOff(Order order, HandOffCallback done) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      queue_.push_back({std::move(order), std::move(done)});
+      ++enqueued_;
+      if (queue_.size() == 1) wake_.notify_one();
+      return;
+    }
+  }
+  done(Status::NotDelivered("journal is shutting down"));
+}
+
+void SqliteOrderJournal::Flush() {
+  std::unique_lock lock(mu_);
+  const std::uint64_t target = enqueued_;
+  drained_.wait(lock, [&] { return answered_ >= target; });
+}
+
+void SqliteOrderJournal::Stop() {
+  Flush();
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+void SqliteOrderJournal::Run() {
+  std::vector<Pending> batch;
+  std::vector<Order> orders;
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      wake_.wait(lock, [this] { return !queue_.empty() || stopping_; });
+      if (queue_.empty()) return;  // stopping and drained
+      if (queue_.size() <= kMaxBatch) {
+        batch.swap(queue_);
+      } else {
+        batch.assign(std::make_move_iterator(queue_.begin()),
+                     std::make_move_iterator(queue_.begin() + kMaxBatch));
+        queue_.erase(queue_.begin(), queue_.begin() + kMaxBatch);
+      }
+    }
+    orders.clear();
+    orders.reserve(batch.size());
+    for (Pending& p : batch) orders.push_back(p.order);
+    const Status s = db_.AppendPending(orders);
+    if (!s.ok()) spdlog::error("journal commit of {} orders failed: {}", orders.size(), s.ToString());
+    // Answer only after the commit (durable first, then reply).
+    for (Pending& p : batch) p.done(s);
+    if (s.ok()) source_.Push(orders);
+    {
+      std::lock_guard lock(mu_);
+      answered_ += batch.size();
+    }
+    drained_.notify_all();
+    batch.clear();
+  }
+}
+
+}  // namespace flashsale::embedded

@@ -1,0 +1,73 @@
+#pragma once
+// SqliteOrderJournal: the embedded OrderQueue. Hand-offs from every I/O thread
+// are queued; one journal thread writes everything queued so far in one
+// transaction (group commit: one fsync for many orders with synchronous=FULL)
+// and only then answers each order, so an ACCEPTED order is on disk. Committed
+// orders go on to the consumer through JournalOrderSource.
+//
+// Thread safety: HandOff() and Flush() from any thread; callbacks run on the
+// journal thread.
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "backends/embedded/sqlite_database.hpp"
+#include "core/order_queue.hpp"
+#include "core/order_repository.hpp"
+
+namespace flashsale::embedded {
+
+// The consumer's view of the journal: committed PENDING orders, in commit
+// order. At start-up it is primed with the PENDING rows left by a previous run,
+// so a crash between journal and consumer loses nothing. Thread-safe.
+class JournalOrderSource final : public OrderSource {
+ public:
+  void Prime(std::vector<Order> pending);
+  void Push(std::vector<Order>& committed);  // moves the orders in
+  Result<std::vector<Order>> Poll(std::size_t max, int wait_ms) override;
+  Status Commit() override { return Status::Ok(); }  // progress lives in the orders' status
+  void Wake() override;
+  std::size_t Depth();
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Order> orders_;  // guarded by mu_
+  bool woken_ = false;        // guarded by mu_
+};
+
+class SqliteOrderJournal final : public OrderQueue {
+ public:
+  static constexpr std::size_t kMaxBatch = 4096;
+
+  SqliteOrderJournal(SqliteDatabase& db, JournalOrderSource& source);
+  ~SqliteOrderJournal() override;  // flushes, then stops the thread
+
+  void HandOff(Order order, HandOffCallback done) override;
+  void Flush() override;
+  // Stops taking orders (they are answered NotDelivered) after flushing.
+  void Stop();
+
+ private:
+  struct Pending {
+    Order order;
+    HandOffCallback done;
+  };
+  void Run();
+
+  SqliteDatabase& db_;
+  JournalOrderSource& source_;
+  std::mutex mu_;
+  std::condition_variable wake_;     // journal thread: work arrived
+  std::condition_variable drained_;  // Flush(): a batch finished
+  std::vector<Pending> queue_;       // guarded by mu_
+  std::uint64_t enqueued_ = 0;       // guarded by mu_
+  std::uint64_t answered_ = 0;       // guarded by mu_
+  bool stopping_ = false;            // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace flashsale::embedded

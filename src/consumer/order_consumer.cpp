@@ -1,0 +1,71 @@
+#include "consumer/order_consumer.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace flashsale {
+
+OrderConsumer::OrderConsumer(OrderSource& source, OrderRepository& repository,
+                             FunnelMetrics& metrics, Options options)
+    : source_(source), repository_(repository), metrics_(metrics), options_(options) {}
+
+OrderConsumer::~OrderConsumer() { Stop(false); }
+
+void OrderConsumer::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
+
+void OrderConsumer::Stop(bool drain) {
+  if (!thread_.joinable()) return;
+  stopping_.store(true);
+  source_.Wake();
+  thread_.join();
+  if (drain) {
+    while (RunOnce()) {
+    }
+  }
+}
+
+bool OrderConsumer::RunOnce() {
+  Result<std::vector<Order>> polled = source_.Poll(options_.max_batch, options_.poll_wait_ms);
+  if (!polled) {
+    spdlog::warn("consumer: poll failed: {}", polled.error().ToString());
+    return false;
+  }
+  if (polled->empty()) return false;
+  int backoff_ms = 10;
+  for (;;) {
+    Result<PersistSummary> persisted = repository_.PersistBatch(*polled);
+    if (persisted) {
+      metrics_.orders_persisted_confirmed.Inc(persisted->confirmed);
+      metrics_.orders_persisted_failed.Inc(persisted->failed);
+      metrics_.queue_depth.Add(-static_cast<std::int64_t>(persisted->confirmed + persisted->failed +
+                                                          persisted->duplicates));
+      spdlog::info("orders persisted: {} confirmed, {} failed, {} already done",
+                   persisted->confirmed, persisted->failed, persisted->duplicates);
+      if (persisted->failed > 0) {
+        spdlog::error("stock guard refused {} orders (stored FAILED): the stock store lost writes",
+                      persisted->failed);
+      }
+      break;
+    }
+    // Never skip a batch: wait for the database to come back.
+    spdlog::warn("consumer: persisting {} orders failed, retrying in {} ms: {}", polled->size(),
+                 backoff_ms, persisted.error().ToString());
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+    backoff_ms = std::min(backoff_ms * 2, options_.max_backoff_ms);
+  }
+  if (Status s = source_.Commit(); !s.ok()) {
+    spdlog::warn("consumer: commit failed (orders will be re-read, idempotently): {}",
+                 s.ToString());
+  }
+  return true;
+}
+
+void OrderConsumer::Run() {
+  while (!stopping_.load()) RunOnce();
+}
+
+}  // namespace flashsale

@@ -1,0 +1,87 @@
+#pragma once
+// Domain values of a flash sale: ids, products, orders, times, prices.
+// Plain values; thread-compatible.
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace flashsale {
+
+using ProductId = std::int64_t;
+using UserId = std::int64_t;
+// Milliseconds since the Unix epoch, UTC.
+using UnixMillis = std::int64_t;
+// Money in hundredths (prices have at most 2 decimals, SPEC §4).
+using Cents = std::int64_t;
+
+// Order ids are 24 lowercase hex digits: 11 of the creation time in ms, 6 of a
+// random per-process instance tag, 7 of a per-process sequence. Unique across
+// instances and restarts (a restart moves the clock; instances differ by tag).
+class OrderId {
+ public:
+  static constexpr std::size_t kLength = 24;
+  OrderId() = default;
+  // Returns nullopt unless `text` has the exact shape above.
+  static std::optional<OrderId> Parse(std::string_view text);
+  [[nodiscard]] std::string_view view() const { return {chars_.data(), size_}; }
+  [[nodiscard]] std::string str() const { return std::string(view()); }
+  [[nodiscard]] bool empty() const { return size_ == 0; }
+  friend bool operator==(const OrderId& a, const OrderId& b) { return a.view() == b.view(); }
+
+ private:
+  friend class OrderIdGenerator;
+  std::array<char, kLength> chars_{};
+  std::uint8_t size_ = 0;
+};
+
+// Thread-safe generator of fresh order ids.
+class OrderIdGenerator {
+ public:
+  OrderIdGenerator();  // picks a random instance tag
+  OrderId Next(UnixMillis now);
+
+ private:
+  std::uint32_t instance_tag_;
+};
+
+enum class OrderStatus { kPending, kConfirmed, kFailed };
+std::string_view ToString(OrderStatus s);
+std::optional<OrderStatus> ParseOrderStatus(std::string_view s);
+
+struct Product {
+  ProductId id = 0;
+  Cents price = 0;
+  std::int64_t stock = 0;  // total ever sellable
+  std::optional<UnixMillis> starts_at;
+  std::optional<UnixMillis> ends_at;
+  std::int64_t limit_per_user = 1;
+};
+
+struct Order {
+  OrderId id;
+  UserId user = 0;
+  ProductId product = 0;
+  std::int64_t quantity = 0;
+  Cents price = 0;  // unit price when bought
+  OrderStatus status = OrderStatus::kPending;
+  UnixMillis created_at = 0;
+  std::string idempotency_key;  // empty when none
+};
+
+UnixMillis NowMillis();
+
+// RFC 3339 ("2026-11-25T10:00:00Z", offsets and fractions accepted).
+std::optional<UnixMillis> ParseRfc3339(std::string_view text);
+// "2026-11-25T10:00:00Z", with ".mmm" when the millisecond part is not zero.
+std::string FormatRfc3339(UnixMillis t);
+
+// Prices as JSON numbers: "12", "12.5", "12.50" -> cents; nullopt on more than
+// 2 decimals, negatives, exponents or overflow.
+std::optional<Cents> ParsePrice(std::string_view json_number);
+// Shortest decimal form: 1250 -> "12.5", 1200 -> "12", 5 -> "0.05".
+std::string FormatPrice(Cents c);
+
+}  // namespace flashsale

@@ -1,0 +1,52 @@
+#pragma once
+// OrderRepository: the database of record (products, orders). Safe for
+// concurrent use.
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/domain.hpp"
+#include "core/status.hpp"
+
+namespace flashsale {
+
+struct PersistSummary {
+  std::int64_t confirmed = 0;
+  std::int64_t failed = 0;      // refused by the stock guard
+  std::int64_t duplicates = 0;  // already decided earlier (idempotent replays)
+};
+
+class OrderRepository {
+ public:
+  virtual ~OrderRepository() = default;
+
+  virtual Status UpsertProduct(const Product& p) = 0;
+
+  // Persists a batch in one transaction, idempotent by order id: an order
+  // already CONFIRMED or FAILED is left alone. Stock guard: an order that
+  // would take its product past its stock is stored FAILED.
+  virtual Result<PersistSummary> PersistBatch(std::span<const Order> orders) = 0;
+
+  virtual Result<std::optional<Order>> FindOrder(const OrderId& id) = 0;
+  // Newest first.
+  virtual Result<std::vector<Order>> OrdersOfUser(UserId user, std::int64_t limit) = 0;
+};
+
+// The order stream the consumer drains (embedded journal or Kafka topic).
+// Single consumer thread.
+class OrderSource {
+ public:
+  virtual ~OrderSource() = default;
+  // Up to `max` orders, waiting up to `wait_ms` for the first one. Returns the
+  // same orders again after a restart unless Commit() was called.
+  virtual Result<std::vector<Order>> Poll(std::size_t max, int wait_ms) = 0;
+  // Everything Poll() returned so far has been persisted.
+  virtual Status Commit() = 0;
+  // Makes a blocked Poll() return early (shutdown). Any thread.
+  virtual void Wake() = 0;
+};
+
+}  // namespace flashsale

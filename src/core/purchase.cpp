@@ -1,0 +1,65 @@
+#include "core/purchase.hpp"
+
+namespace flashsale {
+
+std::string_view StatusName(PurchaseOutcome o) {
+  switch (o) {
+    case PurchaseOutcome::kAccepted:
+      return "ACCEPTED";
+    case PurchaseOutcome::kSoldOut:
+      return "SOLD_OUT";
+    case PurchaseOutcome::kInsufficientStock:
+      return "INSUFFICIENT_STOCK";
+    case PurchaseOutcome::kLimitExceeded:
+      return "LIMIT_EXCEEDED";
+    case PurchaseOutcome::kNotStarted:
+      return "NOT_STARTED";
+    case PurchaseOutcome::kEnded:
+      return "ENDED";
+    case PurchaseOutcome::kUnknownProduct:
+      return "UNKNOWN_PRODUCT";
+  }
+  FLASHSALE_CHECK(false, "unknown PurchaseOutcome");
+}
+
+std::string_view SeedMessage(PurchaseOutcome o) {
+  switch (o) {
+    case PurchaseOutcome::kAccepted:
+      return "抢购成功，订单正在处理中！";
+    case PurchaseOutcome::kSoldOut:
+      return "商品已售罄";
+    case PurchaseOutcome::kInsufficientStock:
+      return "商品库存不足";
+    case PurchaseOutcome::kLimitExceeded:
+      return "超出限购数量";
+    case PurchaseOutcome::kNotStarted:
+      return "活动未开始";
+    case PurchaseOutcome::kEnded:
+      return "活动已结束";
+    case PurchaseOutcome::kUnknownProduct:
+      return "商品不存在";
+  }
+  FLASHSALE_CHECK(false, "unknown PurchaseOutcome");
+}
+
+PurchaseOutcome ToPurchaseOutcome(ReserveOutcome r) {
+  switch (r) {
+    case ReserveOutcome::kReserved:
+      return PurchaseOutcome::kAccepted;
+    case ReserveOutcome::kSoldOut:
+      return PurchaseOutcome::kSoldOut;
+    case ReserveOutcome::kInsufficientStock:
+      return PurchaseOutcome::kInsufficientStock;
+    case ReserveOutcome::kLimitExceeded:
+      return PurchaseOutcome::kLimitExceeded;
+    case ReserveOutcome::kNotStarted:
+      return PurchaseOutcome::kNotStarted;
+    case ReserveOutcome::kEnded:
+      return PurchaseOutcome::kEnded;
+    case ReserveOutcome::kUnknownProduct:
+      return PurchaseOutcome::kUnknownProduct;
+  }
+  FLASHSALE_CHECK(false, "unknown ReserveOutcome");
+}
+
+}  // namespace flashsale

@@ -1,0 +1,572 @@
+#include "http/api.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <fstream>
+#include <sstream>
+
+#include "http/json_body.hpp"
+#include "http/response_writer.hpp"
+
+namespace flashsale::http {
+namespace {
+
+constexpr std::string_view kRetryAfter = "Retry-After: 1\r\n";
+
+// Validation specs, by body.
+constexpr FieldSpec kPurchaseSpec[] = {
+    {"user_id", FieldType::kInt, true, 0},
+    {"product_id", FieldType::kInt, true, 1},
+    {"amount", FieldType::kInt, true, 1},
+};
+constexpr FieldSpec kProductSpec[] = {
+    {"stock", FieldType::kInt, true, 0},
+    {"price", FieldType::kPrice, true, std::nullopt},
+    {"starts_at", FieldType::kTimestampOrNull, false, std::nullopt},
+    {"ends_at", FieldType::kTimestampOrNull, false, std::nullopt},
+    {"limit_per_user", FieldType::kInt, false, 1},
+};
+constexpr FieldSpec kRestockSpec[] = {
+    {"amount", FieldType::kInt, true, 1},
+};
+
+JsonBodyReader& ThreadReader() {
+  thread_local JsonBodyReader reader;
+  return reader;
+}
+
+// Scratch buffer for bodies built per request; keeps its capacity per thread.
+std::string& Scratch() {
+  thread_local std::string scratch;
+  scratch.clear();
+  return scratch;
+}
+
+std::optional<std::int64_t> ParseInt64(std::string_view s) {
+  std::int64_t v = 0;
+  if (s.empty() || (s.size() > 1 && s[0] == '0')) return std::nullopt;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+void AppendInt(std::string& out, std::int64_t v) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, end);
+}
+
+void AppendOptionalTime(std::string& out, const std::optional<UnixMillis>& t) {
+  if (t) {
+    AppendJsonString(out, FormatRfc3339(*t));
+  } else {
+    out.append("null");
+  }
+}
+
+void AppendOrder(std::string& out, const Order& o) {
+  out.append("{\"order_id\":");
+  AppendJsonString(out, o.id.view());
+  out.append(",\"user_id\":");
+  AppendInt(out, o.user);
+  out.append(",\"product_id\":");
+  AppendInt(out, o.product);
+  out.append(",\"amount\":");
+  AppendInt(out, o.quantity);
+  out.append(",\"price\":");
+  out.append(FormatPrice(o.price));
+  out.append(",\"status\":\"");
+  out.append(ToString(o.status));
+  out.append("\",\"created_at\":");
+  AppendJsonString(out, FormatRfc3339(o.created_at));
+  out.push_back('}');
+}
+
+void AppendProduct(std::string& out, const StockSnapshot& s) {
+  const Product& p = s.product;
+  out.append("{\"product_id\":");
+  AppendInt(out, p.id);
+  out.append(",\"price\":");
+  out.append(FormatPrice(p.price));
+  out.append(",\"stock\":");
+  AppendInt(out, p.stock);
+  out.append(",\"remaining\":");
+  AppendInt(out, s.remaining);
+  out.append(s.sold_out ? ",\"sold_out\":true" : ",\"sold_out\":false");
+  out.append(",\"starts_at\":");
+  AppendOptionalTime(out, p.starts_at);
+  out.append(",\"ends_at\":");
+  AppendOptionalTime(out, p.ends_at);
+  out.append(",\"limit_per_user\":");
+  AppendInt(out, p.limit_per_user);
+  out.push_back('}');
+}
+
+std::string PurchaseBody(PurchaseOutcome outcome, std::string_view order_id) {
+  const bool accepted = outcome == PurchaseOutcome::kAccepted;
+  std::string out = outcome == PurchaseOutcome::kUnknownProduct
+                        ? "{\"code\":404"
+                        : (accepted ? "{\"code\":200" : "{\"code\":400");
+  out.append(",\"message\":");
+  AppendJsonString(out, SeedMessage(outcome));
+  out.append(accepted ? ",\"data\":true" : ",\"data\":false");
+  out.append(",\"status\":\"");
+  out.append(StatusName(outcome));
+  out.push_back('"');
+  if (!order_id.empty()) {
+    out.append(",\"order_id\":");
+    AppendJsonString(out, order_id);
+  }
+  out.push_back('}');
+  return out;
+}
+
+int Send(std::string& out, int status, std::string_view body, bool keep_alive,
+         std::string_view content_type = kJson, std::string_view extra = {}) {
+  AppendResponse(out, {status, content_type, extra, keep_alive}, body);
+  return status;
+}
+
+int SendValidation(std::string& out, const std::vector<FieldError>& errors, bool keep_alive) {
+  return Send(out, 422, RenderValidationErrors(errors), keep_alive);
+}
+
+int SendStatusError(std::string& out, const Status& s, bool keep_alive) {
+  switch (s.code()) {
+    case Status::Code::kNotFound:
+      return Send(out, 404, ErrorBody(404, s.message(), "NOT_FOUND"), keep_alive);
+    case Status::Code::kConflict:
+      return Send(out, 409, ErrorBody(409, s.message(), "STOCK_BELOW_SOLD"), keep_alive);
+    case Status::Code::kInvalid:
+      return SendValidation(out, {{"", s.message(), "value_error"}}, keep_alive);
+    case Status::Code::kInternal:
+      return Send(out, 500, ErrorBody(500, s.message(), "INTERNAL"), keep_alive);
+    case Status::Code::kOk:
+    case Status::Code::kUnavailable:
+    case Status::Code::kNotDelivered:
+    case Status::Code::kUnknown:
+      break;
+  }
+  return Send(out, 503, ErrorBody(503, "服务繁忙，请稍后重试", "UNAVAILABLE"), keep_alive, kJson,
+              kRetryAfter);
+}
+
+bool ValidIdempotencyKey(std::string_view key) {
+  if (key.empty() || key.size() > 128) return false;
+  for (char c : key) {
+    if (c < 0x20 || c > 0x7E) return false;
+  }
+  return true;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+// ---- RequestMetrics -------------------------------------------------------
+
+std::size_t RequestMetrics::StatusSlot(int status) {
+  for (std::size_t i = 0; i + 1 < kStatuses.size(); ++i) {
+    if (kStatuses[i] == status) return i;
+  }
+  return kStatuses.size() - 1;  // other
+}
+
+void RequestMetrics::Record(RouteId route, int status, std::int64_t nanos) {
+  const auto r = static_cast<std::size_t>(route);
+  counts_[r][StatusSlot(status)].Inc();
+  durations_[r].ObserveNanos(nanos);
+}
+
+void RequestMetrics::Render(std::string& out) const {
+  out.append("# HELP flashsale_requests_total HTTP requests by route and status code.\n");
+  out.append("# TYPE flashsale_requests_total counter\n");
+  for (std::size_t r = 0; r < kRouteCount; ++r) {
+    for (std::size_t s = 0; s < kStatuses.size(); ++s) {
+      const std::int64_t v = counts_[r][s].Value();
+      if (v == 0) continue;
+      out.append("flashsale_requests_total{route=\"");
+      out.append(RouteName(static_cast<RouteId>(r)));
+      out.append("\",status=\"");
+      out.append(kStatuses[s] == 0 ? "other" : std::to_string(kStatuses[s]));
+      out.append("\"} ");
+      out.append(std::to_string(v));
+      out.push_back('\n');
+    }
+  }
+  out.append("# HELP flashsale_request_duration_seconds HTTP request latency by route.\n");
+  out.append("# TYPE flashsale_request_duration_seconds histogram\n");
+  for (std::size_t r = 0; r < kRouteCount; ++r) {
+    const std::string labels =
+        "route=\"" + std::string(RouteName(static_cast<RouteId>(r))) + "\"";
+    durations_[r].Render(out, "flashsale_request_duration_seconds", labels);
+  }
+  out.append("# HELP flashsale_connections Open client connections.\n");
+  out.append("# TYPE flashsale_connections gauge\n");
+  out.append("flashsale_connections " + std::to_string(connections.Value()) + "\n");
+}
+
+// ---- Api ------------------------------------------------------------------
+
+Api::Api(PurchaseFunnel& funnel, Catalog& catalog, OrderRepository& repository,
+         FunnelMetrics& funnel_metrics, std::vector<ReadinessCheck> checks, ApiOptions options)
+    : funnel_(funnel),
+      catalog_(catalog),
+      repository_(repository),
+      funnel_metrics_(funnel_metrics),
+      checks_(std::move(checks)),
+      options_(std::move(options)) {
+  const std::pair<const char*, const char*> kAssets[] = {
+      {"swagger-ui.css", "text/css"},
+      {"swagger-ui-bundle.js", "application/javascript"},
+      {"swagger-ui-standalone-preset.js", "application/javascript"},
+      {"favicon-32x32.png", "image/png"},
+  };
+  for (const auto& [name, type] : kAssets) {
+    std::string bytes = ReadFile(options_.swagger_ui_dir + "/" + name);
+    if (bytes.empty()) {
+      spdlog::warn("swagger-ui asset {} not found in {}: /docs will not render", name,
+                   options_.swagger_ui_dir);
+      continue;
+    }
+    assets_[name] = {type, std::move(bytes)};
+  }
+  for (PurchaseOutcome o :
+       {PurchaseOutcome::kAccepted, PurchaseOutcome::kSoldOut, PurchaseOutcome::kInsufficientStock,
+        PurchaseOutcome::kLimitExceeded, PurchaseOutcome::kNotStarted, PurchaseOutcome::kEnded,
+        PurchaseOutcome::kUnknownProduct}) {
+    fixed_purchase_bodies_[static_cast<std::size_t>(o)] = PurchaseBody(o, {});
+  }
+}
+
+void Api::RenderError(int status, std::string_view message, bool keep_alive, std::string& out,
+                      std::string_view extra_headers) {
+  std::string status_name(ReasonPhrase(status));
+  for (char& c : status_name) c = c == ' ' ? '_' : static_cast<char>(std::toupper(c));
+  Send(out, status, ErrorBody(status, message, status_name), keep_alive, kJson, extra_headers);
+}
+
+bool Api::Handle(const HttpRequest& req, const RouteMatch& match, std::string& out, int& status,
+                 PurchaseRequest& purchase) {
+  const bool ka = req.keep_alive;
+  if (match.id == RouteId::kUnknown) {
+    status = Send(out, 404, ErrorBody(404, "Not Found", "NOT_FOUND"), ka);
+    return false;
+  }
+  if (!match.method_allowed) {
+    std::string allow = "Allow: " + std::string(match.allow) + "\r\n";
+    status = Send(out, 405, ErrorBody(405, "Method Not Allowed", "METHOD_NOT_ALLOWED"), ka, kJson,
+                  allow);
+    return false;
+  }
+  switch (match.id) {
+    case RouteId::kPurchase: {
+      std::vector<FieldError> errors;
+      BodyValues v;
+      if (!ThreadReader().Read(req.body, kPurchaseSpec, v, errors) ||
+          (req.has_idempotency_key && !ValidIdempotencyKey(req.idempotency_key))) {
+        if (req.has_idempotency_key && !ValidIdempotencyKey(req.idempotency_key)) {
+          errors.push_back({"Idempotency-Key", "must be 1 to 128 printable ASCII characters",
+                            "string_pattern_mismatch", "header"});
+        }
+        status = SendValidation(out, errors, ka);
+        return false;
+      }
+      purchase.user = *v.ints[0];
+      purchase.product = *v.ints[1];
+      purchase.amount = *v.ints[2];
+      purchase.idempotency_key = req.has_idempotency_key ? req.idempotency_key : std::string_view{};
+      return true;
+    }
+    case RouteId::kRoot:
+      status = HandleRoot(ka, out);
+      return false;
+    case RouteId::kOrder:
+      status = HandleOrder(match.param, ka, out);
+      return false;
+    case RouteId::kUserOrders:
+      status = HandleUserOrders(match.param, ka, out);
+      return false;
+    case RouteId::kProducts:
+      status = HandleProducts(req.query, ka, out);
+      return false;
+    case RouteId::kProduct:
+      status = HandleProduct(match.param, ka, out);
+      return false;
+    case RouteId::kAdminProduct:
+      status = HandleAdminPut(req, match.param, out);
+      return false;
+    case RouteId::kAdminRestock:
+      status = HandleAdminRestock(req, match.param, out);
+      return false;
+    case RouteId::kHealthz:
+      status = Send(out, 200, R"({"status":"ok"})", ka);
+      return false;
+    case RouteId::kReadyz:
+      status = HandleReadyz(ka, out);
+      return false;
+    case RouteId::kMetrics:
+      status = HandleMetrics(ka, out);
+      return false;
+    case RouteId::kOpenApi:
+      status = Send(out, 200, OpenApiJson(), ka);
+      return false;
+    case RouteId::kDocs:
+      status = Send(out, 200, DocsHtml(), ka, "text/html; charset=utf-8");
+      return false;
+    case RouteId::kDocsAsset:
+      status = HandleDocsAsset(match.param, ka, out);
+      return false;
+    case RouteId::kUnknown:
+      break;
+  }
+  FLASHSALE_CHECK(false, "unrouted RouteId");
+}
+
+int Api::RenderPurchase(const PurchaseReply& reply, bool keep_alive, std::string& out) {
+  if (!reply.status.ok()) {
+    if (reply.status.code() == Status::Code::kInvalid) {  // Idempotency-Key reused
+      return SendValidation(out,
+                            {{"Idempotency-Key", "Idempotency-Key was already used with another body",
+                              "idempotency_key_mismatch", "header"}},
+                            keep_alive);
+    }
+    std::string& body = Scratch();
+    body = ErrorBody(503, "服务繁忙，请稍后重试", reply.status.IsUnknown() ? "UNKNOWN" : "UNAVAILABLE");
+    if (reply.status.IsUnknown() && !reply.order_id.empty()) {
+      body.pop_back();
+      body.append(",\"order_id\":");
+      AppendJsonString(body, reply.order_id.view());
+      body.push_back('}');
+    }
+    return Send(out, 503, body, keep_alive, kJson, kRetryAfter);
+  }
+  const int status = reply.outcome == PurchaseOutcome::kUnknownProduct ? 404 : 200;
+  if (reply.order_id.empty()) {
+    return Send(out, status, fixed_purchase_bodies_[static_cast<std::size_t>(reply.outcome)],
+                keep_alive);
+  }
+  std::string& body = Scratch();
+  body = fixed_purchase_bodies_[static_cast<std::size_t>(reply.outcome)];
+  body.pop_back();
+  body.append(",\"order_id\":\"");
+  body.append(reply.order_id.view());
+  body.append("\"}");
+  return Send(out, status, body, keep_alive);
+}
+
+int Api::HandleRoot(bool ka, std::string& out) {
+  std::string& body = Scratch();
+  body.append("{\"message\":\"Welcome to the flashsale API (高并发秒杀系统)\",\"version\":");
+  AppendJsonString(body, options_.version);
+  body.push_back('}');
+  return Send(out, 200, body, ka);
+}
+
+int Api::HandleOrder(std::string_view id, bool ka, std::string& out) {
+  std::optional<OrderId> order_id = OrderId::Parse(id);
+  if (!order_id) return Send(out, 404, ErrorBody(404, "订单不存在", "ORDER_NOT_FOUND"), ka);
+  Result<std::optional<Order>> found = repository_.FindOrder(*order_id);
+  if (!found) return SendStatusError(out, found.error(), ka);
+  if (!*found) return Send(out, 404, ErrorBody(404, "订单不存在", "ORDER_NOT_FOUND"), ka);
+  std::string& body = Scratch();
+  AppendOrder(body, **found);
+  return Send(out, 200, body, ka);
+}
+
+int Api::HandleUserOrders(std::string_view id, bool ka, std::string& out) {
+  std::optional<std::int64_t> user = ParseInt64(id);
+  if (!user || *user < 0) {
+    return SendValidation(out, {{"user_id", "Input should be a valid integer >= 0", "int_parsing", "path"}},
+                          ka);
+  }
+  Result<std::vector<Order>> orders = repository_.OrdersOfUser(*user, 1000);
+  if (!orders) return SendStatusError(out, orders.error(), ka);
+  std::string& body = Scratch();
+  body.push_back('[');
+  for (std::size_t i = 0; i < orders->size(); ++i) {
+    if (i > 0) body.push_back(',');
+    AppendOrder(body, (*orders)[i]);
+  }
+  body.push_back(']');
+  return Send(out, 200, body, ka);
+}
+
+int Api::HandleProducts(std::string_view query, bool ka, std::string& out) {
+  std::int64_t offset = 0;
+  std::int64_t limit = 100;
+  std::vector<FieldError> errors;
+  while (!query.empty()) {
+    const std::size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    const std::size_t eq = pair.find('=');
+    std::string_view name = pair.substr(0, eq);
+    std::string_view value = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+    if (name == "offset") {
+      std::optional<std::int64_t> v = ParseInt64(value);
+      if (!v || *v < 0) {
+        errors.push_back({"offset", "Input should be an integer >= 0", "int_parsing", "query"});
+      } else {
+        offset = *v;
+      }
+    } else if (name == "limit") {
+      std::optional<std::int64_t> v = ParseInt64(value);
+      if (!v || *v < 1 || *v > 1000) {
+        errors.push_back({"limit", "Input should be an integer from 1 to 1000", "int_parsing", "query"});
+      } else {
+        limit = *v;
+      }
+    }
+  }
+  if (!errors.empty()) return SendValidation(out, errors, ka);
+  Result<std::vector<StockSnapshot>> page = catalog_.List(offset, limit);
+  if (!page) return SendStatusError(out, page.error(), ka);
+  std::string& body = Scratch();
+  body.push_back('[');
+  for (std::size_t i = 0; i < page->size(); ++i) {
+    if (i > 0) body.push_back(',');
+    AppendProduct(body, (*page)[i]);
+  }
+  body.push_back(']');
+  return Send(out, 200, body, ka);
+}
+
+int Api::HandleProduct(std::string_view id, bool ka, std::string& out) {
+  std::optional<std::int64_t> product = ParseInt64(id);
+  if (!product || *product <= 0) {
+    return SendValidation(out, {{"product_id", "Input should be a valid integer > 0", "int_parsing", "path"}},
+                          ka);
+  }
+  Result<std::optional<StockSnapshot>> found = catalog_.Get(*product);
+  if (!found) return SendStatusError(out, found.error(), ka);
+  if (!*found) return Send(out, 404, ErrorBody(404, "商品不存在", "UNKNOWN_PRODUCT"), ka);
+  std::string& body = Scratch();
+  AppendProduct(body, **found);
+  return Send(out, 200, body, ka);
+}
+
+int Api::CheckAdmin(const HttpRequest& req, std::string& out) {
+  const bool ka = req.keep_alive;
+  if (options_.admin_token.empty()) {
+    return Send(out, 403, ErrorBody(403, "admin API disabled: no ADMIN_TOKEN configured", "FORBIDDEN"),
+                ka);
+  }
+  if (req.authorization.empty()) {
+    return Send(out, 401, ErrorBody(401, "missing bearer token", "UNAUTHORIZED"), ka, kJson,
+                "WWW-Authenticate: Bearer\r\n");
+  }
+  constexpr std::string_view kBearer = "Bearer ";
+  std::string_view given = req.authorization;
+  if (!given.starts_with(kBearer)) {
+    return Send(out, 401, ErrorBody(401, "expected a bearer token", "UNAUTHORIZED"), ka, kJson,
+                "WWW-Authenticate: Bearer\r\n");
+  }
+  given.remove_prefix(kBearer.size());
+  // Constant-time comparison: the token's length is not secret, its bytes are.
+  const std::string& token = options_.admin_token;
+  unsigned diff = given.size() == token.size() ? 0 : 1;
+  for (std::size_t i = 0; i < given.size(); ++i) {
+    diff |= static_cast<unsigned>(given[i] ^ token[i % token.size()]);
+  }
+  if (diff != 0) return Send(out, 403, ErrorBody(403, "wrong admin token", "FORBIDDEN"), ka);
+  return 0;
+}
+
+int Api::HandleAdminPut(const HttpRequest& req, std::string_view id, std::string& out) {
+  const bool ka = req.keep_alive;
+  if (int s = CheckAdmin(req, out); s != 0) return s;
+  std::optional<std::int64_t> product_id = ParseInt64(id);
+  std::vector<FieldError> errors;
+  if (!product_id || *product_id <= 0) {
+    errors.push_back({"product_id", "Input should be a valid integer > 0", "int_parsing", "path"});
+  }
+  BodyValues v;
+  ThreadReader().Read(req.body, kProductSpec, v, errors);
+  if (errors.empty() && v.ints[2] && v.ints[3] && *v.ints[3] <= *v.ints[2]) {
+    errors.push_back({"ends_at", "ends_at must be after starts_at", "value_error"});
+  }
+  if (!errors.empty()) return SendValidation(out, errors, ka);
+  Product p;
+  p.id = *product_id;
+  p.stock = *v.ints[0];
+  p.price = *v.ints[1];
+  p.starts_at = v.ints[2];
+  p.ends_at = v.ints[3];
+  p.limit_per_user = v.ints[4].value_or(1);
+  Result<PutResult> put = catalog_.Put(p);
+  if (!put) return SendStatusError(out, put.error(), ka);
+  spdlog::info("admin: product {} {} (stock {}, limit {})", p.id,
+               put->created ? "created" : "replaced", p.stock, p.limit_per_user);
+  Result<std::optional<StockSnapshot>> now = catalog_.Get(p.id);
+  if (!now || !*now) return SendStatusError(out, Status::Internal("product vanished"), ka);
+  std::string& body = Scratch();
+  AppendProduct(body, **now);
+  return Send(out, put->created ? 201 : 200, body, ka);
+}
+
+int Api::HandleAdminRestock(const HttpRequest& req, std::string_view id, std::string& out) {
+  const bool ka = req.keep_alive;
+  if (int s = CheckAdmin(req, out); s != 0) return s;
+  std::optional<std::int64_t> product_id = ParseInt64(id);
+  std::vector<FieldError> errors;
+  if (!product_id || *product_id <= 0) {
+    errors.push_back({"product_id", "Input should be a valid integer > 0", "int_parsing", "path"});
+  }
+  BodyValues v;
+  ThreadReader().Read(req.body, kRestockSpec, v, errors);
+  if (!errors.empty()) return SendValidation(out, errors, ka);
+  Result<PutResult> restocked = catalog_.Restock(*product_id, *v.ints[0]);
+  if (!restocked) {
+    if (restocked.error().code() == Status::Code::kNotFound) {
+      return Send(out, 404, ErrorBody(404, "商品不存在", "UNKNOWN_PRODUCT"), ka);
+    }
+    return SendStatusError(out, restocked.error(), ka);
+  }
+  spdlog::info("admin: product {} restocked by {}", *product_id, *v.ints[0]);
+  Result<std::optional<StockSnapshot>> now = catalog_.Get(*product_id);
+  if (!now || !*now) return SendStatusError(out, Status::Internal("product vanished"), ka);
+  std::string& body = Scratch();
+  AppendProduct(body, **now);
+  return Send(out, 200, body, ka);
+}
+
+int Api::HandleReadyz(bool ka, std::string& out) {
+  std::string& body = Scratch();
+  bool ready = true;
+  std::string checks;
+  for (std::size_t i = 0; i < checks_.size(); ++i) {
+    Status s = checks_[i].check();
+    ready = ready && s.ok();
+    if (i > 0) checks.push_back(',');
+    AppendJsonString(checks, checks_[i].name);
+    checks.push_back(':');
+    AppendJsonString(checks, s.ok() ? std::string("ok") : s.message());
+  }
+  body.append(ready ? "{\"ready\":true,\"checks\":{" : "{\"ready\":false,\"checks\":{");
+  body.append(checks);
+  body.append("}}");
+  return Send(out, ready ? 200 : 503, body, ka);
+}
+
+int Api::HandleMetrics(bool ka, std::string& out) {
+  std::string& body = Scratch();
+  funnel_metrics_.Render(body);
+  request_metrics_.Render(body);
+  return Send(out, 200, body, ka, "text/plain; version=0.0.4; charset=utf-8");
+}
+
+int Api::HandleDocsAsset(std::string_view name, bool ka, std::string& out) {
+  auto it = assets_.find(std::string(name));
+  if (it == assets_.end()) return Send(out, 404, ErrorBody(404, "Not Found", "NOT_FOUND"), ka);
+  return Send(out, 200, it->second.second, ka, it->second.first);
+}
+
+}  // namespace flashsale::http

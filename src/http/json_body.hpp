@@ -1,0 +1,83 @@
+#pragma once
+// Strict JSON request bodies (SPEC §4): one JSON object in UTF-8; integers are
+// JSON integers within int64 only (no strings, booleans, floats, exponents);
+// duplicate keys, unknown fields and missing fields are errors. Errors come
+// out in FastAPI's 422 shape, naming each bad field.
+//
+// Parsing is a SAX pass (Boost.JSON basic_parser) into a fixed table of
+// top-level fields, so a valid purchase body is read without building a DOM
+// or allocating. Thread-compatible: use one JsonBodyReader per thread.
+
+#include <boost/json/basic_parser.hpp>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace flashsale::http {
+
+// One entry of FastAPI's {"detail": [...]}.
+struct FieldError {
+  std::string field;  // empty: the body as a whole (loc ["body"])
+  std::string msg;
+  std::string type;
+  std::string root = "body";  // "body", "header", "path" or "query"
+};
+
+enum class JsonKind { kNull, kBool, kInt, kUint, kDouble, kString, kObject, kArray };
+
+struct JsonField {
+  std::string key;
+  JsonKind kind = JsonKind::kNull;
+  std::int64_t int_value = 0;
+  std::string text;  // the number's text, or the string's value
+};
+
+// What a body must contain. Strict: anything else is an error.
+enum class FieldType {
+  kInt,             // JSON integer within int64
+  kPrice,           // JSON number >= 0 with at most 2 decimals
+  kTimestampOrNull  // RFC 3339 string or null
+};
+struct FieldSpec {
+  std::string_view name;
+  FieldType type = FieldType::kInt;
+  bool required = true;
+  std::optional<std::int64_t> min;  // inclusive lower bound for kInt
+};
+
+// Values of a validated body, by the index of their FieldSpec.
+struct BodyValues {
+  std::array<std::optional<std::int64_t>, 8> ints{};  // kInt, kPrice (cents), kTimestamp (ms)
+  std::array<bool, 8> present{};
+};
+
+class JsonBodyReader {
+ public:
+  JsonBodyReader();
+  // Parses and validates `body` against `spec`. Returns the errors (empty when
+  // valid); on success `out` holds the values.
+  bool Read(std::string_view body, std::span<const FieldSpec> spec, BodyValues& out,
+            std::vector<FieldError>& errors);
+
+  static constexpr std::size_t kMaxFields = 16;
+
+  struct Handler;  // the SAX handler, public for the fuzzer's sake
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+// Renders FastAPI's 422 body: {"detail":[{"loc":["body","f"],"msg":..,"type":..}]}.
+std::string RenderValidationErrors(const std::vector<FieldError>& errors);
+
+// Appends `s` as a JSON string literal (quotes included).
+void AppendJsonString(std::string& out, std::string_view s);
+
+}  // namespace flashsale::http

@@ -1,0 +1,408 @@
+#include "http/server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio.hpp>
+#include <chrono>
+#include <cstring>
+
+#include "funnel/local_sold_out_cache.hpp"
+#include "http/http_parser.hpp"
+#include "http/router.hpp"
+
+namespace flashsale::http {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+constexpr std::size_t kInitialReadBuffer = 2048;
+// A request is at most 8 KiB of headers + 4 KiB of body.
+constexpr std::size_t kMaxReadBuffer = 16 * 1024;
+// Stop parsing pipelined requests while this much output waits for the socket.
+constexpr std::size_t kMaxPendingOutput = 256 * 1024;
+}  // namespace
+
+class Connection;
+
+// One I/O thread: its io_context, acceptor, connections and their sweep.
+class Worker {
+ public:
+  Worker(Api& api, const ServerOptions& options, std::atomic<std::int64_t>& connections)
+      : api_(api), options_(options), connections_(connections), acceptor_(ctx_), sweep_(ctx_) {}
+
+  Status Bind(const tcp::endpoint& endpoint);
+  void Run();
+  void BeginShutdown();  // any thread: posted to this worker
+
+  asio::io_context& ctx() { return ctx_; }
+  Api& api() { return api_; }
+  const ServerOptions& options() const { return options_; }
+  std::uint16_t local_port() const { return acceptor_.local_endpoint().port(); }
+
+  // Intrusive list of live connections, touched only on this worker's thread.
+  void Link(Connection* c);
+  void Unlink(Connection* c);
+  bool shutting_down() const { return shutting_down_; }
+  void MaybeFinishShutdown();
+
+ private:
+  void Accept();
+  void ScheduleSweep();
+  void Sweep();
+
+  Api& api_;
+  const ServerOptions& options_;
+  std::atomic<std::int64_t>& connections_;
+  asio::io_context ctx_{1};
+  tcp::acceptor acceptor_;
+  asio::steady_timer sweep_;
+  Connection* head_ = nullptr;
+  bool shutting_down_ = false;
+  std::int64_t shutdown_deadline_ms_ = 0;
+};
+
+// One client connection. Lives on its worker's thread; a purchase completion
+// arriving from a backend thread is posted back to it.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(Worker& worker, tcp::socket socket) : worker_(worker), socket_(std::move(socket)) {
+    in_.resize(kInitialReadBuffer);
+    last_activity_ms_ = SteadyMillis();
+  }
+
+  void Start() {
+    worker_.Link(this);
+    worker_.api().request_metrics().connections.Add(1);
+    StartRead();
+  }
+
+  // Called by the sweep once a second.
+  void CheckTimeouts(std::int64_t now_ms) {
+    if (closed_) return;
+    if (awaiting_purchase_ || write_in_flight_) return;  // our turn, not the client's
+    if (request_started_ms_ != 0) {
+      if (now_ms - request_started_ms_ > worker_.options().request_timeout_ms) {
+        Api::RenderError(408, "request took too long to arrive", false, out_);
+        close_after_write_ = true;
+        Flush();
+      }
+      return;
+    }
+    if (now_ms - last_activity_ms_ > worker_.options().idle_timeout_ms) Close();
+  }
+
+  // Shutdown: idle connections close now, busy ones after their reply.
+  void BeginShutdown() {
+    if (closed_) return;
+    if (!awaiting_purchase_ && !write_in_flight_ && out_.empty()) {
+      Close();
+    } else {
+      close_after_write_ = true;
+    }
+  }
+
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    boost::system::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+    worker_.Unlink(this);
+    worker_.api().request_metrics().connections.Add(-1);
+    worker_.MaybeFinishShutdown();
+  }
+
+  Connection* prev = nullptr;
+  Connection* next = nullptr;
+
+ private:
+  void StartRead() {
+    if (closed_ || read_in_flight_) return;
+    if (in_len_ == in_.size()) {
+      if (in_.size() >= kMaxReadBuffer) {
+        // Unreachable for valid requests (the parser answers 431/413 first).
+        Api::RenderError(400, "request too large", false, out_);
+        close_after_write_ = true;
+        Flush();
+        return;
+      }
+      in_.resize(std::min(in_.size() * 2, kMaxReadBuffer));
+    }
+    read_in_flight_ = true;
+    socket_.async_read_some(
+        asio::buffer(in_.data() + in_len_, in_.size() - in_len_),
+        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+          self->read_in_flight_ = false;
+          if (ec) {
+            // EOF or reset: finish what is in flight, then go.
+            if (!self->awaiting_purchase_ && !self->write_in_flight_) self->Close();
+            else self->close_after_write_ = true;
+            return;
+          }
+          self->last_activity_ms_ = SteadyMillis();
+          if (self->request_started_ms_ == 0) self->request_started_ms_ = self->last_activity_ms_;
+          self->in_len_ += n;
+          self->Process();
+        });
+  }
+
+  // Parses and answers every complete request in the buffer, in order.
+  void Process() {
+    while (!closed_ && !awaiting_purchase_ && !close_after_write_ &&
+           out_.size() < kMaxPendingOutput) {
+      if (in_pos_ == in_len_) {
+        in_pos_ = in_len_ = 0;
+        request_started_ms_ = 0;
+        break;
+      }
+      const std::string_view data(in_.data() + in_pos_, in_len_ - in_pos_);
+      ParseResult parsed = ParseRequest(data, request_);
+      if (parsed.status == ParseStatus::kIncomplete) break;
+      if (parsed.status == ParseStatus::kError) {
+        Api::RenderError(parsed.error_status, parsed.error_message, false, out_);
+        worker_.api().request_metrics().Record(RouteId::kUnknown, parsed.error_status, 0);
+        close_after_write_ = true;
+        break;
+      }
+      in_pos_ += parsed.consumed;
+      request_started_ms_ = in_pos_ == in_len_ ? 0 : SteadyMillis();
+      Dispatch(parsed);
+      if (!request_.keep_alive) close_after_write_ = true;
+    }
+    // Keep the unparsed tail at the front of the buffer.
+    if (in_pos_ > 0 && !awaiting_purchase_) {
+      std::memmove(in_.data(), in_.data() + in_pos_, in_len_ - in_pos_);
+      in_len_ -= in_pos_;
+      in_pos_ = 0;
+    }
+    Flush();
+    if (!awaiting_purchase_ && !close_after_write_ && out_.size() < kMaxPendingOutput) StartRead();
+  }
+
+  void Dispatch(const ParseResult&) {
+    const RouteMatch match = MatchRoute(request_.method, request_.path);
+    const std::int64_t started = MonotonicNanos();
+    int status = 0;
+    PurchaseRequest purchase;
+    Api& api = worker_.api();
+    try {
+      if (!api.Handle(request_, match, out_, status, purchase)) {
+        api.request_metrics().Record(match.id, status, MonotonicNanos() - started);
+        return;
+      }
+    } catch (const std::exception& e) {  // a bug: answer 500, keep serving
+      spdlog::error("request {} {} failed: {}", request_.method_text, request_.target, e.what());
+      Api::RenderError(500, "internal error", request_.keep_alive, out_);
+      api.request_metrics().Record(match.id, 500, MonotonicNanos() - started);
+      return;
+    }
+    awaiting_purchase_ = true;
+    purchase_keep_alive_ = request_.keep_alive;
+    purchase_started_ns_ = started;
+    current_ = this;
+    api.funnel().Buy(purchase, [self = shared_from_this()](const PurchaseReply& reply) {
+      if (current_ == self.get()) {  // answered inline, still inside Dispatch()
+        self->CompletePurchase(reply);
+        return;
+      }
+      asio::post(self->socket_.get_executor(), [self, reply] {
+        self->CompletePurchase(reply);
+        self->Process();
+      });
+    });
+    current_ = nullptr;
+  }
+
+  void CompletePurchase(const PurchaseReply& reply) {
+    awaiting_purchase_ = false;
+    Api& api = worker_.api();
+    const int status = api.RenderPurchase(reply, purchase_keep_alive_, out_);
+    api.request_metrics().Record(RouteId::kPurchase, status,
+                                 MonotonicNanos() - purchase_started_ns_);
+  }
+
+  void Flush() {
+    if (closed_ || write_in_flight_) return;
+    if (out_.empty()) {
+      if (close_after_write_ && !awaiting_purchase_) Close();
+      return;
+    }
+    writing_.swap(out_);
+    write_in_flight_ = true;
+    asio::async_write(socket_, asio::buffer(writing_),
+                      [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+                        self->write_in_flight_ = false;
+                        self->writing_.clear();
+                        self->last_activity_ms_ = SteadyMillis();
+                        if (ec) {
+                          self->Close();
+                          return;
+                        }
+                        if (self->worker_.shutting_down() && !self->awaiting_purchase_) {
+                          self->close_after_write_ = true;
+                        }
+                        self->Process();
+                      });
+  }
+
+  static thread_local Connection* current_;
+
+  Worker& worker_;
+  tcp::socket socket_;
+  std::string in_;   // read buffer; [in_pos_, in_len_) is unparsed
+  std::size_t in_pos_ = 0;
+  std::size_t in_len_ = 0;
+  std::string out_;      // replies not yet handed to the socket
+  std::string writing_;  // replies being written
+  HttpRequest request_;
+  bool read_in_flight_ = false;
+  bool write_in_flight_ = false;
+  bool awaiting_purchase_ = false;
+  bool purchase_keep_alive_ = true;
+  bool close_after_write_ = false;
+  bool closed_ = false;
+  std::int64_t purchase_started_ns_ = 0;
+  std::int64_t last_activity_ms_ = 0;
+  std::int64_t request_started_ms_ = 0;  // first byte of an unfinished request, 0 if none
+};
+
+thread_local Connection* Connection::current_ = nullptr;
+
+Status Worker::Bind(const tcp::endpoint& endpoint) {
+  boost::system::error_code ec;
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) {
+    const int one = 1;
+    if (::setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+      ec.assign(errno, boost::system::system_category());
+    }
+  }
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Status::Unavailable("cannot listen on " + endpoint.address().to_string() + ":" +
+                               std::to_string(endpoint.port()) + ": " + ec.message());
+  }
+  return Status::Ok();
+}
+
+void Worker::Run() {
+  Accept();
+  ScheduleSweep();
+  ctx_.run();
+}
+
+void Worker::Accept() {
+  acceptor_.async_accept([this](const boost::system::error_code& ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || shutting_down_) return;
+    if (!ec) {
+      if (connections_.fetch_add(1) >= options_.max_connections) {
+        connections_.fetch_sub(1);
+        boost::system::error_code ignored;
+        socket.close(ignored);  // over --max-connections: refuse
+      } else {
+        socket.set_option(tcp::no_delay(true));
+        auto c = std::make_shared<Connection>(*this, std::move(socket));
+        c->Start();
+      }
+    } else if (ec == asio::error::no_descriptors) {
+      spdlog::warn("accept: out of file descriptors (raise ulimit -n)");
+    }
+    Accept();
+  });
+}
+
+void Worker::Link(Connection* c) {
+  c->next = head_;
+  if (head_ != nullptr) head_->prev = c;
+  head_ = c;
+}
+
+void Worker::Unlink(Connection* c) {
+  if (c->prev != nullptr) c->prev->next = c->next;
+  if (c->next != nullptr) c->next->prev = c->prev;
+  if (head_ == c) head_ = c->next;
+  c->prev = c->next = nullptr;
+  connections_.fetch_sub(1);
+}
+
+void Worker::ScheduleSweep() {
+  sweep_.expires_after(std::chrono::seconds(1));
+  sweep_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    Sweep();
+  });
+}
+
+void Worker::Sweep() {
+  const std::int64_t now = SteadyMillis();
+  if (shutting_down_ && now > shutdown_deadline_ms_) {
+    spdlog::warn("shutdown grace period over: closing connections still busy");
+    for (Connection* c = head_; c != nullptr;) {
+      Connection* next = c->next;
+      c->Close();
+      c = next;
+    }
+    ctx_.stop();
+    return;
+  }
+  for (Connection* c = head_; c != nullptr;) {
+    Connection* next = c->next;  // CheckTimeouts may unlink c
+    c->CheckTimeouts(now);
+    c = next;
+  }
+  ScheduleSweep();
+}
+
+void Worker::BeginShutdown() {
+  asio::post(ctx_, [this] {
+    shutting_down_ = true;
+    shutdown_deadline_ms_ = SteadyMillis() + options_.shutdown_grace_ms;
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    for (Connection* c = head_; c != nullptr;) {
+      Connection* next = c->next;
+      c->BeginShutdown();
+      c = next;
+    }
+    MaybeFinishShutdown();
+  });
+}
+
+void Worker::MaybeFinishShutdown() {
+  if (!shutting_down_ || head_ != nullptr) return;
+  sweep_.cancel();
+  ctx_.stop();
+}
+
+HttpServer::HttpServer(Api& api, ServerOptions options) : api_(api), options_(std::move(options)) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+Status HttpServer::Start() {
+  boost::system::error_code ec;
+  const asio::ip::address address = asio::ip::make_address(options_.host, ec);
+  if (ec) return Status::Invalid("bad --host " + options_.host + ": " + ec.message());
+  std::uint16_t port = options_.port;
+  for (int i = 0; i < std::max(options_.threads, 1); ++i) {
+    auto worker = std::make_unique<Worker>(api_, options_, connections_);
+    if (Status s = worker->Bind(tcp::endpoint(address, port)); !s.ok()) return s;
+    if (port == 0) port = worker->local_port();  // the others join the same port
+    workers_.push_back(std::move(worker));
+  }
+  bound_port_ = port;
+  for (auto& w : workers_) threads_.emplace_back([worker = w.get()] { worker->Run(); });
+  return Status::Ok();
+}
+
+void HttpServer::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  for (auto& w : workers_) w->BeginShutdown();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+}  // namespace flashsale::http
