@@ -34,6 +34,7 @@ bool OrderConsumer::RunOnce() {
     spdlog::warn("consumer: poll failed: {}", polled.error().ToString());
     return false;
   }
+  metrics_.consumer_lag.Set(source_.Lag());
   if (polled->empty()) return false;
   int backoff_ms = 10;
   for (;;) {

@@ -47,6 +47,8 @@ class OrderSource {
   virtual Status Commit() = 0;
   // Makes a blocked Poll() return early (shutdown). Any thread.
   virtual void Wake() = 0;
+  // Orders waiting in the source, not yet polled (flashsale_consumer_lag).
+  virtual std::int64_t Lag() = 0;
 };
 
 }  // namespace flashsale

@@ -41,9 +41,9 @@ void JournalOrderSource::Wake() {
   cv_.notify_all();
 }
 
-std::size_t JournalOrderSource::Depth() {
+std::int64_t JournalOrderSource::Lag() {
   std::lock_guard lock(mu_);
-  return orders_.size();
+  return static_cast<std::int64_t>(orders_.size());
 }
 
 SqliteOrderJournal::SqliteOrderJournal(SqliteDatabase& db, JournalOrderSource& source)

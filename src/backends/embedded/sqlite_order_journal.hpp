@@ -30,7 +30,7 @@ class JournalOrderSource final : public OrderSource {
   Result<std::vector<Order>> Poll(std::size_t max, int wait_ms) override;
   Status Commit() override { return Status::Ok(); }  // progress lives in the orders' status
   void Wake() override;
-  std::size_t Depth();
+  std::int64_t Lag() override;
 
  private:
   std::mutex mu_;
