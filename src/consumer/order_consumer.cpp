@@ -28,14 +28,14 @@ void OrderConsumer::Stop(bool drain) {
   }
 }
 
-bool OrderConsumer::RunOnce() {
+std::size_t OrderConsumer::RunOnce() {
   Result<std::vector<Order>> polled = source_.Poll(options_.max_batch, options_.poll_wait_ms);
   if (!polled) {
     spdlog::warn("consumer: poll failed: {}", polled.error().ToString());
-    return false;
+    return 0;
   }
   metrics_.consumer_lag.Set(source_.Lag());
-  if (polled->empty()) return false;
+  if (polled->empty()) return 0;
   int backoff_ms = 10;
   for (;;) {
     Result<PersistSummary> persisted = repository_.PersistBatch(*polled);
@@ -62,11 +62,16 @@ bool OrderConsumer::RunOnce() {
     spdlog::warn("consumer: commit failed (orders will be re-read, idempotently): {}",
                  s.ToString());
   }
-  return true;
+  return polled->size();
 }
 
 void OrderConsumer::Run() {
-  while (!stopping_.load()) RunOnce();
+  while (!stopping_.load()) {
+    const std::size_t done = RunOnce();
+    if (done > 0 && done < options_.max_batch && !stopping_.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(options_.batch_interval_ms));
+    }
+  }
 }
 
 }  // namespace flashsale

@@ -232,11 +232,15 @@ Result<PersistSummary> SqliteDatabase::PersistBatch(std::span<const Order> order
   std::lock_guard lock(write_mu_);
   PersistSummary summary;
   if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok()) return s;
-  SqliteStatement find(writer_, "SELECT status FROM orders WHERE order_id = ?1");
-  SqliteStatement upsert(writer_,
-                         "INSERT INTO orders(order_id, user_id, product_id, quantity, price, "
-                         "status, created_at, idempotency_key) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-                         "?8) ON CONFLICT(order_id) DO UPDATE SET status = excluded.status");
+  // Embedded orders exist already (the journal wrote them PENDING): one UPDATE
+  // decides them. Orders from elsewhere (a queue) are inserted. An order that
+  // is neither PENDING nor new was decided before: a replay, left alone.
+  SqliteStatement decide(writer_,
+                         "UPDATE orders SET status = ?2 WHERE order_id = ?1 AND status = 'PENDING'");
+  SqliteStatement insert(writer_,
+                         "INSERT OR IGNORE INTO orders(order_id, user_id, product_id, quantity, "
+                         "price, status, created_at, idempotency_key) VALUES(?1, ?2, ?3, ?4, ?5, "
+                         "?6, ?7, ?8)");
   // Tentative guard changes, applied to the mirror only after COMMIT.
   std::unordered_map<ProductId, std::int64_t> confirmed_delta;
   auto fail = [&](std::string_view what) -> Status {
@@ -245,30 +249,30 @@ Result<PersistSummary> SqliteDatabase::PersistBatch(std::span<const Order> order
     return err;
   };
   for (const Order& o : orders) {
-    find.Bind(1, o.id.view());
-    const int rc = find.Step();
-    if (rc == SQLITE_ROW && find.Text(0) != "PENDING") {
-      ++summary.duplicates;
-      find.Reset();
-      continue;
-    }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return fail("reading order");
-    find.Reset();
     // Last line of defence: never confirm more than the product's stock.
     auto stock = guard_stock_.find(o.product);
     const std::int64_t confirmed = guard_confirmed_[o.product] + confirmed_delta[o.product];
     const bool fits = stock != guard_stock_.end() && confirmed + o.quantity <= stock->second;
-    const OrderStatus status = fits ? OrderStatus::kConfirmed : OrderStatus::kFailed;
-    upsert.Bind(1, o.id.view()).Bind(2, o.user).Bind(3, o.product).Bind(4, o.quantity);
-    upsert.Bind(5, o.price).Bind(6, ToString(status)).Bind(7, o.created_at);
-    if (o.idempotency_key.empty()) {
-      upsert.BindNull(8);
-    } else {
-      upsert.Bind(8, std::string_view(o.idempotency_key));
+    const std::string_view status = ToString(fits ? OrderStatus::kConfirmed : OrderStatus::kFailed);
+    decide.Bind(1, o.id.view()).Bind(2, status);
+    if (decide.Step() != SQLITE_DONE) return fail("persisting order");
+    decide.Reset();
+    bool decided_now = sqlite3_changes(writer_) > 0;
+    if (!decided_now) {
+      insert.Bind(1, o.id.view()).Bind(2, o.user).Bind(3, o.product).Bind(4, o.quantity);
+      insert.Bind(5, o.price).Bind(6, status).Bind(7, o.created_at);
+      if (o.idempotency_key.empty()) {
+        insert.BindNull(8);
+      } else {
+        insert.Bind(8, std::string_view(o.idempotency_key));
+      }
+      if (insert.Step() != SQLITE_DONE) return fail("persisting order");
+      insert.Reset();
+      decided_now = sqlite3_changes(writer_) > 0;
     }
-    if (upsert.Step() != SQLITE_DONE) return fail("persisting order");
-    upsert.Reset();
-    if (fits) {
+    if (!decided_now) {
+      ++summary.duplicates;
+    } else if (fits) {
       confirmed_delta[o.product] += o.quantity;
       ++summary.confirmed;
     } else {
