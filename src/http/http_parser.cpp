@@ -65,6 +65,10 @@ ParseResult ParseRequest(std::string_view data, HttpRequest& req) {
   const void* end_mark = memmem(base, avail, "\r\n\r\n", 4);
   if (end_mark == nullptr) {
     if (avail >= kMaxHeaderBytes) return Error(431, "Request Header Fields Too Large");
+    // Bare LF line endings would never complete: refuse them at once.
+    if (memmem(base, avail, "\n\n", 2) != nullptr || memmem(base, avail, "\n\r\n", 3) != nullptr) {
+      return Error(400, "Bad Request: lines must end with CRLF");
+    }
     // Reject garbage early instead of waiting for a header end that never comes.
     for (std::size_t i = 0; i < avail && i < 16; ++i) {
       const auto c = static_cast<unsigned char>(base[i]);

@@ -49,7 +49,8 @@ ReserveResult MemoryStockStore::ReserveLocked(ProductState& s, const Reservation
   }
   auto buyer = s.buyers.find(r.user);
   const std::int64_t held = buyer == s.buyers.end() ? 0 : buyer->second.units;
-  if (held + r.quantity > p.limit_per_user) {
+  // Written as a subtraction: held + quantity could overflow int64.
+  if (r.quantity > p.limit_per_user - held) {
     result.outcome = ReserveOutcome::kLimitExceeded;
     if (buyer != s.buyers.end()) result.latest_order = buyer->second.latest_order;
     return result;
