@@ -52,7 +52,13 @@ std::size_t OrderConsumer::RunOnce() {
       }
       break;
     }
-    // Never skip a batch: wait for the database to come back.
+    // Never skip a batch: wait for the database to come back. On shutdown,
+    // leave it uncommitted: the source hands it out again after a restart.
+    if (stopping_.load()) {
+      spdlog::warn("consumer: stopping with {} orders not persisted (kept for the next start)",
+                   polled->size());
+      return 0;
+    }
     spdlog::warn("consumer: persisting {} orders failed, retrying in {} ms: {}", polled->size(),
                  backoff_ms, persisted.error().ToString());
     std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));

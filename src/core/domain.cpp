@@ -188,7 +188,7 @@ std::optional<Cents> ParsePrice(std::string_view s) {
     if (c < '0' || c > '9') return std::nullopt;
     cents = cents * 10 + (c - '0');
   }
-  if (units > (INT64_MAX - 99) / 100) return std::nullopt;
+  if (units > (INT64_MAX - cents) / 100) return std::nullopt;
   return units * 100 + cents;
 }
 

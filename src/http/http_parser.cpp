@@ -116,6 +116,8 @@ ParseResult ParseRequest(std::string_view data, HttpRequest& req) {
   if (q != std::string_view::npos) req.query = req.target.substr(q + 1);
 
   bool have_length = false;
+  bool connection_close = false;
+  bool connection_keep_alive = false;
   std::size_t pos = line_end + 2;
   while (pos < head.size()) {
     const std::size_t eol = head.find("\r\n", pos);
@@ -139,8 +141,9 @@ ParseResult ParseRequest(std::string_view data, HttpRequest& req) {
         break;
       case 10:
         if (EqualsIgnoreCase(name, "connection")) {
-          if (ContainsTokenIgnoreCase(value, "close")) req.keep_alive = false;
-          if (ContainsTokenIgnoreCase(value, "keep-alive")) req.keep_alive = true;
+          // "close" wins over "keep-alive", in any order (RFC 9112 §9.3).
+          if (ContainsTokenIgnoreCase(value, "close")) connection_close = true;
+          if (ContainsTokenIgnoreCase(value, "keep-alive")) connection_keep_alive = true;
         }
         break;
       case 12:
@@ -176,6 +179,11 @@ ParseResult ParseRequest(std::string_view data, HttpRequest& req) {
       default:
         break;
     }
+  }
+  if (connection_close) {
+    req.keep_alive = false;
+  } else if (connection_keep_alive) {
+    req.keep_alive = true;
   }
   if (req.content_length > kMaxBodyBytes) return Error(413, "Payload Too Large");
   ParseResult r;

@@ -1,0 +1,671 @@
+// embedded_test: the embedded backends against a real SQLite file in a
+// temporary directory: the database of record (journal rows, idempotent
+// batches, the stock guard, start-up queries), the group-committed journal
+// under concurrent hand-offs, the consumer draining it, and MemoryStockStore
+// rebuilt from what the database says was sold.
+//
+// Most tests open the database with synchronous=NORMAL to keep fsyncs out of
+// the unit-test budget; one journal test keeps the production default (FULL).
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backends/embedded/memory_stock_store.hpp"
+#include "backends/embedded/sqlite_database.hpp"
+#include "backends/embedded/sqlite_order_journal.hpp"
+#include "consumer/order_consumer.hpp"
+#include "run_concurrently.hpp"
+#include "temp_dir.hpp"
+
+namespace flashsale::embedded {
+namespace {
+
+using testutil::RunConcurrently;
+using testutil::TempDir;
+
+constexpr ProductId kPhone = 10'000'001;
+constexpr ProductId kLaptop = 10'000'002;
+
+std::unique_ptr<SqliteDatabase> OpenDb(const TempDir& dir,
+                                       JournalSync sync = JournalSync::kNormal) {
+  Result<std::unique_ptr<SqliteDatabase>> db = SqliteDatabase::Open({dir.File("flashsale.db"), sync});
+  EXPECT_TRUE(db) << db.error().ToString();
+  return db ? std::move(*db) : nullptr;
+}
+
+Product MakeProduct(ProductId id, std::int64_t stock, std::int64_t limit = 1) {
+  Product p;
+  p.id = id;
+  p.price = 1250;
+  p.stock = stock;
+  p.limit_per_user = limit;
+  return p;
+}
+
+OrderIdGenerator& Ids() {
+  static OrderIdGenerator gen;
+  return gen;
+}
+
+Order MakeOrder(ProductId product, UserId user, std::int64_t quantity = 1,
+                UnixMillis created_at = 1'795'600'800'000) {
+  Order o;
+  o.id = Ids().Next(created_at);
+  o.user = user;
+  o.product = product;
+  o.quantity = quantity;
+  o.price = 1250;
+  o.created_at = created_at;
+  return o;
+}
+
+OrderStatus StatusOf(SqliteDatabase& db, const Order& o) {
+  Result<std::optional<Order>> found = db.FindOrder(o.id);
+  EXPECT_TRUE(found) << found.error().ToString();
+  EXPECT_TRUE(found && found->has_value()) << "no row for " << o.id.view();
+  return found && found->has_value() ? (*found)->status : OrderStatus::kPending;
+}
+
+// ----------------------------------------------------------- SqliteDatabase ---
+
+TEST(SqliteDatabase, OpenCreatesTheFileAndItsDirectory) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nested" / "data" / "flashsale.db").string();
+  Result<std::unique_ptr<SqliteDatabase>> db = SqliteDatabase::Open({path});
+  ASSERT_TRUE(db) << db.error().ToString();
+  EXPECT_TRUE(std::filesystem::exists(path));
+  EXPECT_EQ((*db)->path(), path);
+  Result<std::vector<Product>> products = (*db)->LoadProducts();
+  ASSERT_TRUE(products);
+  EXPECT_TRUE(products->empty());
+}
+
+TEST(SqliteDatabase, ReadOnlyOpenOfAMissingFileIsNotFound) {
+  TempDir dir;
+  Result<std::unique_ptr<SqliteDatabase>> db =
+      SqliteDatabase::Open({dir.File("missing.db"), JournalSync::kNormal, /*read_only=*/true});
+  ASSERT_FALSE(db);
+  EXPECT_EQ(db.error().code(), Status::Code::kNotFound);
+  EXPECT_FALSE(std::filesystem::exists(dir.File("missing.db")));
+}
+
+TEST(SqliteDatabase, ProductsRoundTrip) {
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  Product p = MakeProduct(kPhone, 100, 3);
+  p.starts_at = 1'795'600'800'000;
+  ASSERT_TRUE(db->UpsertProduct(p).ok());
+  ASSERT_TRUE(db->UpsertProduct(MakeProduct(kLaptop, 5)).ok());
+  p.stock = 150;  // replace
+  ASSERT_TRUE(db->UpsertProduct(p).ok());
+  Result<std::vector<Product>> products = db->LoadProducts();
+  ASSERT_TRUE(products);
+  ASSERT_EQ(products->size(), 2u);
+  EXPECT_EQ((*products)[0].id, kPhone);
+  EXPECT_EQ((*products)[0].stock, 150);
+  EXPECT_EQ((*products)[0].price, 1250);
+  EXPECT_EQ((*products)[0].limit_per_user, 3);
+  EXPECT_EQ((*products)[0].starts_at, 1'795'600'800'000);
+  EXPECT_FALSE((*products)[0].ends_at.has_value());
+  EXPECT_EQ((*products)[1].id, kLaptop);
+}
+
+TEST(SqliteDatabase, InsertProductsNeverOverwritesUnlessAsked) {
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  std::int64_t inserted = 0;
+  ASSERT_TRUE(db->InsertProducts({MakeProduct(kPhone, 10)}, false, &inserted).ok());
+  EXPECT_EQ(inserted, 1);
+  ASSERT_TRUE(
+      db->InsertProducts({MakeProduct(kPhone, 99), MakeProduct(kLaptop, 1)}, false, &inserted).ok());
+  EXPECT_EQ(inserted, 1);  // only the laptop
+  EXPECT_EQ(db->LoadProducts()->front().stock, 10);
+  ASSERT_TRUE(db->InsertProducts({MakeProduct(kPhone, 99)}, true, &inserted).ok());
+  EXPECT_EQ(db->LoadProducts()->front().stock, 99);
+}
+
+TEST(SqliteDatabase, AppendPendingThenPersistBatchConfirms) {
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->UpsertProduct(MakeProduct(kPhone, 10)).ok());
+  std::vector<Order> orders = {MakeOrder(kPhone, 1), MakeOrder(kPhone, 2, 2)};
+  orders[1].idempotency_key = "retry-me";
+  ASSERT_TRUE(db->AppendPending(orders).ok());
+
+  EXPECT_EQ(StatusOf(*db, orders[0]), OrderStatus::kPending);
+  Result<std::vector<Order>> pending = db->LoadPending();
+  ASSERT_TRUE(pending);
+  EXPECT_EQ(pending->size(), 2u);
+
+  Result<PersistSummary> summary = db->PersistBatch(orders);
+  ASSERT_TRUE(summary) << summary.error().ToString();
+  EXPECT_EQ(summary->confirmed, 2);
+  EXPECT_EQ(summary->failed, 0);
+  EXPECT_EQ(summary->duplicates, 0);
+  EXPECT_EQ(StatusOf(*db, orders[0]), OrderStatus::kConfirmed);
+  EXPECT_EQ(StatusOf(*db, orders[1]), OrderStatus::kConfirmed);
+  EXPECT_TRUE(db->LoadPending()->empty());
+
+  // Every column survives the trip.
+  Result<std::optional<Order>> found = db->FindOrder(orders[1].id);
+  ASSERT_TRUE(found && found->has_value());
+  const Order& o = **found;
+  EXPECT_EQ(o.id, orders[1].id);
+  EXPECT_EQ(o.user, 2);
+  EXPECT_EQ(o.product, kPhone);
+  EXPECT_EQ(o.quantity, 2);
+  EXPECT_EQ(o.price, 1250);
+  EXPECT_EQ(o.created_at, orders[1].created_at);
+  EXPECT_EQ(o.idempotency_key, "retry-me");
+  EXPECT_EQ((*db->FindOrder(orders[0].id))->idempotency_key, "");
+}
+
+TEST(SqliteDatabase, PersistBatchWithoutAJournalRowInsertsIt) {
+  // Distributed mode: orders come from Kafka, never journalled here.
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->UpsertProduct(MakeProduct(kPhone, 10)).ok());
+  const std::vector<Order> orders = {MakeOrder(kPhone, 1)};
+  Result<PersistSummary> summary = db->PersistBatch(orders);
+  ASSERT_TRUE(summary);
+  EXPECT_EQ(summary->confirmed, 1);
+  EXPECT_EQ(StatusOf(*db, orders[0]), OrderStatus::kConfirmed);
+}
+
+TEST(SqliteDatabase, PersistBatchIsIdempotent) {
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->UpsertProduct(MakeProduct(kPhone, 3)).ok());
+  std::vector<Order> orders = {MakeOrder(kPhone, 1), MakeOrder(kPhone, 2), MakeOrder(kPhone, 3)};
+  ASSERT_TRUE(db->AppendPending(orders).ok());
+  ASSERT_EQ(db->PersistBatch(orders)->confirmed, 3);
+
+  // A redelivered batch (consumer crashed before committing its offset) and a
+  // batch with a duplicate inside change nothing, and do not eat stock.
+  Result<PersistSummary> again = db->PersistBatch(orders);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->confirmed, 0);
+  EXPECT_EQ(again->failed, 0);
+  EXPECT_EQ(again->duplicates, 3);
+  const std::vector<Order> twice = {orders[0], orders[0]};
+  Result<PersistSummary> dup = db->PersistBatch(twice);
+  ASSERT_TRUE(dup);
+  EXPECT_EQ(dup->duplicates, 2);
+  for (const Order& o : orders) EXPECT_EQ(StatusOf(*db, o), OrderStatus::kConfirmed);
+  Result<std::vector<Order>> all = db->LoadAllOrders();
+  ASSERT_TRUE(all);
+  EXPECT_EQ(all->size(), 3u);
+}
+
+TEST(SqliteDatabase, StockGuardStoresFailedWhenAnOrderWouldExceedStock) {
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->UpsertProduct(MakeProduct(kPhone, 3, 5)).ok());
+  // 2 + 1 fit; the next 1 does not; a later, smaller order still cannot fit.
+  std::vector<Order> orders = {MakeOrder(kPhone, 1, 2), MakeOrder(kPhone, 2, 1),
+                               MakeOrder(kPhone, 3, 1), MakeOrder(kLaptop, 4, 1)};
+  ASSERT_TRUE(db->AppendPending(orders).ok());
+  Result<PersistSummary> summary = db->PersistBatch(orders);
+  ASSERT_TRUE(summary) << summary.error().ToString();
+  EXPECT_EQ(summary->confirmed, 2);
+  EXPECT_EQ(summary->failed, 2);  // over stock, and a product the database does not know
+  EXPECT_EQ(StatusOf(*db, orders[0]), OrderStatus::kConfirmed);
+  EXPECT_EQ(StatusOf(*db, orders[1]), OrderStatus::kConfirmed);
+  EXPECT_EQ(StatusOf(*db, orders[2]), OrderStatus::kFailed);
+  EXPECT_EQ(StatusOf(*db, orders[3]), OrderStatus::kFailed);
+
+  // The guard counts across batches too, and a FAILED order stays FAILED.
+  const std::vector<Order> later = {MakeOrder(kPhone, 5, 1)};
+  EXPECT_EQ(db->PersistBatch(later)->failed, 1);
+  EXPECT_EQ(db->PersistBatch(orders)->duplicates, 4);
+  // A restock makes room for new orders.
+  ASSERT_TRUE(db->UpsertProduct(MakeProduct(kPhone, 4, 5)).ok());
+  const std::vector<Order> after_restock = {MakeOrder(kPhone, 6, 1)};
+  EXPECT_EQ(db->PersistBatch(after_restock)->confirmed, 1);
+}
+
+TEST(SqliteDatabase, StockGuardSurvivesAReopen) {
+  TempDir dir;
+  std::vector<Order> orders = {MakeOrder(kPhone, 1), MakeOrder(kPhone, 2)};
+  {
+    auto db = OpenDb(dir);
+    ASSERT_TRUE(db);
+    ASSERT_TRUE(db->UpsertProduct(MakeProduct(kPhone, 2)).ok());
+    ASSERT_EQ(db->PersistBatch(orders)->confirmed, 2);
+  }
+  auto db = OpenDb(dir);  // the guard is rebuilt from the rows
+  ASSERT_TRUE(db);
+  const std::vector<Order> one_more = {MakeOrder(kPhone, 3)};
+  EXPECT_EQ(db->PersistBatch(one_more)->failed, 1);
+}
+
+TEST(SqliteDatabase, LoadSoldUnitsExcludesFailed) {
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->UpsertProduct(MakeProduct(kPhone, 3, 5)).ok());
+  ASSERT_TRUE(db->UpsertProduct(MakeProduct(kLaptop, 10, 5)).ok());
+  const Order a1 = MakeOrder(kPhone, 1, 2, 1'000);
+  const Order a2 = MakeOrder(kPhone, 1, 1, 2'000);  // user 1's latest
+  const Order failed = MakeOrder(kPhone, 2, 1, 3'000);  // over stock: FAILED
+  const Order pending = MakeOrder(kLaptop, 2, 1, 4'000);  // journalled, not yet persisted
+  const std::vector<Order> batch = {a1, a2, failed};
+  ASSERT_TRUE(db->AppendPending(batch).ok());
+  ASSERT_TRUE(db->AppendPending(std::vector<Order>{pending}).ok());
+  Result<PersistSummary> summary = db->PersistBatch(batch);
+  ASSERT_TRUE(summary);
+  ASSERT_EQ(summary->failed, 1);
+
+  Result<std::vector<SoldUnits>> sold = db->LoadSoldUnits();
+  ASSERT_TRUE(sold) << sold.error().ToString();
+  std::map<std::pair<ProductId, UserId>, SoldUnits> by_key;
+  for (const SoldUnits& s : *sold) by_key[{s.product, s.user}] = s;
+  ASSERT_EQ(by_key.size(), 2u);  // user 2's FAILED phone order is not a sale
+  const SoldUnits& phone_1 = by_key[std::make_pair(kPhone, UserId{1})];
+  EXPECT_EQ(phone_1.units, 3);
+  EXPECT_EQ(phone_1.latest_order, a2.id);
+  EXPECT_EQ(by_key[std::make_pair(kLaptop, UserId{2})].units, 1);  // PENDING counts as sold
+  EXPECT_EQ(by_key.count(std::make_pair(kPhone, UserId{2})), 0u);
+}
+
+TEST(SqliteDatabase, OrdersOfUserNewestFirst) {
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  std::vector<Order> orders = {MakeOrder(kPhone, 7, 1, 1'000), MakeOrder(kLaptop, 7, 1, 3'000),
+                               MakeOrder(kPhone, 8, 1, 2'000), MakeOrder(kPhone, 7, 1, 2'000)};
+  ASSERT_TRUE(db->AppendPending(orders).ok());
+  Result<std::vector<Order>> mine = db->OrdersOfUser(7, 100);
+  ASSERT_TRUE(mine);
+  ASSERT_EQ(mine->size(), 3u);
+  EXPECT_EQ((*mine)[0].id, orders[1].id);
+  EXPECT_EQ((*mine)[1].id, orders[3].id);
+  EXPECT_EQ((*mine)[2].id, orders[0].id);
+  EXPECT_EQ(db->OrdersOfUser(7, 1)->size(), 1u);
+  EXPECT_TRUE(db->OrdersOfUser(9, 100)->empty());
+  Result<std::optional<Order>> none = db->FindOrder(Ids().Next(1));
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(none->has_value());
+}
+
+TEST(SqliteDatabase, AppendPendingOfADuplicateIdIsNotDeliveredAndWritesNothing) {
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  const Order first = MakeOrder(kPhone, 1);
+  ASSERT_TRUE(db->AppendPending(std::vector<Order>{first}).ok());
+  const std::vector<Order> batch = {MakeOrder(kPhone, 2), first};
+  const Status s = db->AppendPending(batch);
+  EXPECT_TRUE(s.IsNotDelivered()) << s.ToString();
+  // The whole group was rolled back: the new order is not there.
+  Result<std::optional<Order>> found = db->FindOrder(batch[0].id);
+  ASSERT_TRUE(found);
+  EXPECT_FALSE(found->has_value());
+}
+
+TEST(SqliteDatabase, LoadKeyedOrdersSince) {
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  Order old_keyed = MakeOrder(kPhone, 1, 1, 1'000);
+  old_keyed.idempotency_key = "old";
+  Order new_keyed = MakeOrder(kPhone, 2, 1, 5'000);
+  new_keyed.idempotency_key = "new";
+  const Order unkeyed = MakeOrder(kPhone, 3, 1, 5'000);
+  ASSERT_TRUE(db->AppendPending(std::vector<Order>{old_keyed, new_keyed, unkeyed}).ok());
+  Result<std::vector<Order>> keyed = db->LoadKeyedOrders(2'000);
+  ASSERT_TRUE(keyed);
+  ASSERT_EQ(keyed->size(), 1u);
+  EXPECT_EQ(keyed->front().idempotency_key, "new");
+}
+
+// -------------------------------------------------------- SqliteOrderJournal ---
+
+void ExpectJournalGroupCommits(JournalSync sync, int threads, int per_thread) {
+  TempDir dir;
+  auto db = OpenDb(dir, sync);
+  ASSERT_TRUE(db);
+  JournalOrderSource source;
+  std::atomic<int> ok{0};
+  std::atomic<int> not_ok{0};
+  std::vector<std::vector<Order>> sent(static_cast<std::size_t>(threads));
+  {
+    SqliteOrderJournal journal(*db, source);
+    RunConcurrently(threads, per_thread, [&](int i) {
+      Order o = MakeOrder(kPhone, i);
+      sent[static_cast<std::size_t>(i / per_thread)].push_back(o);
+      journal.HandOff(std::move(o), [&](const Status& s) {
+        if (s.ok()) {
+          ++ok;
+        } else {
+          ++not_ok;
+          ADD_FAILURE() << s.ToString();
+        }
+      });
+    });
+    journal.Flush();
+    // Answered means committed: every callback ran by the time Flush returns.
+    EXPECT_EQ(ok.load(), threads * per_thread);
+    EXPECT_EQ(not_ok.load(), 0);
+  }  // the journal stops here
+
+  std::set<std::string> expected;
+  for (const auto& v : sent) {
+    for (const Order& o : v) expected.insert(o.id.str());
+  }
+  ASSERT_EQ(expected.size(), static_cast<std::size_t>(threads * per_thread));
+
+  // Every row is in the database, PENDING.
+  Result<std::vector<Order>> rows = db->LoadAllOrders();
+  ASSERT_TRUE(rows);
+  std::set<std::string> stored;
+  for (const Order& o : *rows) {
+    stored.insert(o.id.str());
+    EXPECT_EQ(o.status, OrderStatus::kPending);
+  }
+  EXPECT_EQ(stored, expected);
+
+  // And the consumer's view yields each exactly once.
+  EXPECT_EQ(source.Lag(), static_cast<std::int64_t>(expected.size()));
+  std::multiset<std::string> polled;
+  for (;;) {
+    Result<std::vector<Order>> batch = source.Poll(100, 0);
+    ASSERT_TRUE(batch);
+    if (batch->empty()) break;
+    EXPECT_LE(batch->size(), 100u);
+    for (const Order& o : *batch) polled.insert(o.id.str());
+  }
+  EXPECT_EQ(polled.size(), expected.size());
+  EXPECT_EQ(std::set<std::string>(polled.begin(), polled.end()), expected);
+}
+
+TEST(SqliteOrderJournal, GroupCommitsOrdersFrom8Threads) {
+  ExpectJournalGroupCommits(JournalSync::kNormal, 8, 250);
+}
+
+TEST(SqliteOrderJournal, GroupCommitsWithFullSync) {
+  // The production default: one fsync per group, so still quick.
+  ExpectJournalGroupCommits(JournalSync::kFull, 8, 50);
+}
+
+TEST(SqliteOrderJournal, AnswersOnlyAfterTheCommit) {
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  JournalOrderSource source;
+  SqliteOrderJournal journal(*db, source);
+  const Order o = MakeOrder(kPhone, 1);
+  std::atomic<bool> row_was_there{false};
+  SqliteDatabase* raw = db.get();
+  journal.HandOff(o, [&, raw](const Status& s) {
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    Result<std::optional<Order>> found = raw->FindOrder(o.id);
+    row_was_there = found && found->has_value();
+  });
+  journal.Flush();
+  EXPECT_TRUE(row_was_there.load());
+}
+
+TEST(SqliteOrderJournal, HandOffAfterStopIsNotDelivered) {
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  JournalOrderSource source;
+  SqliteOrderJournal journal(*db, source);
+  journal.Stop();
+  Status answer = Status::Ok();
+  bool called = false;
+  journal.HandOff(MakeOrder(kPhone, 1), [&](const Status& s) {
+    answer = s;
+    called = true;
+  });
+  EXPECT_TRUE(called);  // answered inline
+  EXPECT_TRUE(answer.IsNotDelivered()) << answer.ToString();
+  EXPECT_TRUE(db->LoadAllOrders()->empty());
+  journal.Stop();  // idempotent
+}
+
+TEST(SqliteOrderJournal, ARefusedGroupIsNotDeliveredAndNotQueuedForTheConsumer) {
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  const Order taken = MakeOrder(kPhone, 1);
+  ASSERT_TRUE(db->AppendPending(std::vector<Order>{taken}).ok());
+  JournalOrderSource source;
+  SqliteOrderJournal journal(*db, source);
+  Status answer;
+  journal.HandOff(taken, [&](const Status& s) { answer = s; });  // primary key clash
+  journal.Flush();
+  EXPECT_TRUE(answer.IsNotDelivered()) << answer.ToString();
+  EXPECT_EQ(source.Lag(), 0);
+}
+
+// --------------------------------------------------------- JournalOrderSource ---
+
+TEST(JournalOrderSource, PollWaitsAndWakeReturnsEarly) {
+  JournalOrderSource source;
+  const auto started = std::chrono::steady_clock::now();
+  std::thread waker([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    source.Wake();
+  });
+  Result<std::vector<Order>> polled = source.Poll(10, /*wait_ms=*/10'000);
+  waker.join();
+  ASSERT_TRUE(polled);
+  EXPECT_TRUE(polled->empty());
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+
+  std::vector<Order> primed = {MakeOrder(kPhone, 1), MakeOrder(kPhone, 2), MakeOrder(kPhone, 3)};
+  const OrderId first = primed[0].id;
+  source.Prime(primed);
+  Result<std::vector<Order>> two = source.Poll(2, 0);
+  ASSERT_TRUE(two);
+  ASSERT_EQ(two->size(), 2u);
+  EXPECT_EQ(two->front().id, first);  // in order
+  EXPECT_EQ(source.Lag(), 1);
+}
+
+// ------------------------------------------------------------- OrderConsumer ---
+
+TEST(OrderConsumer, DrainsASourceIntoTheDatabase) {
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->UpsertProduct(MakeProduct(kPhone, 1000)).ok());
+  std::vector<Order> orders;
+  for (UserId u = 0; u < 250; ++u) orders.push_back(MakeOrder(kPhone, u));
+  ASSERT_TRUE(db->AppendPending(orders).ok());
+  JournalOrderSource source;
+  source.Prime(orders);
+  FunnelMetrics metrics;
+  metrics.queue_depth.Set(250);
+  OrderConsumer::Options options;
+  options.max_batch = 100;
+  options.poll_wait_ms = 0;
+  OrderConsumer consumer(source, *db, metrics, options);
+  std::vector<std::size_t> batches;
+  while (std::size_t n = consumer.RunOnce()) batches.push_back(n);
+  EXPECT_EQ(batches, (std::vector<std::size_t>{100, 100, 50}));
+  EXPECT_EQ(metrics.consumer_lag.Value(), 0);
+  EXPECT_EQ(metrics.orders_persisted_confirmed.Value(), 250);
+  EXPECT_EQ(metrics.orders_persisted_failed.Value(), 0);
+  EXPECT_EQ(metrics.queue_depth.Value(), 0);
+  EXPECT_TRUE(db->LoadPending()->empty());
+  for (const Order& o : orders) ASSERT_EQ(StatusOf(*db, o), OrderStatus::kConfirmed);
+}
+
+TEST(OrderConsumer, RunsOnItsThreadBehindTheJournalAndDrainsOnStop) {
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->UpsertProduct(MakeProduct(kPhone, 100'000)).ok());
+  JournalOrderSource source;
+  FunnelMetrics metrics;
+  std::vector<Order> sent;
+  std::mutex sent_mu;
+  {
+    SqliteOrderJournal journal(*db, source);
+    OrderConsumer::Options options;
+    options.max_batch = 64;
+    options.poll_wait_ms = 5;
+    options.batch_interval_ms = 1;
+    OrderConsumer consumer(source, *db, metrics, options);
+    consumer.Start();
+    RunConcurrently(8, 100, [&](int i) {
+      Order o = MakeOrder(kPhone, i);
+      {
+        std::lock_guard lock(sent_mu);
+        sent.push_back(o);
+      }
+      journal.HandOff(std::move(o), [](const Status& s) { EXPECT_TRUE(s.ok()) << s.ToString(); });
+    });
+    journal.Stop();         // everything journalled
+    consumer.Stop(true);    // and persisted
+  }
+  EXPECT_EQ(metrics.orders_persisted_confirmed.Value(), 800);
+  EXPECT_TRUE(db->LoadPending()->empty());
+  for (const Order& o : sent) ASSERT_EQ(StatusOf(*db, o), OrderStatus::kConfirmed);
+}
+
+TEST(OrderConsumer, CountsGuardRefusalsAsFailed) {
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->UpsertProduct(MakeProduct(kPhone, 1)).ok());
+  JournalOrderSource source;
+  source.Prime({MakeOrder(kPhone, 1), MakeOrder(kPhone, 2)});
+  FunnelMetrics metrics;
+  OrderConsumer::Options options;
+  options.poll_wait_ms = 0;
+  OrderConsumer consumer(source, *db, metrics, options);
+  EXPECT_EQ(consumer.RunOnce(), 2u);
+  EXPECT_EQ(consumer.RunOnce(), 0u);
+  EXPECT_EQ(metrics.orders_persisted_confirmed.Value(), 1);
+  EXPECT_EQ(metrics.orders_persisted_failed.Value(), 1);
+}
+
+// ---------------------------------------------------------- MemoryStockStore ---
+
+ReserveResult ReserveNow(MemoryStockStore& store, ProductId product, UserId user,
+                         std::int64_t quantity = 1) {
+  ReserveResult out;
+  bool called = false;
+  store.Reserve({product, user, quantity, Ids().Next(NowMillis()), NowMillis()},
+                [&](Result<ReserveResult> r) {
+                  called = true;
+                  EXPECT_TRUE(r) << r.error().ToString();
+                  if (r) out = *r;
+                });
+  EXPECT_TRUE(called) << "MemoryStockStore answers inline";
+  return out;
+}
+
+TEST(MemoryStockStore, LoadFromSoldUnitsRestoresRemainingAndPerUserRecords) {
+  MemoryStockStore store;
+  const OrderId latest = Ids().Next(NowMillis());
+  store.Load({MakeProduct(kPhone, 10, /*limit=*/2), MakeProduct(kLaptop, 5)},
+             {{kPhone, 1, 2, latest}, {kPhone, 2, 1, Ids().Next(NowMillis())},
+              {kLaptop, 3, 1, Ids().Next(NowMillis())},
+              {999, 4, 1, Ids().Next(NowMillis())}});  // a product no longer in the catalog
+  Result<std::optional<StockSnapshot>> phone = store.Get(kPhone);
+  ASSERT_TRUE(phone && phone->has_value());
+  EXPECT_EQ((*phone)->remaining, 7);
+  EXPECT_FALSE((*phone)->sold_out);
+  EXPECT_EQ(store.Get(kLaptop)->value().remaining, 4);
+  EXPECT_EQ(store.UnitsOf(kPhone, 1), 2);
+  EXPECT_EQ(store.UnitsOf(kPhone, 2), 1);
+  EXPECT_EQ(store.UnitsOf(kPhone, 3), 0);
+  EXPECT_EQ(*store.ProductCount(), 2);
+
+  // User 1 is at the limit and is told which order holds it.
+  const ReserveResult limited = ReserveNow(store, kPhone, 1);
+  EXPECT_EQ(limited.outcome, ReserveOutcome::kLimitExceeded);
+  EXPECT_EQ(limited.latest_order, latest);
+  // User 2 may take one more; a new user two.
+  EXPECT_EQ(ReserveNow(store, kPhone, 2).outcome, ReserveOutcome::kReserved);
+  EXPECT_EQ(ReserveNow(store, kPhone, 5, 2).outcome, ReserveOutcome::kReserved);
+  EXPECT_EQ(store.Get(kPhone)->value().remaining, 4);
+}
+
+TEST(MemoryStockStore, LoadNeverLeavesRemainingBelowZero) {
+  // The database sold more than the stock (lost writes): the store must still
+  // be a valid store, sold out.
+  MemoryStockStore store;
+  store.Load({MakeProduct(kPhone, 2, 5)}, {{kPhone, 1, 3, Ids().Next(NowMillis())}});
+  EXPECT_EQ(store.Get(kPhone)->value().remaining, 0);
+  EXPECT_TRUE(store.Get(kPhone)->value().sold_out);
+  EXPECT_EQ(ReserveNow(store, kPhone, 2).outcome, ReserveOutcome::kSoldOut);
+}
+
+TEST(MemoryStockStore, RebuiltFromTheDatabaseAfterARestart) {
+  // The start-up path of EmbeddedStack: products + sold units from SQLite.
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->UpsertProduct(MakeProduct(kPhone, 5, 2)).ok());
+  const Order a = MakeOrder(kPhone, 1, 2, 1'000);
+  const Order b = MakeOrder(kPhone, 2, 1, 2'000);
+  ASSERT_TRUE(db->AppendPending(std::vector<Order>{a, b}).ok());
+  ASSERT_TRUE(db->PersistBatch(std::vector<Order>{a}));  // b stays PENDING
+
+  MemoryStockStore store;
+  store.Load(*db->LoadProducts(), *db->LoadSoldUnits());
+  EXPECT_EQ(store.Get(kPhone)->value().remaining, 2);
+  EXPECT_EQ(store.UnitsOf(kPhone, 1), 2);
+  EXPECT_EQ(store.UnitsOf(kPhone, 2), 1);
+  const ReserveResult limited = ReserveNow(store, kPhone, 1);
+  EXPECT_EQ(limited.outcome, ReserveOutcome::kLimitExceeded);
+  EXPECT_EQ(limited.latest_order, a.id);
+}
+
+TEST(MemoryStockStore, ReleaseGivesBackUnitsRecordAndClearsL2) {
+  MemoryStockStore store;
+  store.Load({MakeProduct(kPhone, 1)}, {});
+  const Reservation r{kPhone, 7, 1, Ids().Next(NowMillis()), NowMillis()};
+  ReserveResult taken;
+  store.Reserve(r, [&](Result<ReserveResult> res) { taken = *res; });
+  ASSERT_EQ(taken.outcome, ReserveOutcome::kReserved);
+  EXPECT_TRUE(taken.took_last_unit);
+  EXPECT_TRUE(store.Get(kPhone)->value().sold_out);
+  const std::int64_t epoch_before = store.Get(kPhone)->value().restock_epoch;
+
+  Result<std::int64_t> epoch = store.Release(r);
+  ASSERT_TRUE(epoch);
+  EXPECT_EQ(*epoch, epoch_before + 1);
+  EXPECT_EQ(store.Get(kPhone)->value().remaining, 1);
+  EXPECT_FALSE(store.Get(kPhone)->value().sold_out);
+  EXPECT_EQ(store.UnitsOf(kPhone, 7), 0);
+  EXPECT_EQ(ReserveNow(store, kPhone, 7).outcome, ReserveOutcome::kReserved);
+}
+
+TEST(MemoryStockStore, ListPagesInIdOrder) {
+  MemoryStockStore store;
+  std::vector<Product> products;
+  for (ProductId id = 200; id > 100; --id) products.push_back(MakeProduct(id, 1));
+  store.Load(products, {});
+  Result<std::vector<StockSnapshot>> page = store.List(10, 5);
+  ASSERT_TRUE(page);
+  ASSERT_EQ(page->size(), 5u);
+  for (std::size_t i = 0; i < page->size(); ++i) {
+    EXPECT_EQ((*page)[i].product.id, static_cast<ProductId>(111 + i));
+  }
+  EXPECT_EQ(store.List(95, 100)->size(), 5u);
+  EXPECT_TRUE(store.List(100, 100)->empty());
+}
+
+}  // namespace
+}  // namespace flashsale::embedded
