@@ -139,7 +139,13 @@ std::optional<UnixMillis> ParseRfc3339(std::string_view s) {
                                           static_cast<unsigned>(day));
   const std::int64_t secs =
       days * 86400 + hour * 3600 + minute * 60 + std::min(second, 59) - offset_minutes * 60;
-  return secs * 1000 + millis;
+  const std::int64_t t = secs * 1000 + millis;
+  // Offsets can push an instant outside the years 0000-9999 that
+  // FormatRfc3339 can write back; refuse those.
+  constexpr std::int64_t kMin = -62167219200000;  // 0000-01-01T00:00:00Z
+  constexpr std::int64_t kMax = 253402300799999;  // 9999-12-31T23:59:59.999Z
+  if (t < kMin || t > kMax) return std::nullopt;
+  return t;
 }
 
 std::string FormatRfc3339(UnixMillis t) {

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "http/body_specs.hpp"
 #include "http/json_body.hpp"
 #include "http/response_writer.hpp"
 
@@ -13,23 +14,6 @@ namespace flashsale::http {
 namespace {
 
 constexpr std::string_view kRetryAfter = "Retry-After: 1\r\n";
-
-// Validation specs, by body.
-constexpr FieldSpec kPurchaseSpec[] = {
-    {"user_id", FieldType::kInt, true, 0},
-    {"product_id", FieldType::kInt, true, 1},
-    {"amount", FieldType::kInt, true, 1},
-};
-constexpr FieldSpec kProductSpec[] = {
-    {"stock", FieldType::kInt, true, 0},
-    {"price", FieldType::kPrice, true, std::nullopt},
-    {"starts_at", FieldType::kTimestampOrNull, false, std::nullopt},
-    {"ends_at", FieldType::kTimestampOrNull, false, std::nullopt},
-    {"limit_per_user", FieldType::kInt, false, 1},
-};
-constexpr FieldSpec kRestockSpec[] = {
-    {"amount", FieldType::kInt, true, 1},
-};
 
 JsonBodyReader& ThreadReader() {
   thread_local JsonBodyReader reader;

@@ -70,6 +70,8 @@ ParseResult ParseRequest(std::string_view data, HttpRequest& req) {
       return Error(400, "Bad Request: lines must end with CRLF");
     }
     // Reject garbage early instead of waiting for a header end that never comes.
+    // A lone CR may be the first half of a blank line's CRLF (RFC 9112 §2.2).
+    if (avail == 1 && base[0] == '\r') return {};
     for (std::size_t i = 0; i < avail && i < 16; ++i) {
       const auto c = static_cast<unsigned char>(base[i]);
       if (c == ' ') break;

@@ -67,9 +67,8 @@ class JsonBodyReader {
 
   static constexpr std::size_t kMaxFields = 16;
 
-  struct Handler;  // the SAX handler, public for the fuzzer's sake
-
  private:
+  struct Handler;  // the SAX handler (json_body.cpp)
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };
