@@ -104,10 +104,11 @@ int RunServe(const Config& config) {
   spdlog::info("flashsale {} listening on {}:{} ({} I/O threads, embedded, database {})",
                FLASHSALE_VERSION, config.host, server.port(), options.threads, path);
 
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
-  spdlog::info("received {}: stopping (finishing in-flight requests)",
-               signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+  siginfo_t info{};
+  while (sigwaitinfo(&signals, &info) < 0) {
+  }
+  spdlog::warn("received {} from pid {}: stopping (finishing in-flight requests)",
+               info.si_signo == SIGINT ? "SIGINT" : "SIGTERM", info.si_pid);
   server.Stop();
   s.Shutdown();
   spdlog::info("stopped cleanly");
