@@ -60,14 +60,32 @@ Result<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Open(const Config& config)
   s->consumer_ = std::make_unique<OrderConsumer>(s->source_, *s->db_, s->metrics_,
                                                  OrderConsumer::Options{});
   s->consumer_->Start();
+  s->checkpointer_ = std::thread([stack = s.get()] { stack->RunCheckpointer(); });
   return s;
+}
+
+void EmbeddedStack::RunCheckpointer() {
+  std::unique_lock lock(checkpoint_mu_);
+  while (!checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(100),
+                                  [this] { return stop_checkpointer_; })) {
+    lock.unlock();
+    if (Status st = db_->Checkpoint(); !st.ok()) spdlog::warn("{}", st.ToString());
+    lock.lock();
+  }
 }
 
 void EmbeddedStack::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
-  journal_->Stop();         // every handed-off order answered and journalled
-  consumer_->Stop(true);    // and persisted
+  if (journal_) journal_->Stop();       // every handed-off order answered and journalled
+  if (consumer_) consumer_->Stop(true);  // and persisted
+  {
+    std::lock_guard lock(checkpoint_mu_);
+    stop_checkpointer_ = true;
+  }
+  checkpoint_cv_.notify_all();
+  if (checkpointer_.joinable()) checkpointer_.join();
+  if (db_) (void)db_->Checkpoint();
 }
 
 EmbeddedStack::~EmbeddedStack() { Shutdown(); }

@@ -8,7 +8,10 @@
 // so a kill -9 never loses an acknowledged order or lets it be sold twice;
 // PENDING orders are handed to the consumer again.
 
+#include <condition_variable>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 #include "backends/embedded/local_status_broadcast.hpp"
 #include "backends/embedded/memory_idempotency_store.hpp"
@@ -39,6 +42,8 @@ class EmbeddedStack {
 
  private:
   EmbeddedStack() = default;
+  // Checkpoints the WAL every 100 ms on its own thread, off the commit path.
+  void RunCheckpointer();
 
   FunnelMetrics metrics_;
   std::unique_ptr<embedded::SqliteDatabase> db_;
@@ -51,6 +56,10 @@ class EmbeddedStack {
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<OrderConsumer> consumer_;
   bool shut_down_ = false;
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  bool stop_checkpointer_ = false;  // guarded by checkpoint_mu_
+  std::thread checkpointer_;
 };
 
 }  // namespace flashsale::app

@@ -116,7 +116,7 @@ Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const Options& opti
   sqlite3_busy_timeout(db->writer_, 5000);
   if (!options.read_only) {
     const std::string pragmas =
-        std::string("PRAGMA journal_mode=WAL; PRAGMA synchronous=") +
+        std::string("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; PRAGMA synchronous=") +
         (options.sync == JournalSync::kFull ? "FULL" : "NORMAL") + ";";
     if (Status s = db->Exec(db->writer_, pragmas.c_str()); !s.ok()) return s;
     if (Status s = db->Exec(db->writer_, kSchema); !s.ok()) return s;
@@ -127,6 +127,12 @@ Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const Options& opti
   }
   sqlite3_busy_timeout(db->reader_, 5000);
   if (!options.read_only) {
+    if (sqlite3_open_v2(options.path.c_str(), &db->checkpointer_,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+      return db->Error(db->checkpointer_, "cannot open database for checkpoints");
+    }
+    // The checkpointer never writes rows: no automatic checkpoints of its own.
+    if (Status s = db->Exec(db->checkpointer_, "PRAGMA wal_autocheckpoint=0"); !s.ok()) return s;
     std::lock_guard lock(db->write_mu_);
     if (Status s = db->LoadGuardStateLocked(); !s.ok()) return s;
   }
@@ -134,6 +140,7 @@ Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const Options& opti
 }
 
 SqliteDatabase::~SqliteDatabase() {
+  sqlite3_close_v2(checkpointer_);
   sqlite3_close_v2(reader_);
   sqlite3_close_v2(writer_);
 }
@@ -149,6 +156,18 @@ Status SqliteDatabase::LoadGuardStateLocked() {
   int rc;
   while ((rc = sold.Step()) == SQLITE_ROW) guard_confirmed_[sold.Int(0)] = sold.Int(1);
   if (rc != SQLITE_DONE) return Error(writer_, "loading the stock guard");
+  return Status::Ok();
+}
+
+Status SqliteDatabase::Checkpoint() {
+  std::lock_guard lock(checkpoint_mu_);
+  if (checkpointer_ == nullptr) return Status::Ok();
+  int wal_frames = 0;
+  int copied = 0;
+  if (sqlite3_wal_checkpoint_v2(checkpointer_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames,
+                                &copied) != SQLITE_OK) {
+    return Error(checkpointer_, "checkpoint");
+  }
   return Status::Ok();
 }
 

@@ -79,6 +79,12 @@ class SqliteDatabase final : public OrderRepository {
   Status InsertProducts(const std::vector<Product>& products, bool overwrite,
                         std::int64_t* inserted);
 
+  // Copies the WAL back into the database file (PASSIVE: never waits for
+  // readers or blocks the writer). The writer's automatic checkpoints are off,
+  // so this cost stays off the journal's commit path; the consumer thread
+  // calls it between batches.
+  Status Checkpoint();
+
   [[nodiscard]] const std::string& path() const { return path_; }
 
  private:
@@ -93,6 +99,8 @@ class SqliteDatabase final : public OrderRepository {
   sqlite3* writer_ = nullptr;  // guarded by write_mu_
   std::mutex read_mu_;
   sqlite3* reader_ = nullptr;  // guarded by read_mu_
+  std::mutex checkpoint_mu_;
+  sqlite3* checkpointer_ = nullptr;  // guarded by checkpoint_mu_
   // Stock guard of PersistBatch: stock and CONFIRMED units per product,
   // mirrored from the database. Guarded by write_mu_.
   std::unordered_map<ProductId, std::int64_t> guard_stock_;

@@ -55,9 +55,10 @@ void SqliteOrderJournal::HandOff(Order order, HandOffCallback done) {
   {
     std::lock_guard lock(mu_);
     if (!stopping_) {
-      queue_.push_back({std::move(order), std::move(done)});
+      queued_orders_.push_back(std::move(order));
+      queued_callbacks_.push_back(std::move(done));
       ++enqueued_;
-      if (queue_.size() == 1) wake_.notify_one();
+      if (queued_orders_.size() == 1) wake_.notify_one();
       return;
     }
   }
@@ -82,35 +83,31 @@ void SqliteOrderJournal::Stop() {
 }
 
 void SqliteOrderJournal::Run() {
-  std::vector<Pending> batch;
   std::vector<Order> orders;
+  std::vector<HandOffCallback> callbacks;
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      wake_.wait(lock, [this] { return !queue_.empty() || stopping_; });
-      if (queue_.empty()) return;  // stopping and drained
-      if (queue_.size() <= kMaxBatch) {
-        batch.swap(queue_);
-      } else {
-        batch.assign(std::make_move_iterator(queue_.begin()),
-                     std::make_move_iterator(queue_.begin() + kMaxBatch));
-        queue_.erase(queue_.begin(), queue_.begin() + kMaxBatch);
-      }
+      wake_.wait(lock, [this] { return !queued_orders_.empty() || stopping_; });
+      if (queued_orders_.empty()) return;  // stopping and drained
+      // Everything queued so far goes into this commit (group commit). The
+      // batch is not capped: its size is bounded by the requests in flight.
+      orders.swap(queued_orders_);
+      callbacks.swap(queued_callbacks_);
     }
-    orders.clear();
-    orders.reserve(batch.size());
-    for (Pending& p : batch) orders.push_back(p.order);
     const Status s = db_.AppendPending(orders);
     if (!s.ok()) spdlog::error("journal commit of {} orders failed: {}", orders.size(), s.ToString());
     // Answer only after the commit (durable first, then reply).
-    for (Pending& p : batch) p.done(s);
+    for (HandOffCallback& done : callbacks) done(s);
+    const std::size_t answered = orders.size();
     if (s.ok()) source_.Push(orders);
+    orders.clear();
+    callbacks.clear();
     {
       std::lock_guard lock(mu_);
-      answered_ += batch.size();
+      answered_ += answered;
     }
     drained_.notify_all();
-    batch.clear();
   }
 }
 

@@ -41,8 +41,6 @@ class JournalOrderSource final : public OrderSource {
 
 class SqliteOrderJournal final : public OrderQueue {
  public:
-  static constexpr std::size_t kMaxBatch = 4096;
-
   SqliteOrderJournal(SqliteDatabase& db, JournalOrderSource& source);
   ~SqliteOrderJournal() override;  // flushes, then stops the thread
 
@@ -52,10 +50,6 @@ class SqliteOrderJournal final : public OrderQueue {
   void Stop();
 
  private:
-  struct Pending {
-    Order order;
-    HandOffCallback done;
-  };
   void Run();
 
   SqliteDatabase& db_;
@@ -63,7 +57,10 @@ class SqliteOrderJournal final : public OrderQueue {
   std::mutex mu_;
   std::condition_variable wake_;     // journal thread: work arrived
   std::condition_variable drained_;  // Flush(): a batch finished
-  std::vector<Pending> queue_;       // guarded by mu_
+  // Orders and their callbacks, index by index; swapped out whole by the
+  // journal thread, so an order is never copied.
+  std::vector<Order> queued_orders_;              // guarded by mu_
+  std::vector<HandOffCallback> queued_callbacks_;  // guarded by mu_
   std::uint64_t enqueued_ = 0;       // guarded by mu_
   std::uint64_t answered_ = 0;       // guarded by mu_
   bool stopping_ = false;            // guarded by mu_
