@@ -87,6 +87,17 @@ void AppendProduct(std::string& out, const StockSnapshot& s) {
   out.push_back('}');
 }
 
+// Appends `[item,item,...]`, each rendered by `append`.
+template <class Items, class AppendItem>
+void AppendArray(std::string& out, const Items& items, AppendItem append) {
+  out.push_back('[');
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    append(out, items[i]);
+  }
+  out.push_back(']');
+}
+
 std::string PurchaseBody(PurchaseOutcome outcome, std::string_view order_id) {
   const bool accepted = outcome == PurchaseOutcome::kAccepted;
   std::string out = outcome == PurchaseOutcome::kUnknownProduct
@@ -374,12 +385,7 @@ int Api::HandleUserOrders(std::string_view id, bool ka, std::string& out) {
   Result<std::vector<Order>> orders = repository_.OrdersOfUser(*user, 1000);
   if (!orders) return SendStatusError(out, orders.error(), ka);
   std::string& body = Scratch();
-  body.push_back('[');
-  for (std::size_t i = 0; i < orders->size(); ++i) {
-    if (i > 0) body.push_back(',');
-    AppendOrder(body, (*orders)[i]);
-  }
-  body.push_back(']');
+  AppendArray(body, *orders, AppendOrder);
   return Send(out, 200, body, ka);
 }
 
@@ -414,12 +420,7 @@ int Api::HandleProducts(std::string_view query, bool ka, std::string& out) {
   Result<std::vector<StockSnapshot>> page = catalog_.List(offset, limit);
   if (!page) return SendStatusError(out, page.error(), ka);
   std::string& body = Scratch();
-  body.push_back('[');
-  for (std::size_t i = 0; i < page->size(); ++i) {
-    if (i > 0) body.push_back(',');
-    AppendProduct(body, (*page)[i]);
-  }
-  body.push_back(']');
+  AppendArray(body, *page, AppendProduct);
   return Send(out, 200, body, ka);
 }
 

@@ -44,6 +44,10 @@ Order ReadOrder(const SqliteStatement& st) {
   return o;
 }
 
+// Runs an orders query whose parameters ?1, ?2 are `args`.
+Result<std::vector<Order>> QueryOrders(sqlite3* db, const std::string& sql,
+                                       std::initializer_list<std::int64_t> args);
+
 }  // namespace
 
 SqliteStatement::SqliteStatement(sqlite3* db, const char* sql) : db_(db) {
@@ -319,15 +323,11 @@ Result<std::optional<Order>> SqliteDatabase::FindOrder(const OrderId& id) {
 
 Result<std::vector<Order>> SqliteDatabase::OrdersOfUser(UserId user, std::int64_t limit) {
   std::lock_guard lock(read_mu_);
-  SqliteStatement st(reader_, (std::string("SELECT ") + kOrderColumns +
-                               " FROM orders WHERE user_id = ?1 ORDER BY created_at DESC, "
-                               "order_id DESC LIMIT ?2").c_str());
-  st.Bind(1, user).Bind(2, limit);
-  std::vector<Order> out;
-  int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) out.push_back(ReadOrder(st));
-  if (rc != SQLITE_DONE) return Error(reader_, "reading orders");
-  return out;
+  return QueryOrders(reader_,
+                     std::string("SELECT ") + kOrderColumns +
+                         " FROM orders WHERE user_id = ?1 ORDER BY created_at DESC, order_id DESC "
+                         "LIMIT ?2",
+                     {user, limit});
 }
 
 Result<std::vector<Product>> SqliteDatabase::LoadProducts() {
@@ -360,25 +360,13 @@ Result<std::vector<SoldUnits>> SqliteDatabase::LoadSoldUnits() {
   return out;
 }
 
-namespace {
-Result<std::vector<Order>> QueryOrders(sqlite3* db, const std::string& sql,
-                                       std::optional<std::int64_t> arg) {
-  SqliteStatement st(db, sql.c_str());
-  if (arg) st.Bind(1, *arg);
-  std::vector<Order> out;
-  int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) out.push_back(ReadOrder(st));
-  if (rc != SQLITE_DONE) return Status::Unavailable(std::string("reading orders: ") + sqlite3_errmsg(db));
-  return out;
-}
-}  // namespace
 
 Result<std::vector<Order>> SqliteDatabase::LoadPending() {
   std::lock_guard lock(read_mu_);
   return QueryOrders(reader_,
                      std::string("SELECT ") + kOrderColumns +
                          " FROM orders WHERE status = 'PENDING' ORDER BY created_at",
-                     std::nullopt);
+                     {});
 }
 
 Result<std::vector<Order>> SqliteDatabase::LoadKeyedOrders(UnixMillis since_ms) {
@@ -386,13 +374,28 @@ Result<std::vector<Order>> SqliteDatabase::LoadKeyedOrders(UnixMillis since_ms) 
   return QueryOrders(reader_,
                      std::string("SELECT ") + kOrderColumns +
                          " FROM orders WHERE idempotency_key IS NOT NULL AND created_at > ?1",
-                     since_ms);
+                     {since_ms});
 }
 
 Result<std::vector<Order>> SqliteDatabase::LoadAllOrders() {
   std::lock_guard lock(read_mu_);
-  return QueryOrders(reader_, std::string("SELECT ") + kOrderColumns + " FROM orders",
-                     std::nullopt);
+  return QueryOrders(reader_, std::string("SELECT ") + kOrderColumns + " FROM orders", {});
 }
+
+namespace {
+Result<std::vector<Order>> QueryOrders(sqlite3* db, const std::string& sql,
+                                       std::initializer_list<std::int64_t> args) {
+  SqliteStatement st(db, sql.c_str());
+  int index = 1;
+  for (std::int64_t arg : args) st.Bind(index++, arg);
+  std::vector<Order> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) out.push_back(ReadOrder(st));
+  if (rc != SQLITE_DONE) {
+    return Status::Unavailable(std::string("reading orders: ") + sqlite3_errmsg(db));
+  }
+  return out;
+}
+}  // namespace
 
 }  // namespace flashsale::embedded
