@@ -15,8 +15,9 @@ int RunAudit(const Config& config, bool repair) {
     return 2;
   }
   if (repair) {
-    std::printf("note: --repair has nothing to return in embedded mode (the journal never leaves "
-                "a reservation without its order)\n");
+    std::printf(
+        "note: --repair has nothing to return in embedded mode (the journal never leaves "
+        "a reservation without its order)\n");
   }
   auto db = embedded::SqliteDatabase::Open({path, embedded::JournalSync::kFull, true});
   if (!db) {
@@ -73,8 +74,9 @@ int RunAudit(const Config& config, bool repair) {
   report(oversold_products == 0,
          "no oversell: sold <= stock for every product (" + std::to_string(by_id.size()) +
              " products, stock " + std::to_string(total_stock) + ", sold " +
-             std::to_string(total_sold) + ", remaining " + std::to_string(total_stock - total_sold) +
-             ", products oversold " + std::to_string(oversold_products) + ")");
+             std::to_string(total_sold) + ", remaining " +
+             std::to_string(total_stock - total_sold) + ", products oversold " +
+             std::to_string(oversold_products) + ")");
 
   std::int64_t over_limit = 0;
   for (const auto& [key, units] : per_user) {

@@ -74,7 +74,8 @@ Result<Product> MakeProduct(const std::string& where,
 
 Result<std::vector<Product>> ParseCatalogJson(std::string_view text) {
   boost::system::error_code ec;
-  boost::json::value doc = boost::json::parse(boost::json::string_view(text.data(), text.size()), ec);
+  boost::json::value doc =
+      boost::json::parse(boost::json::string_view(text.data(), text.size()), ec);
   if (ec) return Status::Invalid("catalog is not valid JSON: " + ec.message());
   if (!doc.is_array()) return Status::Invalid("catalog must be a JSON array of products");
   std::vector<Product> out;
@@ -110,7 +111,8 @@ Result<std::vector<Product>> ParseCatalogJson(std::string_view text) {
     }
     Result<Product> p = MakeProduct(where, fields, nulls);
     if (!p) return p.error();
-    if (!ids.insert(p->id).second) return Bad(where, "duplicate product_id " + std::to_string(p->id));
+    if (!ids.insert(p->id).second)
+      return Bad(where, "duplicate product_id " + std::to_string(p->id));
     out.push_back(*p);
   }
   return out;
@@ -148,7 +150,8 @@ Result<std::vector<Product>> ParseCatalogCsv(std::string_view text) {
     for (std::size_t c = 0; c < header.size(); ++c) fields.emplace_back(header[c], rows[r][c]);
     Result<Product> p = MakeProduct(where, fields, {});
     if (!p) return p.error();
-    if (!ids.insert(p->id).second) return Bad(where, "duplicate product_id " + std::to_string(p->id));
+    if (!ids.insert(p->id).second)
+      return Bad(where, "duplicate product_id " + std::to_string(p->id));
     out.push_back(*p);
   }
   return out;

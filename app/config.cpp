@@ -80,8 +80,9 @@ void AddLogOptions(CLI::App& app, Config& c) {
     for (char& ch : c.log.level) ch = static_cast<char>(std::tolower(ch));
   }
   app.add_option("--log-level", c.log.level, "trace, debug, info, warn, error (env LOG_LEVEL)")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "warning", "error", "critical", "off"},
-                            CLI::ignore_case))
+      ->check(
+          CLI::IsMember({"trace", "debug", "info", "warn", "warning", "error", "critical", "off"},
+                        CLI::ignore_case))
       ->capture_default_str();
   app.add_option("--log-dir", c.log.dir, "log folder")->envname("LOG_DIR")->capture_default_str();
   app.add_option("--log-file", c.log.file, "log file name")
@@ -142,9 +143,9 @@ void SetUpLogging(const LogConfig& log) {
   }
   spdlog::init_thread_pool(16384, 1);
   // overrun_oldest: under a log storm, drop old lines rather than block a request.
-  auto logger = std::make_shared<spdlog::async_logger>("flashsale", sinks.begin(), sinks.end(),
-                                                       spdlog::thread_pool(),
-                                                       spdlog::async_overflow_policy::overrun_oldest);
+  auto logger = std::make_shared<spdlog::async_logger>(
+      "flashsale", sinks.begin(), sinks.end(), spdlog::thread_pool(),
+      spdlog::async_overflow_policy::overrun_oldest);
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(log.level == "warning" ? "warn" : log.level));
   spdlog::flush_on(spdlog::level::warn);

@@ -10,12 +10,13 @@ Result<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Open(const Config& config)
   std::unique_ptr<EmbeddedStack> s(new EmbeddedStack());
   const std::string path = config.SqlitePath();
   if (path.empty()) {
-    return Status::Invalid("--database " + config.database +
-                           ": embedded mode needs sqlite:PATH (PostgreSQL comes with distributed mode)");
+    return Status::Invalid(
+        "--database " + config.database +
+        ": embedded mode needs sqlite:PATH (PostgreSQL comes with distributed mode)");
   }
-  auto db = embedded::SqliteDatabase::Open(
-      {path, config.journal_sync == "normal" ? embedded::JournalSync::kNormal
-                                             : embedded::JournalSync::kFull});
+  auto db = embedded::SqliteDatabase::Open({path, config.journal_sync == "normal"
+                                                      ? embedded::JournalSync::kNormal
+                                                      : embedded::JournalSync::kFull});
   if (!db) return db.error();
   s->db_ = std::move(*db);
 
@@ -25,8 +26,8 @@ Result<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Open(const Config& config)
     std::vector<Product> mock = MockCatalog(config.mock_products, config.mock_seed);
     std::int64_t inserted = 0;
     if (Status st = s->db_->InsertProducts(mock, false, &inserted); !st.ok()) return st;
-    spdlog::info("catalog was empty: loaded {} mock products ({}..{})", inserted,
-                 kFirstMockProduct, kFirstMockProduct + config.mock_products - 1);
+    spdlog::info("catalog was empty: loaded {} mock products ({}..{})", inserted, kFirstMockProduct,
+                 kFirstMockProduct + config.mock_products - 1);
     products = s->db_->LoadProducts();
     if (!products) return products.error();
   }
@@ -39,8 +40,8 @@ Result<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Open(const Config& config)
   if (!keyed) return keyed.error();
   for (const Order& o : *keyed) {
     PurchaseReply reply;
-    reply.outcome = o.status == OrderStatus::kFailed ? PurchaseOutcome::kSoldOut
-                                                      : PurchaseOutcome::kAccepted;
+    reply.outcome =
+        o.status == OrderStatus::kFailed ? PurchaseOutcome::kSoldOut : PurchaseOutcome::kAccepted;
     reply.order_id = o.id;
     s->idempotency_.Preload(o.idempotency_key, {o.user, o.product, o.quantity}, reply,
                             o.created_at);
@@ -53,12 +54,12 @@ Result<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Open(const Config& config)
   s->source_.Prime(std::move(*pending));
 
   s->journal_ = std::make_unique<embedded::SqliteOrderJournal>(*s->db_, s->source_);
-  s->funnel_ = std::make_unique<PurchaseFunnel>(
-      s->stock_, *s->journal_, s->idempotency_, s->broadcast_, s->metrics_,
-      PurchaseFunnel::Options{config.l1_ttl_s * 1000});
+  s->funnel_ = std::make_unique<PurchaseFunnel>(s->stock_, *s->journal_, s->idempotency_,
+                                                s->broadcast_, s->metrics_,
+                                                PurchaseFunnel::Options{config.l1_ttl_s * 1000});
   s->catalog_ = std::make_unique<Catalog>(s->stock_, *s->db_, *s->funnel_);
-  s->consumer_ = std::make_unique<OrderConsumer>(s->source_, *s->db_, s->metrics_,
-                                                 OrderConsumer::Options{});
+  s->consumer_ =
+      std::make_unique<OrderConsumer>(s->source_, *s->db_, s->metrics_, OrderConsumer::Options{});
   s->consumer_->Start();
   s->checkpointer_ = std::thread([stack = s.get()] { stack->RunCheckpointer(); });
   return s;
@@ -77,7 +78,7 @@ void EmbeddedStack::RunCheckpointer() {
 void EmbeddedStack::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
-  if (journal_) journal_->Stop();       // every handed-off order answered and journalled
+  if (journal_) journal_->Stop();        // every handed-off order answered and journalled
   if (consumer_) consumer_->Stop(true);  // and persisted
   {
     std::lock_guard lock(checkpoint_mu_);

@@ -21,8 +21,9 @@ int RunSeed(const Config& config, const std::string& file, bool force) {
     return 2;
   }
   Result<std::vector<Product>> products =
-      file.empty() ? Result<std::vector<Product>>(MockCatalog(config.mock_products, config.mock_seed))
-                   : ReadCatalogFile(file);
+      file.empty()
+          ? Result<std::vector<Product>>(MockCatalog(config.mock_products, config.mock_seed))
+          : ReadCatalogFile(file);
   if (!products) {
     std::fprintf(stderr, "flashsale seed: %s\n", products.error().message().c_str());
     return 1;

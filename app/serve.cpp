@@ -91,8 +91,8 @@ int RunServe(const Config& config) {
   http::ServerOptions options;
   options.host = config.host;
   options.port = static_cast<std::uint16_t>(config.port);
-  options.threads = config.threads > 0 ? config.threads
-                                       : static_cast<int>(std::thread::hardware_concurrency());
+  options.threads =
+      config.threads > 0 ? config.threads : static_cast<int>(std::thread::hardware_concurrency());
   options.max_connections = config.max_connections;
   options.idle_timeout_ms = config.idle_timeout_s * 1000;
   options.request_timeout_ms = config.request_timeout_s * 1000;

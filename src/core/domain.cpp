@@ -95,10 +95,10 @@ UnixMillis NowMillis() {
 std::optional<UnixMillis> ParseRfc3339(std::string_view s) {
   // YYYY-MM-DDTHH:MM:SS[.fff...](Z|+HH:MM|-HH:MM)
   int year, month, day, hour, minute, second;
-  if (!ParseDigits(s, 0, 4, year) || s.size() < 20 || s[4] != '-' ||
-      !ParseDigits(s, 5, 2, month) || s[7] != '-' || !ParseDigits(s, 8, 2, day) ||
-      (s[10] != 'T' && s[10] != 't') || !ParseDigits(s, 11, 2, hour) || s[13] != ':' ||
-      !ParseDigits(s, 14, 2, minute) || s[16] != ':' || !ParseDigits(s, 17, 2, second)) {
+  if (!ParseDigits(s, 0, 4, year) || s.size() < 20 || s[4] != '-' || !ParseDigits(s, 5, 2, month) ||
+      s[7] != '-' || !ParseDigits(s, 8, 2, day) || (s[10] != 'T' && s[10] != 't') ||
+      !ParseDigits(s, 11, 2, hour) || s[13] != ':' || !ParseDigits(s, 14, 2, minute) ||
+      s[16] != ':' || !ParseDigits(s, 17, 2, second)) {
     return std::nullopt;
   }
   if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) {
@@ -135,8 +135,8 @@ std::optional<UnixMillis> ParseRfc3339(std::string_view s) {
     return std::nullopt;
   }
   if (pos != s.size()) return std::nullopt;
-  const std::int64_t days = DaysFromCivil(year, static_cast<unsigned>(month),
-                                          static_cast<unsigned>(day));
+  const std::int64_t days =
+      DaysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
   const std::int64_t secs =
       days * 86400 + hour * 3600 + minute * 60 + std::min(second, 59) - offset_minutes * 60;
   const std::int64_t t = secs * 1000 + millis;

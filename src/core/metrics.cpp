@@ -87,8 +87,8 @@ void FunnelMetrics::Render(std::string& out) const {
                   "Time of one reservation in the stock store.", stock_store_duration);
   RenderHistogram(out, "flashsale_handoff_duration_seconds",
                   "Time from hand-off to durable acknowledgement.", handoff_duration);
-  RenderScalar(out, "flashsale_orders_accepted_total", "counter",
-               "Orders answered ACCEPTED.", orders_accepted.Value());
+  RenderScalar(out, "flashsale_orders_accepted_total", "counter", "Orders answered ACCEPTED.",
+               orders_accepted.Value());
   out.append("# HELP flashsale_orders_persisted_total Orders decided by the consumer.\n");
   out.append("# TYPE flashsale_orders_persisted_total counter\n");
   out.append("flashsale_orders_persisted_total{status=\"CONFIRMED\"} ")

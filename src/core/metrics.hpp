@@ -72,8 +72,8 @@ struct FunnelMetrics {
   Counter orders_accepted;
   Counter orders_persisted_confirmed;
   Counter orders_persisted_failed;
-  Gauge queue_depth;    // orders handed off, not yet persisted by the consumer
-  Gauge consumer_lag;   // orders in the source not yet polled by the consumer
+  Gauge queue_depth;   // orders handed off, not yet persisted by the consumer
+  Gauge consumer_lag;  // orders in the source not yet polled by the consumer
 
   void Render(std::string& out) const;
 };

@@ -62,9 +62,9 @@ enum class ReserveOutcome {
 
 struct ReserveResult {
   ReserveOutcome outcome = ReserveOutcome::kSoldOut;
-  Cents price = 0;           // unit price, when kReserved
-  bool took_last_unit = false;  // kReserved and the stock is now 0
-  OrderId latest_order;      // kLimitExceeded: the user's latest order for the product
+  Cents price = 0;                 // unit price, when kReserved
+  bool took_last_unit = false;     // kReserved and the stock is now 0
+  OrderId latest_order;            // kLimitExceeded: the user's latest order for the product
   std::int64_t restock_epoch = 0;  // how many times the product got stock back (L1 ordering)
 };
 

@@ -57,7 +57,7 @@ class StockStore {
 
   // Adds `amount` to stock and remaining; NotFound for an unknown product.
   virtual Result<PutResult> Restock(ProductId id, std::int64_t amount,
-                                  const PersistProduct& persist) = 0;
+                                    const PersistProduct& persist) = 0;
 
   virtual Result<std::optional<StockSnapshot>> Get(ProductId id) = 0;
 

@@ -7,7 +7,7 @@ namespace flashsale {
 namespace {
 constexpr std::size_t kMaxProbes = 16;
 constexpr std::size_t kStripes = 64;
-}
+}  // namespace
 
 std::int64_t SteadyMillis() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(

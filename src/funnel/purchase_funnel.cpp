@@ -6,9 +6,8 @@
 
 namespace flashsale {
 
-PurchaseFunnel::PurchaseFunnel(StockStore& stock, OrderQueue& orders,
-                               IdempotencyStore& idempotency, StatusBroadcast& broadcast,
-                               FunnelMetrics& metrics, Options options)
+PurchaseFunnel::PurchaseFunnel(StockStore& stock, OrderQueue& orders, IdempotencyStore& idempotency,
+                               StatusBroadcast& broadcast, FunnelMetrics& metrics, Options options)
     : stock_(stock),
       orders_(orders),
       idempotency_(idempotency),
@@ -34,30 +33,32 @@ void PurchaseFunnel::Buy(const PurchaseRequest& req, Done done) {
   const PurchaseFingerprint fp{req.user, req.product, req.amount};
   std::string key(req.idempotency_key);
   PurchaseRequest owned = req;
-  idempotency_.Claim(key, fp, [this, owned, key, done = std::move(done)](
-                                  const IdempotencyStore::ClaimResult& claim) mutable {
-    switch (claim.state) {
-      case IdempotencyStore::ClaimState::kReplay:
-      case IdempotencyStore::ClaimState::kMismatch:
-        // kMismatch is turned into a 422 by the caller, which sees the state
-        // through a reply with status Invalid.
-        if (claim.state == IdempotencyStore::ClaimState::kMismatch) {
-          PurchaseReply mismatch;
-          mismatch.status = Status::Invalid("Idempotency-Key was used with another body");
-          return done(mismatch);
+  idempotency_.Claim(
+      key, fp,
+      [this, owned, key,
+       done = std::move(done)](const IdempotencyStore::ClaimResult& claim) mutable {
+        switch (claim.state) {
+          case IdempotencyStore::ClaimState::kReplay:
+          case IdempotencyStore::ClaimState::kMismatch:
+            // kMismatch is turned into a 422 by the caller, which sees the state
+            // through a reply with status Invalid.
+            if (claim.state == IdempotencyStore::ClaimState::kMismatch) {
+              PurchaseReply mismatch;
+              mismatch.status = Status::Invalid("Idempotency-Key was used with another body");
+              return done(mismatch);
+            }
+            return done(claim.reply);
+          case IdempotencyStore::ClaimState::kFirst:
+            break;
         }
-        return done(claim.reply);
-      case IdempotencyStore::ClaimState::kFirst:
-        break;
-    }
-    owned.idempotency_key = key;
-    BuyUnchecked(owned, [this, key, done = std::move(done)](const PurchaseReply& reply) {
-      // A refused hand-off is not a final answer: the next retry starts afresh.
-      const bool remember = reply.status.ok() || reply.status.IsUnknown();
-      idempotency_.Finish(key, reply, remember);
-      done(reply);
-    });
-  });
+        owned.idempotency_key = key;
+        BuyUnchecked(owned, [this, key, done = std::move(done)](const PurchaseReply& reply) {
+          // A refused hand-off is not a final answer: the next retry starts afresh.
+          const bool remember = reply.status.ok() || reply.status.IsUnknown();
+          idempotency_.Finish(key, reply, remember);
+          done(reply);
+        });
+      });
 }
 
 void PurchaseFunnel::BuyUnchecked(const PurchaseRequest& req, Done done) {
@@ -132,8 +133,8 @@ void PurchaseFunnel::HandOff(const Reservation& r, const ReserveResult& reserved
     if (s.ok()) {
       metrics_.orders_accepted.Inc();
       reply.outcome = PurchaseOutcome::kAccepted;
-      spdlog::info("order accepted: {} product {} user {} quantity {}", r.order.view(),
-                    r.product, r.user, r.quantity);
+      spdlog::info("order accepted: {} product {} user {} quantity {}", r.order.view(), r.product,
+                   r.user, r.quantity);
       return done(reply);
     }
     metrics_.queue_depth.Add(-1);

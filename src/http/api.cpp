@@ -199,8 +199,7 @@ void RequestMetrics::Render(std::string& out) const {
   out.append("# HELP flashsale_request_duration_seconds HTTP request latency by route.\n");
   out.append("# TYPE flashsale_request_duration_seconds histogram\n");
   for (std::size_t r = 0; r < kRouteCount; ++r) {
-    const std::string labels =
-        "route=\"" + std::string(RouteName(static_cast<RouteId>(r))) + "\"";
+    const std::string labels = "route=\"" + std::string(RouteName(static_cast<RouteId>(r))) + "\"";
     durations_[r].Render(out, "flashsale_request_duration_seconds", labels);
   }
   out.append("# HELP flashsale_connections Open client connections.\n");
@@ -328,13 +327,15 @@ bool Api::Handle(const HttpRequest& req, const RouteMatch& match, std::string& o
 int Api::RenderPurchase(const PurchaseReply& reply, bool keep_alive, std::string& out) {
   if (!reply.status.ok()) {
     if (reply.status.code() == Status::Code::kInvalid) {  // Idempotency-Key reused
-      return SendValidation(out,
-                            {{"Idempotency-Key", "Idempotency-Key was already used with another body",
-                              "idempotency_key_mismatch", "header"}},
-                            keep_alive);
+      return SendValidation(
+          out,
+          {{"Idempotency-Key", "Idempotency-Key was already used with another body",
+            "idempotency_key_mismatch", "header"}},
+          keep_alive);
     }
     std::string& body = Scratch();
-    body = ErrorBody(503, "服务繁忙，请稍后重试", reply.status.IsUnknown() ? "UNKNOWN" : "UNAVAILABLE");
+    body = ErrorBody(503, "服务繁忙，请稍后重试",
+                     reply.status.IsUnknown() ? "UNKNOWN" : "UNAVAILABLE");
     if (reply.status.IsUnknown() && !reply.order_id.empty()) {
       body.pop_back();
       body.append(",\"order_id\":");
@@ -379,8 +380,8 @@ int Api::HandleOrder(std::string_view id, bool ka, std::string& out) {
 int Api::HandleUserOrders(std::string_view id, bool ka, std::string& out) {
   std::optional<std::int64_t> user = ParseInt64(id);
   if (!user || *user < 0) {
-    return SendValidation(out, {{"user_id", "Input should be a valid integer >= 0", "int_parsing", "path"}},
-                          ka);
+    return SendValidation(
+        out, {{"user_id", "Input should be a valid integer >= 0", "int_parsing", "path"}}, ka);
   }
   Result<std::vector<Order>> orders = repository_.OrdersOfUser(*user, 1000);
   if (!orders) return SendStatusError(out, orders.error(), ka);
@@ -399,7 +400,8 @@ int Api::HandleProducts(std::string_view query, bool ka, std::string& out) {
     query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
     const std::size_t eq = pair.find('=');
     std::string_view name = pair.substr(0, eq);
-    std::string_view value = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+    std::string_view value =
+        eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
     if (name == "offset") {
       std::optional<std::int64_t> v = ParseInt64(value);
       if (!v || *v < 0) {
@@ -410,7 +412,8 @@ int Api::HandleProducts(std::string_view query, bool ka, std::string& out) {
     } else if (name == "limit") {
       std::optional<std::int64_t> v = ParseInt64(value);
       if (!v || *v < 1 || *v > 1000) {
-        errors.push_back({"limit", "Input should be an integer from 1 to 1000", "int_parsing", "query"});
+        errors.push_back(
+            {"limit", "Input should be an integer from 1 to 1000", "int_parsing", "query"});
       } else {
         limit = *v;
       }
@@ -427,8 +430,8 @@ int Api::HandleProducts(std::string_view query, bool ka, std::string& out) {
 int Api::HandleProduct(std::string_view id, bool ka, std::string& out) {
   std::optional<std::int64_t> product = ParseInt64(id);
   if (!product || *product <= 0) {
-    return SendValidation(out, {{"product_id", "Input should be a valid integer > 0", "int_parsing", "path"}},
-                          ka);
+    return SendValidation(
+        out, {{"product_id", "Input should be a valid integer > 0", "int_parsing", "path"}}, ka);
   }
   Result<std::optional<StockSnapshot>> found = catalog_.Get(*product);
   if (!found) return SendStatusError(out, found.error(), ka);
@@ -441,8 +444,8 @@ int Api::HandleProduct(std::string_view id, bool ka, std::string& out) {
 int Api::CheckAdmin(const HttpRequest& req, std::string& out) {
   const bool ka = req.keep_alive;
   if (options_.admin_token.empty()) {
-    return Send(out, 403, ErrorBody(403, "admin API disabled: no ADMIN_TOKEN configured", "FORBIDDEN"),
-                ka);
+    return Send(out, 403,
+                ErrorBody(403, "admin API disabled: no ADMIN_TOKEN configured", "FORBIDDEN"), ka);
   }
   if (req.authorization.empty()) {
     return Send(out, 401, ErrorBody(401, "missing bearer token", "UNAUTHORIZED"), ka, kJson,

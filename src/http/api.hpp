@@ -25,8 +25,8 @@ std::string_view OpenApiJson();  // generated from src/http/openapi.json
 std::string_view DocsHtml();     // generated from src/http/docs.html
 
 struct ReadinessCheck {
-  std::string name;                 // "journal", "redis", ...
-  std::function<Status()> check;    // OK when the backend answers
+  std::string name;               // "journal", "redis", ...
+  std::function<Status()> check;  // OK when the backend answers
 };
 
 struct ApiOptions {
@@ -94,7 +94,8 @@ class Api {
   const ApiOptions options_;
   RequestMetrics request_metrics_;
   // Constant after construction.
-  std::unordered_map<std::string, std::pair<std::string, std::string>> assets_;  // name -> type, bytes
+  std::unordered_map<std::string, std::pair<std::string, std::string>>
+      assets_;  // name -> type, bytes
   // Fixed purchase bodies (no order id), by outcome: the sold-out path is a copy.
   std::array<std::string, 7> fixed_purchase_bodies_;
 };

@@ -132,7 +132,8 @@ ParseResult ParseRequest(std::string_view data, HttpRequest& req) {
       if (!IsTokenChar(static_cast<unsigned char>(c))) return Error(400, "Bad Request");
     }
     std::string_view value = field.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+      value.remove_prefix(1);
     while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
     for (char c : value) {
       const auto u = static_cast<unsigned char>(c);

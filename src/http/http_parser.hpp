@@ -42,8 +42,8 @@ enum class ParseStatus {
 struct ParseResult {
   ParseStatus status = ParseStatus::kIncomplete;
   std::size_t consumed = 0;
-  int error_status = 0;             // 400, 413, 431, 501, 505
-  std::string_view error_message;   // static text
+  int error_status = 0;            // 400, 413, 431, 501, 505
+  std::string_view error_message;  // static text
   // Set once the header section is complete (also with kIncomplete while the
   // body is still arriving): the timeout then applies to the body.
   bool headers_complete = false;

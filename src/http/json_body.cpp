@@ -177,8 +177,8 @@ const char* KindName(JsonKind k) {
 void ValidateInt(const JsonField& f, const FieldSpec& spec, std::size_t index, BodyValues& out,
                  std::vector<FieldError>& errors) {
   if (f.kind == JsonKind::kUint) {
-    errors.push_back({f.key, "Input should be a valid integer, value is outside the int64 range",
-                      "int_range"});
+    errors.push_back(
+        {f.key, "Input should be a valid integer, value is outside the int64 range", "int_range"});
     return;
   }
   if (f.kind == JsonKind::kDouble) {
@@ -191,8 +191,8 @@ void ValidateInt(const JsonField& f, const FieldSpec& spec, std::size_t index, B
     return;
   }
   if (f.kind != JsonKind::kInt) {
-    errors.push_back({f.key, std::string("Input should be a valid integer, got ") +
-                                 KindName(f.kind),
+    errors.push_back({f.key,
+                      std::string("Input should be a valid integer, got ") + KindName(f.kind),
                       "int_type"});
     return;
   }
@@ -229,8 +229,8 @@ void ValidateTimestamp(const JsonField& f, std::size_t index, BodyValues& out,
   std::optional<UnixMillis> t;
   if (f.kind == JsonKind::kString) t = ParseRfc3339(f.text);
   if (!t) {
-    errors.push_back({f.key, "Input should be an RFC 3339 date-time string or null",
-                      "datetime_parsing"});
+    errors.push_back(
+        {f.key, "Input should be an RFC 3339 date-time string or null", "datetime_parsing"});
     return;
   }
   out.ints[index] = *t;
@@ -248,7 +248,8 @@ bool JsonBodyReader::Read(std::string_view body, std::span<const FieldSpec> spec
   boost::system::error_code ec;
   const std::size_t n = parser.write_some(false, body.data(), body.size(), ec);
   if (ec || n != body.size() || !parser.done()) {
-    errors.push_back({"", "JSON decode error: " + (ec ? ec.message() : std::string("trailing data")),
+    errors.push_back({"",
+                      "JSON decode error: " + (ec ? ec.message() : std::string("trailing data")),
                       "json_invalid"});
     return false;
   }

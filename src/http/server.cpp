@@ -136,8 +136,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
           self->read_in_flight_ = false;
           if (ec) {
             // EOF or reset: finish what is in flight, then go.
-            if (!self->awaiting_purchase_ && !self->write_in_flight_) self->Close();
-            else self->close_after_write_ = true;
+            if (!self->awaiting_purchase_ && !self->write_in_flight_)
+              self->Close();
+            else
+              self->close_after_write_ = true;
             return;
           }
           self->last_activity_ms_ = SteadyMillis();
@@ -230,27 +232,28 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     writing_.swap(out_);
     write_in_flight_ = true;
-    asio::async_write(socket_, asio::buffer(writing_),
-                      [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-                        self->write_in_flight_ = false;
-                        self->writing_.clear();
-                        self->last_activity_ms_ = SteadyMillis();
-                        if (ec) {
-                          self->Close();
-                          return;
-                        }
-                        if (self->worker_.shutting_down() && !self->awaiting_purchase_) {
-                          self->close_after_write_ = true;
-                        }
-                        self->Process();
-                      });
+    asio::async_write(
+        socket_, asio::buffer(writing_),
+        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+          self->write_in_flight_ = false;
+          self->writing_.clear();
+          self->last_activity_ms_ = SteadyMillis();
+          if (ec) {
+            self->Close();
+            return;
+          }
+          if (self->worker_.shutting_down() && !self->awaiting_purchase_) {
+            self->close_after_write_ = true;
+          }
+          self->Process();
+        });
   }
 
   static thread_local Connection* current_;
 
   Worker& worker_;
   tcp::socket socket_;
-  std::string in_;   // read buffer; [in_pos_, in_len_) is unparsed
+  std::string in_;  // read buffer; [in_pos_, in_len_) is unparsed
   std::size_t in_pos_ = 0;
   std::size_t in_len_ = 0;
   std::string out_;      // replies not yet handed to the socket

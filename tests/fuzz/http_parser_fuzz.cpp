@@ -41,12 +41,12 @@ using flashsale::http::RouteId;
 using flashsale::http::RouteMatch;
 using flashsale::http::RouteSpec;
 
-#define FUZZ_CHECK(cond)                                                                   \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      std::fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond);   \
-      std::abort();                                                                        \
-    }                                                                                      \
+#define FUZZ_CHECK(cond)                                                                \
+  do {                                                                                  \
+    if (!(cond)) {                                                                      \
+      std::fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond); \
+      std::abort();                                                                     \
+    }                                                                                   \
   } while (0)
 
 // True when `v` is empty or lies entirely inside `outer`.
@@ -203,8 +203,8 @@ void CheckComplete(std::string_view data, const HttpRequest& req, const ParseRes
       const auto u = static_cast<unsigned char>(c);
       FUZZ_CHECK((u >= 0x20 || u == '\t') && u != 0x7F && u != '\r' && u != '\n');
     }
-    FUZZ_CHECK(v.empty() || (v.front() != ' ' && v.front() != '\t' && v.back() != ' ' &&
-                             v.back() != '\t'));
+    FUZZ_CHECK(v.empty() ||
+               (v.front() != ' ' && v.front() != '\t' && v.back() != ' ' && v.back() != '\t'));
   }
 
   // Trailing bytes (the next pipelined request) do not change this one.

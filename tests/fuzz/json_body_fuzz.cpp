@@ -51,12 +51,12 @@ using flashsale::http::FieldSpec;
 using flashsale::http::FieldType;
 using flashsale::http::JsonBodyReader;
 
-#define FUZZ_CHECK(cond)                                                                   \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      std::fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond);   \
-      std::abort();                                                                        \
-    }                                                                                      \
+#define FUZZ_CHECK(cond)                                                                \
+  do {                                                                                  \
+    if (!(cond)) {                                                                      \
+      std::fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond); \
+      std::abort();                                                                     \
+    }                                                                                   \
   } while (0)
 
 // JsonBodyReader's SAX limits (json_body.cpp's Handler) and Boost's default depth.
@@ -110,7 +110,8 @@ void CheckRendered(const std::vector<FieldError>& errors) {
     const json::array& l = loc->as_array();
     FUZZ_CHECK(l.size() == (e.field.empty() ? 1u : 2u));
     FUZZ_CHECK(l[0].is_string() && std::string_view(l[0].as_string()) == e.root);
-    if (!e.field.empty()) FUZZ_CHECK(l[1].is_string() && std::string_view(l[1].as_string()) == e.field);
+    if (!e.field.empty())
+      FUZZ_CHECK(l[1].is_string() && std::string_view(l[1].as_string()) == e.field);
     FUZZ_CHECK(std::string_view(msg->as_string()) == e.msg);
     FUZZ_CHECK(std::string_view(type->as_string()) == e.type);
     FUZZ_CHECK(!e.msg.empty() && !e.type.empty());
@@ -319,8 +320,8 @@ void CheckPrice(std::string_view s) {
 void CheckFormatters(std::int64_t n) {
   // FormatRfc3339 within the four-digit years.
   const UnixMillis span = kMaxRfc3339 - kMinRfc3339 + 1;
-  const UnixMillis t = kMinRfc3339 + static_cast<UnixMillis>(
-                                         static_cast<std::uint64_t>(n) % static_cast<std::uint64_t>(span));
+  const UnixMillis t = kMinRfc3339 + static_cast<UnixMillis>(static_cast<std::uint64_t>(n) %
+                                                             static_cast<std::uint64_t>(span));
   const std::string text = flashsale::FormatRfc3339(t);
   FUZZ_CHECK(text.size() == 20 || text.size() == 24);
   FUZZ_CHECK(flashsale::ParseRfc3339(text) == t);

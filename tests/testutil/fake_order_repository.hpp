@@ -67,9 +67,9 @@ class FakeOrderRepository final : public OrderRepository {
 
  private:
   std::mutex mu_;
-  int fail_upserts_ = 0;                             // guarded by mu_
-  std::vector<Product> products_;                    // guarded by mu_
-  std::unordered_map<std::string, Order> orders_;    // guarded by mu_
+  int fail_upserts_ = 0;                           // guarded by mu_
+  std::vector<Product> products_;                  // guarded by mu_
+  std::unordered_map<std::string, Order> orders_;  // guarded by mu_
 };
 
 }  // namespace flashsale::testutil

@@ -61,15 +61,15 @@ class RecordingOrderQueue final : public OrderQueue {
   mutable std::mutex mu_;
   std::condition_variable wake_;
   std::condition_variable answered_cv_;
-  Status answer_;                  // guarded by mu_
-  bool held_ = false;              // guarded by mu_
-  bool stopping_ = false;          // guarded by mu_
-  std::deque<Pending> queue_;      // guarded by mu_ (kDeferred)
-  std::vector<Order> all_;         // guarded by mu_
-  std::vector<Order> delivered_;   // guarded by mu_
-  std::size_t handed_off_ = 0;     // guarded by mu_
-  std::size_t answered_ = 0;       // guarded by mu_
-  std::thread thread_;             // kDeferred only
+  Status answer_;                 // guarded by mu_
+  bool held_ = false;             // guarded by mu_
+  bool stopping_ = false;         // guarded by mu_
+  std::deque<Pending> queue_;     // guarded by mu_ (kDeferred)
+  std::vector<Order> all_;        // guarded by mu_
+  std::vector<Order> delivered_;  // guarded by mu_
+  std::size_t handed_off_ = 0;    // guarded by mu_
+  std::size_t answered_ = 0;      // guarded by mu_
+  std::thread thread_;            // kDeferred only
 };
 
 }  // namespace flashsale::testutil

@@ -267,25 +267,25 @@ TEST(Rfc3339, RejectsInvalidText) {
   const char* bad[] = {
       "",
       "2026-11-25",
-      "2026-11-25T10:00:00",        // no zone
-      "2026-11-25T10:00Z",          // no seconds
-      "2026-11-25 10:00:00Z",       // space instead of T
-      "2026-13-01T00:00:00Z",       // month 13
-      "2026-00-01T00:00:00Z",       // month 0
-      "2026-11-00T00:00:00Z",       // day 0
-      "2026-11-31T00:00:00Z",       // 30 days in November
+      "2026-11-25T10:00:00",   // no zone
+      "2026-11-25T10:00Z",     // no seconds
+      "2026-11-25 10:00:00Z",  // space instead of T
+      "2026-13-01T00:00:00Z",  // month 13
+      "2026-00-01T00:00:00Z",  // month 0
+      "2026-11-00T00:00:00Z",  // day 0
+      "2026-11-31T00:00:00Z",  // 30 days in November
       "2026-04-31T00:00:00Z",
       "2026-01-32T00:00:00Z",
       "2026-11-25T24:00:00Z",
       "2026-11-25T10:60:00Z",
       "2026-11-25T10:00:61Z",
-      "2026-11-25T10:00:00.Z",      // fraction without digits
+      "2026-11-25T10:00:00.Z",  // fraction without digits
       "2026-11-25T10:00:00+8:00",
       "2026-11-25T10:00:00+08",
       "2026-11-25T10:00:00+0800",
       "2026-11-25T10:00:00+24:00",
       "2026-11-25T10:00:00+08:60",
-      "2026-11-25T10:00:00ZZ",      // trailing garbage
+      "2026-11-25T10:00:00ZZ",  // trailing garbage
       "2026-11-25T10:00:00Z ",
       " 2026-11-25T10:00:00Z",
       "26-11-25T10:00:00Z",
@@ -317,7 +317,7 @@ TEST(Rfc3339, FormatThenParseRoundTrips) {
                                   951868799999,   // 2000-02-29T23:59:59.999
                                   1709210096000,  // 2024-02-29
                                   1795600800123,
-                                  4102444800000,   // 2100-01-01
+                                  4102444800000,    // 2100-01-01
                                   253402300799999,  // 9999-12-31T23:59:59.999
                                   -1,
                                   -86'400'000,
@@ -352,9 +352,9 @@ TEST(Price, RejectsWhatIsNotAPrice) {
   const char* bad[] = {
       "12.345",  // three decimals
       "0.001",
-      "-1",      // negative
+      "-1",  // negative
       "-0.5",
-      "1e3",     // exponent
+      "1e3",  // exponent
       "1E3",
       "1.5e2",
       "",
@@ -451,8 +451,9 @@ TEST(Metrics, HistogramRendersLabelsBeforeLe) {
   h.ObserveNanos(1'000);
   std::string out;
   h.Render(out, "flashsale_request_duration_seconds", "route=\"purchase\"");
-  EXPECT_NE(out.find("flashsale_request_duration_seconds_bucket{route=\"purchase\",le=\"5e-05\"} 1\n"),
-            std::string::npos)
+  EXPECT_NE(
+      out.find("flashsale_request_duration_seconds_bucket{route=\"purchase\",le=\"5e-05\"} 1\n"),
+      std::string::npos)
       << out;
   EXPECT_NE(out.find("flashsale_request_duration_seconds_sum{route=\"purchase\"} 0.000001000\n"),
             std::string::npos)

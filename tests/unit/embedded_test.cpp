@@ -36,7 +36,8 @@ constexpr ProductId kLaptop = 10'000'002;
 
 std::unique_ptr<SqliteDatabase> OpenDb(const TempDir& dir,
                                        JournalSync sync = JournalSync::kNormal) {
-  Result<std::unique_ptr<SqliteDatabase>> db = SqliteDatabase::Open({dir.File("flashsale.db"), sync});
+  Result<std::unique_ptr<SqliteDatabase>> db =
+      SqliteDatabase::Open({dir.File("flashsale.db"), sync});
   EXPECT_TRUE(db) << db.error().ToString();
   return db ? std::move(*db) : nullptr;
 }
@@ -127,7 +128,8 @@ TEST(SqliteDatabase, InsertProductsNeverOverwritesUnlessAsked) {
   ASSERT_TRUE(db->InsertProducts({MakeProduct(kPhone, 10)}, false, &inserted).ok());
   EXPECT_EQ(inserted, 1);
   ASSERT_TRUE(
-      db->InsertProducts({MakeProduct(kPhone, 99), MakeProduct(kLaptop, 1)}, false, &inserted).ok());
+      db->InsertProducts({MakeProduct(kPhone, 99), MakeProduct(kLaptop, 1)}, false, &inserted)
+          .ok());
   EXPECT_EQ(inserted, 1);  // only the laptop
   EXPECT_EQ(db->LoadProducts()->front().stock, 10);
   ASSERT_TRUE(db->InsertProducts({MakeProduct(kPhone, 99)}, true, &inserted).ok());
@@ -260,8 +262,8 @@ TEST(SqliteDatabase, LoadSoldUnitsExcludesFailed) {
   ASSERT_TRUE(db->UpsertProduct(MakeProduct(kPhone, 3, 5)).ok());
   ASSERT_TRUE(db->UpsertProduct(MakeProduct(kLaptop, 10, 5)).ok());
   const Order a1 = MakeOrder(kPhone, 1, 2, 1'000);
-  const Order a2 = MakeOrder(kPhone, 1, 1, 2'000);  // user 1's latest
-  const Order failed = MakeOrder(kPhone, 2, 1, 3'000);  // over stock: FAILED
+  const Order a2 = MakeOrder(kPhone, 1, 1, 2'000);        // user 1's latest
+  const Order failed = MakeOrder(kPhone, 2, 1, 3'000);    // over stock: FAILED
   const Order pending = MakeOrder(kLaptop, 2, 1, 4'000);  // journalled, not yet persisted
   const std::vector<Order> batch = {a1, a2, failed};
   ASSERT_TRUE(db->AppendPending(batch).ok());
@@ -533,8 +535,8 @@ TEST(OrderConsumer, RunsOnItsThreadBehindTheJournalAndDrainsOnStop) {
       }
       journal.HandOff(std::move(o), [](const Status& s) { EXPECT_TRUE(s.ok()) << s.ToString(); });
     });
-    journal.Stop();         // everything journalled
-    consumer.Stop(true);    // and persisted
+    journal.Stop();       // everything journalled
+    consumer.Stop(true);  // and persisted
   }
   EXPECT_EQ(metrics.orders_persisted_confirmed.Value(), 800);
   EXPECT_TRUE(db->LoadPending()->empty());
@@ -578,7 +580,8 @@ TEST(MemoryStockStore, LoadFromSoldUnitsRestoresRemainingAndPerUserRecords) {
   MemoryStockStore store;
   const OrderId latest = Ids().Next(NowMillis());
   store.Load({MakeProduct(kPhone, 10, /*limit=*/2), MakeProduct(kLaptop, 5)},
-             {{kPhone, 1, 2, latest}, {kPhone, 2, 1, Ids().Next(NowMillis())},
+             {{kPhone, 1, 2, latest},
+              {kPhone, 2, 1, Ids().Next(NowMillis())},
               {kLaptop, 3, 1, Ids().Next(NowMillis())},
               {999, 4, 1, Ids().Next(NowMillis())}});  // a product no longer in the catalog
   Result<std::optional<StockSnapshot>> phone = store.Get(kPhone);

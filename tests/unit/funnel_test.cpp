@@ -251,8 +251,8 @@ TEST(PurchaseFunnel, InsufficientStockWhenSomeButNotEnoughIsLeft) {
   const PurchaseReply short_reply = h.Buy(BuyOne(kPhone, 2, 2));  // 0 < left (1) < amount (2)
   EXPECT_TRUE(short_reply.status.ok());
   EXPECT_EQ(short_reply.outcome, PurchaseOutcome::kInsufficientStock);
-  EXPECT_EQ(h.Remaining(kPhone), 1);                         // nothing taken
-  EXPECT_TRUE(IsAccepted(h.Buy(BuyOne(kPhone, 2, 1))));      // the last unit still sells
+  EXPECT_EQ(h.Remaining(kPhone), 1);                     // nothing taken
+  EXPECT_TRUE(IsAccepted(h.Buy(BuyOne(kPhone, 2, 1))));  // the last unit still sells
   EXPECT_EQ(h.Buy(BuyOne(kPhone, 3, 2)).outcome, PurchaseOutcome::kSoldOut);  // 0 left
 }
 

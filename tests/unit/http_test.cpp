@@ -138,8 +138,8 @@ TEST(ParseRequest, HeaderSectionOver8KiBIs431) {
 
 TEST(ParseRequest, BodyOver4KiBIs413) {
   HttpRequest req;
-  const ParseResult r = ParseRequest(
-      "POST /purchase HTTP/1.1\r\nContent-Length: 4097\r\n\r\n", req);
+  const ParseResult r =
+      ParseRequest("POST /purchase HTTP/1.1\r\nContent-Length: 4097\r\n\r\n", req);
   EXPECT_EQ(r.status, ParseStatus::kError);
   EXPECT_EQ(r.error_status, 413);
   // Exactly 4 KiB is allowed (and waits for its body).
@@ -151,21 +151,21 @@ TEST(ParseRequest, BodyOver4KiBIs413) {
 
 TEST(ParseRequest, MalformedRequestsAre400) {
   const char* bad[] = {
-      "GET\r\n\r\n",                              // no target, no version
-      "GET /\r\n\r\n",                            // no version
-      "GET  / HTTP/1.1\r\n\r\n",                  // empty target
-      " GET / HTTP/1.1\r\n\r\n",                  // empty method
-      "GET foo HTTP/1.1\r\n\r\n",                 // target not starting with '/'
-      "GET /a\x01 HTTP/1.1\r\n\r\n",              // control character in target
-      "GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n",        // raw non-ASCII in target
-      "GET / HTTP/1.1 extra\r\n\r\n",             // junk after the version
-      "GET / FTP/1.1\r\n\r\n",                    // not HTTP
-      "G(T / HTTP/1.1\r\n\r\n",                   // not a token
-      "GET / HTTP/1.1\r\nNoColon\r\n\r\n",        // header without ':'
-      "GET / HTTP/1.1\r\n: empty-name\r\n\r\n",   // empty header name
-      "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",    // space in the name
-      "GET / HTTP/1.1\r\n folded: x\r\n\r\n",     // obsolete line folding
-      "GET / HTTP/1.1\r\nX: a\x01z\r\n\r\n",      // control character in a value
+      "GET\r\n\r\n",                             // no target, no version
+      "GET /\r\n\r\n",                           // no version
+      "GET  / HTTP/1.1\r\n\r\n",                 // empty target
+      " GET / HTTP/1.1\r\n\r\n",                 // empty method
+      "GET foo HTTP/1.1\r\n\r\n",                // target not starting with '/'
+      "GET /a\x01 HTTP/1.1\r\n\r\n",             // control character in target
+      "GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n",       // raw non-ASCII in target
+      "GET / HTTP/1.1 extra\r\n\r\n",            // junk after the version
+      "GET / FTP/1.1\r\n\r\n",                   // not HTTP
+      "G(T / HTTP/1.1\r\n\r\n",                  // not a token
+      "GET / HTTP/1.1\r\nNoColon\r\n\r\n",       // header without ':'
+      "GET / HTTP/1.1\r\n: empty-name\r\n\r\n",  // empty header name
+      "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",   // space in the name
+      "GET / HTTP/1.1\r\n folded: x\r\n\r\n",    // obsolete line folding
+      "GET / HTTP/1.1\r\nX: a\x01z\r\n\r\n",     // control character in a value
       "POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
       "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
       "POST / HTTP/1.1\r\nContent-Length: \r\n\r\n",
@@ -197,8 +197,8 @@ TEST(ParseRequest, GarbageIsRejectedBeforeTheHeaderEnds) {
 
 TEST(ParseRequest, BareLfLineEndingsAre400AtOnce) {
   // They would never complete a CRLF header section: refuse, do not wait.
-  for (const char* text : {"GET / HTTP/1.1\n\n", "GET / HTTP/1.1\nHost: x\n\n",
-                           "GET / HTTP/1.1\r\nHost: x\n\r\n"}) {
+  for (const char* text :
+       {"GET / HTTP/1.1\n\n", "GET / HTTP/1.1\nHost: x\n\n", "GET / HTTP/1.1\r\nHost: x\n\r\n"}) {
     HttpRequest req;
     const ParseResult r = ParseRequest(text, req);
     EXPECT_EQ(r.status, ParseStatus::kError) << text;
@@ -208,8 +208,8 @@ TEST(ParseRequest, BareLfLineEndingsAre400AtOnce) {
 
 TEST(ParseRequest, SameContentLengthTwiceIsAccepted) {
   HttpRequest req;
-  const ParseResult r = ParseRequest(
-      "POST / HTTP/1.1\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nab", req);
+  const ParseResult r =
+      ParseRequest("POST / HTTP/1.1\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nab", req);
   ASSERT_EQ(r.status, ParseStatus::kComplete);
   EXPECT_EQ(req.body, "ab");
 }
@@ -259,8 +259,9 @@ TEST(ParseRequest, KeepAliveRules) {
 
 // RFC 9112 §9.3: the close option wins over keep-alive, in any order.
 TEST(ParseRequest, CloseWinsOverKeepAlive) {
-  for (const char* text : {"GET / HTTP/1.1\r\nConnection: close, keep-alive\r\n\r\n",
-                           "GET / HTTP/1.1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n"}) {
+  for (const char* text :
+       {"GET / HTTP/1.1\r\nConnection: close, keep-alive\r\n\r\n",
+        "GET / HTTP/1.1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n"}) {
     HttpRequest req;
     ASSERT_EQ(ParseRequest(text, req).status, ParseStatus::kComplete) << text;
     EXPECT_FALSE(req.keep_alive) << text;
@@ -346,7 +347,7 @@ std::vector<BodyCase> PurchaseBodyCases() {
       {PurchaseBody("1", "10000001", "-0.0"), "amount", "int_from_float"},
       {PurchaseBody("1", "1e7"), "product_id", "int_from_float"},
       // Out of range.
-      {PurchaseBody("9223372036854775808"), "user_id", "int_range"},  // int64 max + 1
+      {PurchaseBody("9223372036854775808"), "user_id", "int_range"},   // int64 max + 1
       {PurchaseBody("18446744073709551616"), "user_id", "int_range"},  // past uint64
       {PurchaseBody("-9223372036854775809"), "user_id", "int_range"},  // int64 min - 1
       {PurchaseBody("99999999999999999999999999999"), "user_id", "int_range"},
@@ -377,8 +378,7 @@ std::vector<BodyCase> PurchaseBodyCases() {
       {PurchaseBody("\"\xc3\""), "", "json_invalid"},          // truncated sequence
       {PurchaseBody("\"\xed\xa0\x80\""), "", "json_invalid"},  // UTF-16 surrogate as UTF-8
       {"{\"user_\xff\":1,\"product_id\":10000001,\"amount\":1}", "", "json_invalid"},  // in a key
-      {std::string(R"({"user_id":1,"product_id":10000001,"amount":1})") + '\0', "",
-       "json_invalid"},
+      {std::string(R"({"user_id":1,"product_id":10000001,"amount":1})") + '\0', "", "json_invalid"},
       // Not an object.
       {"[1,2,3]", "", "model_attributes_type"},
       {"[" + PurchaseBody("1") + "]", "", "model_attributes_type"},
@@ -386,10 +386,8 @@ std::vector<BodyCase> PurchaseBodyCases() {
       {"1", "", "model_attributes_type"},
       {R"("user_id")", "", "model_attributes_type"},
       // Fields.
-      {R"({"user_id":1,"user_id":2,"product_id":10000001,"amount":1})", "user_id",
-       "duplicate_key"},
-      {R"({"user_id":1,"product_id":10000001,"amount":1,"amount":1})", "amount",
-       "duplicate_key"},
+      {R"({"user_id":1,"user_id":2,"product_id":10000001,"amount":1})", "user_id", "duplicate_key"},
+      {R"({"user_id":1,"product_id":10000001,"amount":1,"amount":1})", "amount", "duplicate_key"},
       {R"({"user_id":1,"product_id":10000001,"amount":1,"coupon":"FREE"})", "coupon",
        "extra_forbidden"},
       {R"({"user_id":1,"product_id":10000001,"amount":1,"User_id":1})", "User_id",
@@ -398,8 +396,8 @@ std::vector<BodyCase> PurchaseBodyCases() {
       {R"({"product_id":10000001,"amount":1})", "user_id", "missing"},
       {"{}", "user_id", "missing", 3},
       {R"({"user_id":"x","product_id":0,"amount":1.5})", "user_id", "int_type", 3},
-      {R"({"user_id":1,"extra":{"deep":[1,{"x":null}]},"product_id":10000001,"amount":1})",
-       "extra", "extra_forbidden"},
+      {R"({"user_id":1,"extra":{"deep":[1,{"x":null}]},"product_id":10000001,"amount":1})", "extra",
+       "extra_forbidden"},
   };
 }
 
@@ -442,8 +440,8 @@ TEST(JsonBodyReader, ReportsEveryBadFieldInBodyOrder) {
   JsonBodyReader reader;
   BodyValues values;
   std::vector<FieldError> errors;
-  EXPECT_FALSE(reader.Read(R"({"amount":0,"user_id":"1","color":"red"})", kPurchaseSpec, values,
-                           errors));
+  EXPECT_FALSE(
+      reader.Read(R"({"amount":0,"user_id":"1","color":"red"})", kPurchaseSpec, values, errors));
   std::vector<std::pair<std::string, std::string>> got;
   for (const FieldError& e : errors) got.emplace_back(e.field, e.type);
   const std::vector<std::pair<std::string, std::string>> want = {
@@ -482,8 +480,7 @@ TEST(JsonBodyReader, ProductBodies) {
   const Case cases[] = {
       {R"({"stock":100,"price":12.5})", "", ""},
       {R"({"stock":0,"price":0})", "", ""},
-      {R"({"stock":100,"price":12.300,"starts_at":null,"ends_at":"2026-11-25T10:00:00Z"})", "",
-       ""},
+      {R"({"stock":100,"price":12.300,"starts_at":null,"ends_at":"2026-11-25T10:00:00Z"})", "", ""},
       {R"({"stock":1,"price":1,"starts_at":"2026-11-25T18:00:00+08:00","limit_per_user":3})", "",
        ""},
       {R"({"stock":100})", "price", "missing"},
@@ -496,8 +493,7 @@ TEST(JsonBodyReader, ProductBodies) {
       {R"({"stock":-1,"price":1})", "stock", "greater_than_equal"},
       {R"({"stock":1.0,"price":1})", "stock", "int_from_float"},
       {R"({"stock":1,"price":1,"starts_at":"tomorrow"})", "starts_at", "datetime_parsing"},
-      {R"({"stock":1,"price":1,"ends_at":"2023-02-29T00:00:00Z"})", "ends_at",
-       "datetime_parsing"},
+      {R"({"stock":1,"price":1,"ends_at":"2023-02-29T00:00:00Z"})", "ends_at", "datetime_parsing"},
       {R"({"stock":1,"price":1,"ends_at":1795600800000})", "ends_at", "datetime_parsing"},
       {R"({"stock":1,"price":1,"limit_per_user":0})", "limit_per_user", "greater_than_equal"},
   };

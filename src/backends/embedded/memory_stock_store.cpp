@@ -115,8 +115,7 @@ Result<PutResult> MemoryStockStore::Put(const Product& p, const PersistProduct& 
   auto it = shard.products.find(p.id);
   PutResult result;
   result.created = it == shard.products.end();
-  const std::int64_t sold =
-      result.created ? 0 : it->second->product.stock - it->second->remaining;
+  const std::int64_t sold = result.created ? 0 : it->second->product.stock - it->second->remaining;
   if (p.stock < sold) {
     return Status::Conflict("stock " + std::to_string(p.stock) + " is below the " +
                             std::to_string(sold) + " units already sold");
@@ -172,16 +171,16 @@ Result<std::optional<StockSnapshot>> MemoryStockStore::Get(ProductId id) {
   return std::optional<StockSnapshot>(Snapshot(*it->second, NowMillis()));
 }
 
-Result<std::vector<StockSnapshot>> MemoryStockStore::List(std::int64_t offset,
-                                                          std::int64_t limit) {
+Result<std::vector<StockSnapshot>> MemoryStockStore::List(std::int64_t offset, std::int64_t limit) {
   std::vector<StockSnapshot> all;
   const UnixMillis now = NowMillis();
   for (Shard& shard : shards_) {
     std::lock_guard lock(shard.mu);
     for (const auto& [id, state] : shard.products) all.push_back(Snapshot(*state, now));
   }
-  std::sort(all.begin(), all.end(),
-            [](const StockSnapshot& a, const StockSnapshot& b) { return a.product.id < b.product.id; });
+  std::sort(all.begin(), all.end(), [](const StockSnapshot& a, const StockSnapshot& b) {
+    return a.product.id < b.product.id;
+  });
   std::vector<StockSnapshot> page;
   for (auto i = static_cast<std::size_t>(std::max<std::int64_t>(offset, 0));
        i < all.size() && static_cast<std::int64_t>(page.size()) < limit; ++i) {

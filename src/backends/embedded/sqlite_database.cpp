@@ -83,8 +83,9 @@ std::optional<std::int64_t> SqliteStatement::OptionalInt(int c) const {
 }
 std::string_view SqliteStatement::Text(int c) const {
   const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, c));
-  return p == nullptr ? std::string_view{}
-                      : std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, c)));
+  return p == nullptr
+             ? std::string_view{}
+             : std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, c)));
 }
 bool SqliteStatement::IsNull(int c) const { return sqlite3_column_type(stmt_, c) == SQLITE_NULL; }
 
@@ -111,10 +112,10 @@ Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const Options& opti
   if (options.read_only && !std::filesystem::exists(options.path)) {
     return Status::NotFound("no database at " + options.path);
   }
-  const int flags = options.read_only ? SQLITE_OPEN_READONLY
-                                      : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-  if (sqlite3_open_v2(options.path.c_str(), &db->writer_, flags | SQLITE_OPEN_NOMUTEX,
-                      nullptr) != SQLITE_OK) {
+  const int flags =
+      options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  if (sqlite3_open_v2(options.path.c_str(), &db->writer_, flags | SQLITE_OPEN_NOMUTEX, nullptr) !=
+      SQLITE_OK) {
     return db->Error(db->writer_, "cannot open database");
   }
   sqlite3_busy_timeout(db->writer_, 5000);
@@ -125,8 +126,8 @@ Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const Options& opti
     if (Status s = db->Exec(db->writer_, pragmas.c_str()); !s.ok()) return s;
     if (Status s = db->Exec(db->writer_, kSchema); !s.ok()) return s;
   }
-  if (sqlite3_open_v2(options.path.c_str(), &db->reader_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                      nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(options.path.c_str(), &db->reader_,
+                      SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
     return db->Error(db->reader_, "cannot open database for reading");
   }
   sqlite3_busy_timeout(db->reader_, 5000);
@@ -221,7 +222,8 @@ Status SqliteDatabase::InsertProducts(const std::vector<Product>& products, bool
 
 Status SqliteDatabase::AppendPending(std::span<const Order> orders) {
   std::lock_guard lock(write_mu_);
-  if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok()) return Status::NotDelivered(s.message());
+  if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok())
+    return Status::NotDelivered(s.message());
   SqliteStatement st(writer_,
                      "INSERT INTO orders(order_id, user_id, product_id, quantity, price, status, "
                      "created_at, idempotency_key) VALUES(?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7)");
@@ -258,8 +260,8 @@ Result<PersistSummary> SqliteDatabase::PersistBatch(std::span<const Order> order
   // Embedded orders exist already (the journal wrote them PENDING): one UPDATE
   // decides them. Orders from elsewhere (a queue) are inserted. An order that
   // is neither PENDING nor new was decided before: a replay, left alone.
-  SqliteStatement decide(writer_,
-                         "UPDATE orders SET status = ?2 WHERE order_id = ?1 AND status = 'PENDING'");
+  SqliteStatement decide(
+      writer_, "UPDATE orders SET status = ?2 WHERE order_id = ?1 AND status = 'PENDING'");
   SqliteStatement insert(writer_,
                          "INSERT OR IGNORE INTO orders(order_id, user_id, product_id, quantity, "
                          "price, status, created_at, idempotency_key) VALUES(?1, ?2, ?3, ?4, ?5, "
@@ -312,8 +314,9 @@ Result<PersistSummary> SqliteDatabase::PersistBatch(std::span<const Order> order
 
 Result<std::optional<Order>> SqliteDatabase::FindOrder(const OrderId& id) {
   std::lock_guard lock(read_mu_);
-  SqliteStatement st(reader_, (std::string("SELECT ") + kOrderColumns +
-                               " FROM orders WHERE order_id = ?1").c_str());
+  SqliteStatement st(
+      reader_,
+      (std::string("SELECT ") + kOrderColumns + " FROM orders WHERE order_id = ?1").c_str());
   st.Bind(1, id.view());
   const int rc = st.Step();
   if (rc == SQLITE_ROW) return std::optional<Order>(ReadOrder(st));
@@ -338,8 +341,8 @@ Result<std::vector<Product>> SqliteDatabase::LoadProducts() {
   std::vector<Product> out;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
-    out.push_back({st.Int(0), st.Int(1), st.Int(2), st.OptionalInt(3), st.OptionalInt(4),
-                   st.Int(5)});
+    out.push_back(
+        {st.Int(0), st.Int(1), st.Int(2), st.OptionalInt(3), st.OptionalInt(4), st.Int(5)});
   }
   if (rc != SQLITE_DONE) return Error(reader_, "reading products");
   return out;
@@ -353,13 +356,12 @@ Result<std::vector<SoldUnits>> SqliteDatabase::LoadSoldUnits() {
   std::vector<SoldUnits> out;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
-    out.push_back({st.Int(0), st.Int(1), st.Int(2),
-                   OrderId::Parse(st.Text(3)).value_or(OrderId())});
+    out.push_back(
+        {st.Int(0), st.Int(1), st.Int(2), OrderId::Parse(st.Text(3)).value_or(OrderId())});
   }
   if (rc != SQLITE_DONE) return Error(reader_, "reading sold units");
   return out;
 }
-
 
 Result<std::vector<Order>> SqliteDatabase::LoadPending() {
   std::lock_guard lock(read_mu_);

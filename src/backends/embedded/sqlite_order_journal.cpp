@@ -96,7 +96,8 @@ void SqliteOrderJournal::Run() {
       callbacks.swap(queued_callbacks_);
     }
     const Status s = db_.AppendPending(orders);
-    if (!s.ok()) spdlog::error("journal commit of {} orders failed: {}", orders.size(), s.ToString());
+    if (!s.ok())
+      spdlog::error("journal commit of {} orders failed: {}", orders.size(), s.ToString());
     // Answer only after the commit (durable first, then reply).
     for (HandOffCallback& done : callbacks) done(s);
     const std::size_t answered = orders.size();

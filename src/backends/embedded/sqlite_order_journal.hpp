@@ -59,11 +59,11 @@ class SqliteOrderJournal final : public OrderQueue {
   std::condition_variable drained_;  // Flush(): a batch finished
   // Orders and their callbacks, index by index; swapped out whole by the
   // journal thread, so an order is never copied.
-  std::vector<Order> queued_orders_;              // guarded by mu_
+  std::vector<Order> queued_orders_;               // guarded by mu_
   std::vector<HandOffCallback> queued_callbacks_;  // guarded by mu_
-  std::uint64_t enqueued_ = 0;       // guarded by mu_
-  std::uint64_t answered_ = 0;       // guarded by mu_
-  bool stopping_ = false;            // guarded by mu_
+  std::uint64_t enqueued_ = 0;                     // guarded by mu_
+  std::uint64_t answered_ = 0;                     // guarded by mu_
+  bool stopping_ = false;                          // guarded by mu_
   std::thread thread_;
 };
 
