@@ -80,7 +80,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Called by the sweep once a second.
   void CheckTimeouts(std::int64_t now_ms) {
     if (closed_) return;
-    if (awaiting_purchase_ || write_in_flight_) return;  // our turn, not the client's
+    if (awaiting_purchase_) return;  // our turn, not the client's
+    if (write_in_flight_) {
+      // A client that stops reading its replies must not hold the connection.
+      if (now_ms - write_started_ms_ > worker_.options().request_timeout_ms) Close();
+      return;
+    }
     if (request_started_ms_ != 0) {
       if (now_ms - request_started_ms_ > worker_.options().request_timeout_ms) {
         Api::RenderError(408, "request took too long to arrive", false, out_);
@@ -232,6 +237,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     writing_.swap(out_);
     write_in_flight_ = true;
+    write_started_ms_ = SteadyMillis();
     asio::async_write(
         socket_, asio::buffer(writing_),
         [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
@@ -267,6 +273,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closed_ = false;
   std::int64_t purchase_started_ns_ = 0;
   std::int64_t last_activity_ms_ = 0;
+  std::int64_t write_started_ms_ = 0;
   std::int64_t request_started_ms_ = 0;  // first byte of an unfinished request, 0 if none
 };
 

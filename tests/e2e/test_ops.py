@@ -311,6 +311,49 @@ def test_slow_clients_are_closed_by_the_request_timeout(make_server):
         other.close()
 
 
+def test_client_that_stops_reading_replies_is_closed(make_server):
+    """Pipelined requests whose replies are never read fill the socket buffers;
+    the server must give the connection up after --request-timeout instead of
+    holding it (and its buffers) forever, and keep serving others."""
+    import socket as _socket
+    srv = make_server(extra_args=["--request-timeout", "2"])
+    s = _socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    s.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, 4096)
+    req = b"GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    s.setblocking(False)
+    sent = 0
+    deadline = time.monotonic() + 5
+    while sent < 400 and time.monotonic() < deadline:  # ~18 MB of replies requested
+        try:
+            s.send(req)
+            sent += 1
+        except BlockingIOError:
+            time.sleep(0.01)
+    time.sleep(4.5)  # never read: the server's write stalls past the 2 s timeout
+    other = srv.conn()
+    try:
+        assert other.request("GET", "/healthz").status == 200
+    finally:
+        other.close()
+    s.setblocking(True)
+    s.settimeout(5)
+    closed = False
+    t0 = time.monotonic()
+    try:
+        while time.monotonic() - t0 < 10:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                closed = True
+                break
+    except ConnectionResetError:
+        closed = True
+    except _socket.timeout:
+        closed = False  # still open, just nothing more to read
+    finally:
+        s.close()
+    assert closed, "a connection whose replies were never read was still served after 10 s"
+
+
 def test_max_connections_refuses_beyond_the_limit(make_server):
     srv = make_server(extra_args=["--max-connections", "4"])
     held = [srv.conn() for _ in range(4)]
