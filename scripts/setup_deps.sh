@@ -18,7 +18,7 @@ TEST_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
   python3 python3-pytest python3-locust
-  nginx wrk curl procps
+  nginx wrk curl procps redis-server
 )
 
 want=("${BUILD_PACKAGES[@]}")
@@ -34,8 +34,18 @@ if command -v npm >/dev/null 2>&1; then
   for p in "${missing[@]}"; do [[ "$p" == nodejs || "$p" == npm ]] || filtered+=("$p"); done
   missing=("${filtered[@]+"${filtered[@]}"}")
 fi
+# redis-py for the Lua script tests, into the python3 that CTest runs (PyPI).
+ensure_redis_py() {
+  [[ "${1:-}" == "--build-only" ]] && return 0
+  python3 -c "import redis" >/dev/null 2>&1 && return 0
+  echo "setup_deps: installing redis-py for $(command -v python3)"
+  python3 -m pip install --quiet --disable-pip-version-check 'redis>=5' ||
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'redis>=5'
+}
+
 if ((${#missing[@]} == 0)); then
   echo "setup_deps: all packages present"
+  ensure_redis_py "${1:-}"
   exit 0
 fi
 
@@ -47,5 +57,9 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # nginx-light installs a service that would hold port 80; the benchmark runs
 # its own nginx, so stop the packaged one if the package started it.
-if command -v service >/dev/null 2>&1; then $SUDO service nginx stop >/dev/null 2>&1 || true; fi
+if command -v service >/dev/null 2>&1; then
+  $SUDO service nginx stop >/dev/null 2>&1 || true
+  $SUDO service redis-server stop >/dev/null 2>&1 || true  # tests run their own
+fi
+ensure_redis_py "${1:-}"
 echo "setup_deps: done"

@@ -1,0 +1,97 @@
+--[[ release_stock.lua — gives back one reservation (SPEC §1, definite hand-off failure, and
+audit --repair). Same semantics as MemoryStockStore::Release: units back to stock (capped at the
+product's stock), the user's record reduced (deleted at 0 units, latest order id with it), the
+L2 flag cleared, the restock epoch incremented; plus order:<order_id> deleted. Idempotent per
+order id. Keys use the hash-tagged form item:{<id>}:... always (see reserve_stock.lua).
+
+KEYS[1]  item:{<id>}:meta      hash: stock (total ever sellable), restock_epoch (HINCRBY here)
+KEYS[2]  item:{<id>}:stock     string: remaining units
+KEYS[3]  item:{<id>}:sold_out  the L2 flag: deleted
+KEYS[4]  item:{<id>}:buyers    hash: user id -> units held
+KEYS[5]  item:{<id>}:latest    hash: user id -> latest order id (deleted with the record)
+KEYS[6]  item:{<id>}:reservation:<order_id>
+                               per-order marker written by reserve_stock.lua; set to "X"
+                               (released) here, TTL ARGV[3]
+KEYS[7]  order:<order_id>      the in-flight order hash: deleted
+
+ARGV[1]  user id
+ARGV[2]  amount reserved: canonical decimal integer, 1 .. 9223372036854775807
+ARGV[3]  TTL of the per-order marker in seconds
+
+Returns {code, restock_epoch}:
+  "RELEASED"          units given back; restock_epoch is the new epoch
+  "ALREADY_RELEASED"  an earlier call released this order id: nothing changed; current epoch
+Error replies (nothing changed): "FLASHSALE bad ..." for malformed arguments,
+"FLASHSALE unknown product", "FLASHSALE release without a matching reservation" (the marker
+records another user/amount, or the user holds fewer units than amount). When the marker has
+expired the release is still done from ARGV, checked against the user's units.
+]]
+
+local function cmp(a, b)
+  if #a ~= #b then return #a < #b and -1 or 1 end
+  if a == b then return 0 end
+  return a < b and -1 or 1
+end
+
+local function sub(a, b)  -- a - b, canonical decimal strings, a >= b
+  local out, borrow, j = {}, 0, #b
+  for i = #a, 1, -1 do
+    local d = string.byte(a, i) - 48 - borrow
+    if j >= 1 then d = d - (string.byte(b, j) - 48) end
+    if d < 0 then d = d + 10; borrow = 1 else borrow = 0 end
+    out[i] = d
+    j = j - 1
+  end
+  local s = (table.concat(out):gsub('^0+', ''))
+  return s == '' and '0' or s
+end
+
+local function canonical(s)
+  if not s or s == '' or not string.match(s, '^%d+$') then return '0' end
+  s = (s:gsub('^0+', ''))
+  return s == '' and '0' or s
+end
+
+local user, amount = ARGV[1], ARGV[2]
+if not string.match(amount, '^[1-9]%d*$') or cmp(amount, '9223372036854775807') > 0 then
+  return redis.error_reply('FLASHSALE bad amount ' .. amount)
+end
+local marker_ttl = tonumber(ARGV[3])
+if not marker_ttl or marker_ttl <= 0 then return redis.error_reply('FLASHSALE bad marker ttl') end
+
+if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('FLASHSALE unknown product') end
+
+local marker = redis.call('GET', KEYS[6])
+if marker == 'X' then
+  return {'ALREADY_RELEASED', tonumber(redis.call('HGET', KEYS[1], 'restock_epoch')) or 0}
+end
+local prefix = 'R|' .. user .. '|' .. amount .. '|'
+if marker and string.sub(marker, 1, #prefix) ~= prefix then
+  return redis.error_reply('FLASHSALE release without a matching reservation')
+end
+local held = canonical(redis.call('HGET', KEYS[4], user))
+if cmp(held, amount) < 0 then
+  return redis.error_reply('FLASHSALE release without a matching reservation')
+end
+
+if held == amount then
+  redis.call('HDEL', KEYS[4], user)
+  redis.call('HDEL', KEYS[5], user)
+else
+  redis.call('HINCRBY', KEYS[4], user, '-' .. amount)
+end
+
+-- remaining = min(remaining + amount, stock), without overflowing.
+local stock = canonical(redis.call('HGET', KEYS[1], 'stock'))
+local left = canonical(redis.call('GET', KEYS[2]))
+if cmp(left, stock) >= 0 or cmp(amount, sub(stock, left)) >= 0 then
+  redis.call('SET', KEYS[2], stock)
+else
+  redis.call('INCRBY', KEYS[2], amount)
+end
+
+redis.call('DEL', KEYS[3])
+local epoch = redis.call('HINCRBY', KEYS[1], 'restock_epoch', 1)
+redis.call('DEL', KEYS[7])
+redis.call('SET', KEYS[6], 'X', 'EX', marker_ttl)
+return {'RELEASED', epoch}

@@ -1,0 +1,147 @@
+--[[ reserve_stock.lua — the atomic reservation step of distributed mode (SPEC §1).
+
+Same semantics as MemoryStockStore::Reserve (src/backends/embedded/memory_stock_store.cpp):
+checks in this order, the first that refuses decides the answer, and nothing but the L2 flag
+is written unless the answer is RESERVED:
+  unknown product -> sale window -> L2 sold-out flag -> per-user limit -> stock -> reserve.
+
+Key names. flashsale ALWAYS uses the hash-tagged form item:{<id>}:..., also on standalone Redis,
+although SPEC §5 keeps the seed's item:<id>:stock naming unless Redis Cluster is configured:
+every per-product key must be in one hash slot for one script to touch them all on a Cluster,
+and using a single naming scheme everywhere means the same scripts, the same keys and the same
+audit code in both set-ups, and no data migration when a deployment moves to a Cluster.
+
+KEYS[1]  item:{<id>}:meta      hash: price (cents), stock (total ever sellable),
+                               limit_per_user (default 1), starts_at, ends_at (ms since epoch;
+                               absent or "" = open), restock_epoch (default 0)
+KEYS[2]  item:{<id>}:stock     string: remaining units (absent = 0)
+KEYS[3]  item:{<id>}:sold_out  string "1", TTL 3600 s: the L2 flag
+KEYS[4]  item:{<id>}:buyers    hash: user id -> units held
+KEYS[5]  item:{<id>}:latest    hash: user id -> the user's latest order id for the product
+KEYS[6]  item:{<id>}:reservation:<order_id>
+                               string, per-order marker (idempotency), TTL ARGV[7]:
+                               "R|<user>|<amount>|<price>|<took_last_unit>" reserved,
+                               "X" released (written by release_stock.lua)
+KEYS[7]  order:<order_id>      hash: user, product, quantity, price, status PENDING,
+                               created_at; TTL ARGV[6]. NOTE: this key is not in the
+                               product's slot; on a Redis Cluster write it outside the script.
+
+ARGV[1]  product id           ARGV[2]  user id
+ARGV[3]  amount: canonical decimal integer, 1 .. 9223372036854775807
+ARGV[4]  order id             ARGV[5]  now, ms since epoch
+ARGV[6]  TTL of order:<order_id> in seconds
+ARGV[7]  TTL of the per-order marker in seconds (longer than audit --repair's grace period)
+
+Returns {code, price_cents, took_last_unit (0/1), latest_order_id or "", restock_epoch}:
+  "RESERVED"            units taken (or already taken by an earlier call with this order id:
+                        same reply, nothing taken again); price_cents = unit price;
+                        took_last_unit = 1 when stock reached 0 (L2 is then set, TTL 3600 s)
+  "UNKNOWN_PRODUCT"     no meta hash
+  "NOT_STARTED"         now < starts_at
+  "ENDED"               now >= ends_at
+  "SOLD_OUT"            L2 flag set, or no stock left (the flag is then set, TTL 3600 s)
+  "LIMIT_EXCEEDED"      amount > limit_per_user - held; latest_order_id = the user's latest
+                        order for the product ("" when none)
+  "INSUFFICIENT_STOCK"  0 < remaining < amount
+  "RELEASED"            this order id was reserved and then released: nothing taken
+price_cents and took_last_unit are 0 unless RESERVED.
+Error reply "FLASHSALE bad ..." for malformed arguments (nothing changed).
+
+Arithmetic: Lua numbers are doubles, so the quantity comparisons are done exactly on decimal
+strings (amounts up to 2^63-1 never error and never overflow); all writes use Redis' own
+64-bit DECRBY/HINCRBY.
+]]
+
+local L2_TTL_S = 3600
+
+-- Canonical non-negative decimal integers (no sign, no leading zeros) compared exactly.
+local function cmp(a, b)
+  if #a ~= #b then return #a < #b and -1 or 1 end
+  if a == b then return 0 end
+  return a < b and -1 or 1
+end
+
+-- a - b for canonical decimal strings with a >= b.
+local function sub(a, b)
+  local out, borrow, j = {}, 0, #b
+  for i = #a, 1, -1 do
+    local d = string.byte(a, i) - 48 - borrow
+    if j >= 1 then d = d - (string.byte(b, j) - 48) end
+    if d < 0 then d = d + 10; borrow = 1 else borrow = 0 end
+    out[i] = d
+    j = j - 1
+  end
+  local s = (table.concat(out):gsub('^0+', ''))
+  return s == '' and '0' or s
+end
+
+local function canonical(s)  -- nil/false/"" -> "0"; "-1" etc. (never written) -> "0"
+  if not s or s == '' or not string.match(s, '^%d+$') then return '0' end
+  s = (s:gsub('^0+', ''))
+  return s == '' and '0' or s
+end
+
+local amount = ARGV[3]
+if not string.match(amount, '^[1-9]%d*$') or cmp(amount, '9223372036854775807') > 0 then
+  return redis.error_reply('FLASHSALE bad amount ' .. amount)
+end
+local now = tonumber(ARGV[5])
+local order_ttl = tonumber(ARGV[6])
+local marker_ttl = tonumber(ARGV[7])
+if not now or not order_ttl or order_ttl <= 0 or not marker_ttl or marker_ttl <= 0 then
+  return redis.error_reply('FLASHSALE bad now/ttl arguments')
+end
+local user, order_id = ARGV[2], ARGV[4]
+
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {'UNKNOWN_PRODUCT', 0, 0, '', 0}
+end
+local meta = redis.call('HMGET', KEYS[1], 'price', 'limit_per_user', 'starts_at', 'ends_at',
+                        'restock_epoch')
+local price = tonumber(meta[1]) or 0
+local limit = meta[2] and canonical(meta[2]) or '1'
+local starts_at, ends_at = tonumber(meta[3]), tonumber(meta[4])
+local epoch = tonumber(meta[5]) or 0
+
+-- Idempotency: an order id is reserved at most once.
+local marker = redis.call('GET', KEYS[6])
+if marker then
+  if marker == 'X' then return {'RELEASED', 0, 0, '', epoch} end
+  local _, _, mprice, mlast = string.find(marker, '^R|[^|]*|[^|]*|([^|]*)|([^|]*)$')
+  return {'RESERVED', tonumber(mprice) or price, tonumber(mlast) or 0, '', epoch}
+end
+
+if starts_at and now < starts_at then return {'NOT_STARTED', 0, 0, '', epoch} end
+if ends_at and now >= ends_at then return {'ENDED', 0, 0, '', epoch} end
+
+if redis.call('EXISTS', KEYS[3]) == 1 then return {'SOLD_OUT', 0, 0, '', epoch} end
+
+local held = canonical(redis.call('HGET', KEYS[4], user))
+-- amount > limit - held, without computing held + amount.
+if cmp(held, limit) >= 0 or cmp(amount, sub(limit, held)) > 0 then
+  local latest = redis.call('HGET', KEYS[5], user)
+  return {'LIMIT_EXCEEDED', 0, 0, latest or '', epoch}
+end
+
+local left = canonical(redis.call('GET', KEYS[2]))
+if left == '0' then
+  redis.call('SET', KEYS[3], '1', 'EX', L2_TTL_S)
+  return {'SOLD_OUT', 0, 0, '', epoch}
+end
+if cmp(left, amount) < 0 then return {'INSUFFICIENT_STOCK', 0, 0, '', epoch} end
+
+-- Reserve. The last unit is sold too: the check above is left >= amount, not left > 0.
+local remaining = redis.call('DECRBY', KEYS[2], amount)
+redis.call('HINCRBY', KEYS[4], user, amount)
+redis.call('HSET', KEYS[5], user, order_id)
+redis.call('HSET', KEYS[7], 'user', user, 'product', ARGV[1], 'quantity', amount,
+           'price', meta[1] or '0', 'status', 'PENDING', 'created_at', ARGV[5])
+redis.call('EXPIRE', KEYS[7], order_ttl)
+local took_last = 0
+if remaining == 0 then
+  redis.call('SET', KEYS[3], '1', 'EX', L2_TTL_S)
+  took_last = 1
+end
+redis.call('SET', KEYS[6], 'R|' .. user .. '|' .. amount .. '|' .. (meta[1] or '0') .. '|' ..
+           took_last, 'EX', marker_ttl)
+return {'RESERVED', price, took_last, '', epoch}

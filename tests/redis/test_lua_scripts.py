@@ -1,0 +1,318 @@
+"""The Redis Lua scripts of distributed mode against a real, throwaway redis-server.
+
+Runs from the repo root (CTest: redis_lua_scripts):
+    python3 -m pytest -x -q -p no:cacheprovider tests/redis/test_lua_scripts.py
+Needs redis-server on PATH and redis-py (`pip install redis`); without them the module is
+skipped, unless CI=true, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "src" / "backends" / "redis"
+INT64_MAX = 2**63 - 1
+ORDER_TTL = 600
+MARKER_TTL = 86400
+NOW = 1_800_000_000_000
+
+
+def _unavailable(why: str):
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{why} (CI=true: the Redis script tests must run)", pytrace=False)
+    pytest.skip(f"{why}; install it to run the Redis script tests", allow_module_level=True)
+
+
+try:
+    import redis
+except ImportError:  # pragma: no cover
+    redis = None
+    _unavailable("redis-py is not installed (pip install redis)")
+if shutil.which("redis-server") is None:
+    _unavailable("redis-server is not on PATH (apt-get install -y redis-server)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    tmp = tempfile.mkdtemp(prefix="flashsale-redis-")
+    port = _free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", tmp,
+         "--save", "", "--appendonly", "no", "--daemonize", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(host="127.0.0.1", port=port, decode_responses=True,
+                         max_connections=64)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"redis-server did not start on port {port}")
+            time.sleep(0.05)
+    yield client
+    client.close()
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+class Store:
+    """Calls the scripts by EVALSHA, with the key layout of the script headers."""
+
+    def __init__(self, r):
+        self.r = r
+        self.reserve_sha = r.script_load((SCRIPTS / "reserve_stock.lua").read_text())
+        self.release_sha = r.script_load((SCRIPTS / "release_stock.lua").read_text())
+
+    @staticmethod
+    def keys(pid, order_id):
+        k = f"item:{{{pid}}}"
+        return [f"{k}:meta", f"{k}:stock", f"{k}:sold_out", f"{k}:buyers", f"{k}:latest",
+                f"{k}:reservation:{order_id}", f"order:{order_id}"]
+
+    def put(self, pid, stock, price=1999, limit=1, starts_at=None, ends_at=None):
+        meta = {"price": price, "stock": stock, "limit_per_user": limit, "restock_epoch": 0}
+        if starts_at is not None:
+            meta["starts_at"] = starts_at
+        if ends_at is not None:
+            meta["ends_at"] = ends_at
+        self.r.hset(f"item:{{{pid}}}:meta", mapping=meta)
+        self.r.set(f"item:{{{pid}}}:stock", stock)
+
+    def reserve(self, pid, user, amount, order_id, now=NOW):
+        reply = self.r.evalsha(self.reserve_sha, 7, *self.keys(pid, order_id),
+                               pid, user, amount, order_id, now, ORDER_TTL, MARKER_TTL)
+        assert len(reply) == 5, reply
+        return list(reply)
+
+    def release(self, pid, user, amount, order_id):
+        return self.r.evalsha(self.release_sha, 7, *self.keys(pid, order_id),
+                              user, amount, MARKER_TTL)
+
+    def stock(self, pid):
+        return int(self.r.get(f"item:{{{pid}}}:stock"))
+
+    def flag_ttl(self, pid):
+        return self.r.ttl(f"item:{{{pid}}}:sold_out")
+
+    def units(self, pid, user):
+        v = self.r.hget(f"item:{{{pid}}}:buyers", user)
+        return int(v) if v is not None else None
+
+
+_pid = iter(range(1000, 10**6))
+
+
+@pytest.fixture
+def store(server):
+    return Store(server)
+
+
+@pytest.fixture
+def pid():
+    return next(_pid)
+
+
+def test_reserved_writes_everything(store, pid):
+    store.put(pid, stock=5, price=1234, limit=3)
+    assert store.reserve(pid, 7, 2, "o1") == ["RESERVED", 1234, 0, "", 0]
+    assert store.stock(pid) == 3
+    assert store.units(pid, 7) == 2
+    assert store.r.hget(f"item:{{{pid}}}:latest", 7) == "o1"
+    order = store.r.hgetall("order:o1")
+    assert order == {"user": "7", "product": str(pid), "quantity": "2", "price": "1234",
+                     "status": "PENDING", "created_at": str(NOW)}
+    assert 0 < store.r.ttl("order:o1") <= ORDER_TTL
+    assert store.flag_ttl(pid) == -2  # no L2 flag
+
+
+def test_unknown_product(store, pid):
+    assert store.reserve(pid, 1, 1, f"u{pid}")[0] == "UNKNOWN_PRODUCT"
+    assert store.r.exists(f"order:u{pid}") == 0
+
+
+def test_sale_window(store, pid):
+    store.put(pid, stock=5, starts_at=NOW, ends_at=NOW + 1000)
+    assert store.reserve(pid, 1, 1, f"w{pid}a", now=NOW - 1)[0] == "NOT_STARTED"
+    assert store.reserve(pid, 1, 1, f"w{pid}b", now=NOW + 1000)[0] == "ENDED"
+    assert store.reserve(pid, 1, 1, f"w{pid}c", now=NOW)[0] == "RESERVED"
+    assert store.reserve(pid, 2, 1, f"w{pid}d", now=NOW + 999)[0] == "RESERVED"
+
+
+def test_limit_exceeded_returns_latest_order(store, pid):
+    store.put(pid, stock=10, limit=2)
+    assert store.reserve(pid, 1, 3, f"l{pid}a") == ["LIMIT_EXCEEDED", 0, 0, "", 0]
+    assert store.reserve(pid, 1, 1, f"l{pid}b")[0] == "RESERVED"
+    assert store.reserve(pid, 1, 1, f"l{pid}c")[0] == "RESERVED"
+    assert store.reserve(pid, 1, 1, f"l{pid}d") == ["LIMIT_EXCEEDED", 0, 0, f"l{pid}c", 0]
+    assert store.units(pid, 1) == 2 and store.stock(pid) == 8
+
+
+def test_insufficient_then_sold_out(store, pid):
+    store.put(pid, stock=2, limit=5)
+    assert store.reserve(pid, 1, 3, f"i{pid}a")[0] == "INSUFFICIENT_STOCK"
+    assert store.stock(pid) == 2 and store.units(pid, 1) is None
+    assert store.flag_ttl(pid) == -2
+    # Stock 0 without the flag (e.g. the flag expired): SOLD_OUT, and the flag is set.
+    store.r.set(f"item:{{{pid}}}:stock", 0)
+    assert store.reserve(pid, 1, 1, f"i{pid}b")[0] == "SOLD_OUT"
+    assert 3590 <= store.flag_ttl(pid) <= 3600
+
+
+def test_last_unit_sets_l2(store, pid):
+    store.put(pid, stock=3, price=500, limit=3)
+    assert store.reserve(pid, 1, 2, f"t{pid}a")[:3] == ["RESERVED", 500, 0]
+    assert store.reserve(pid, 2, 1, f"t{pid}b")[:3] == ["RESERVED", 500, 1]
+    assert store.stock(pid) == 0
+    assert store.r.get(f"item:{{{pid}}}:sold_out") == "1"
+    assert 3590 <= store.flag_ttl(pid) <= 3600
+    assert store.reserve(pid, 3, 1, f"t{pid}c")[0] == "SOLD_OUT"
+
+
+def test_precedence(store, pid):
+    # Everything refuses at once: user 1 is at the limit, stock is 0, L2 is set, sale over.
+    store.put(pid, stock=1, limit=1, starts_at=NOW - 10, ends_at=NOW + 10)
+    assert store.reserve(pid, 1, 1, f"p{pid}a")[2] == 1
+    assert store.r.exists(f"item:{{{pid}}}:sold_out") == 1
+    assert store.reserve(pid, 1, 1, f"p{pid}b", now=NOW - 20)[0] == "NOT_STARTED"  # window
+    assert store.reserve(pid, 1, 1, f"p{pid}c", now=NOW + 10)[0] == "ENDED"        # window
+    assert store.reserve(pid, 1, 1, f"p{pid}d")[0] == "SOLD_OUT"           # L2 before limit
+    store.r.delete(f"item:{{{pid}}}:sold_out")
+    assert store.reserve(pid, 1, 1, f"p{pid}e")[0] == "LIMIT_EXCEEDED"     # limit before stock
+    assert store.r.exists(f"item:{{{pid}}}:sold_out") == 0  # limit refusal never sets L2
+    assert store.reserve(pid, 2, 1, f"p{pid}f")[0] == "SOLD_OUT"           # stock
+    # L2 before stock: a flag with stock left still refuses.
+    store.r.set(f"item:{{{pid}}}:stock", 1)
+    assert store.reserve(pid, 2, 1, f"p{pid}g")[0] == "SOLD_OUT"
+    assert store.stock(pid) == 1
+
+
+def test_huge_amount(store, pid):
+    store.put(pid, stock=10, limit=2)
+    assert store.reserve(pid, 1, INT64_MAX, f"h{pid}a")[0] == "LIMIT_EXCEEDED"
+    store.put(pid, stock=10, limit=INT64_MAX)
+    assert store.reserve(pid, 1, INT64_MAX, f"h{pid}b")[0] == "INSUFFICIENT_STOCK"
+    assert store.reserve(pid, 1, 1, f"h{pid}c")[0] == "RESERVED"
+    # held 1, limit 2^63-1: amount 2^63-2 passes the limit exactly, 2^63-1 does not.
+    assert store.reserve(pid, 1, INT64_MAX, f"h{pid}d")[0] == "LIMIT_EXCEEDED"
+    assert store.reserve(pid, 1, INT64_MAX - 1, f"h{pid}e")[0] == "INSUFFICIENT_STOCK"
+    assert store.stock(pid) == 9 and store.units(pid, 1) == 1
+    with pytest.raises(redis.ResponseError, match="bad amount"):
+        store.reserve(pid, 1, INT64_MAX + 1, f"h{pid}f")
+    with pytest.raises(redis.ResponseError, match="bad amount"):
+        store.reserve(pid, 1, 0, f"h{pid}g")
+
+
+def test_reserve_idempotent_per_order(store, pid):
+    store.put(pid, stock=1, price=700, limit=5)
+    first = store.reserve(pid, 1, 1, f"d{pid}")
+    assert first == ["RESERVED", 700, 1, "", 0]
+    # Retried (even after the product sold out): same answer, nothing taken again.
+    assert store.reserve(pid, 1, 1, f"d{pid}") == first
+    assert store.stock(pid) == 0 and store.units(pid, 1) == 1
+    assert 0 < store.r.ttl(f"item:{{{pid}}}:reservation:d{pid}") <= MARKER_TTL
+
+
+def test_release_restores_everything(store, pid):
+    store.put(pid, stock=2, limit=2)
+    assert store.reserve(pid, 1, 1, f"r{pid}a")[0] == "RESERVED"
+    assert store.reserve(pid, 1, 1, f"r{pid}b")[2] == 1  # took the last unit: L2 set
+    assert store.r.exists(f"item:{{{pid}}}:sold_out") == 1
+    assert store.release(pid, 1, 1, f"r{pid}b") == ["RELEASED", 1]
+    assert store.stock(pid) == 1 and store.units(pid, 1) == 1
+    assert store.r.exists(f"item:{{{pid}}}:sold_out") == 0
+    assert store.r.exists(f"order:r{pid}b") == 0
+    assert store.r.hget(f"item:{{{pid}}}:meta", "restock_epoch") == "1"
+    # Idempotent: a second release changes nothing.
+    assert store.release(pid, 1, 1, f"r{pid}b") == ["ALREADY_RELEASED", 1]
+    assert store.stock(pid) == 1 and store.units(pid, 1) == 1
+    # A reserve retried with the released order id takes nothing.
+    assert store.reserve(pid, 1, 1, f"r{pid}b")[0] == "RELEASED"
+    assert store.stock(pid) == 1
+    # The last unit of the user: the buyer record goes (latest order id with it).
+    assert store.release(pid, 1, 1, f"r{pid}a") == ["RELEASED", 2]
+    assert store.units(pid, 1) is None
+    assert store.r.hget(f"item:{{{pid}}}:latest", 1) is None
+    assert store.stock(pid) == 2
+    # The epoch comes back from reserve too.
+    assert store.reserve(pid, 2, 1, f"r{pid}c") == ["RESERVED", 1999, 0, "", 2]
+
+
+def test_release_caps_at_stock_and_checks_the_reservation(store, pid):
+    store.put(pid, stock=3, limit=3)
+    assert store.reserve(pid, 1, 2, f"c{pid}a")[0] == "RESERVED"
+    store.r.set(f"item:{{{pid}}}:stock", 2)  # pretend remaining drifted up
+    assert store.release(pid, 1, 2, f"c{pid}a")[0] == "RELEASED"
+    assert store.stock(pid) == 3  # min(2 + 2, 3)
+    with pytest.raises(redis.ResponseError, match="without a matching reservation"):
+        store.release(pid, 1, 1, f"c{pid}none")
+    assert store.reserve(pid, 2, 1, f"c{pid}b")[0] == "RESERVED"
+    with pytest.raises(redis.ResponseError, match="without a matching reservation"):
+        store.release(pid, 3, 1, f"c{pid}b")  # the marker names another user
+    with pytest.raises(redis.ResponseError, match="unknown product"):
+        store.release(pid + 10**7, 1, 1, "nothing")
+    assert store.stock(pid) == 2 and store.units(pid, 2) == 1
+
+
+def test_race_no_oversell_no_user_over_limit(store, pid):
+    store.put(pid, stock=100, limit=2)
+    threads, calls, users = 32, 100, 150
+    reserved = []  # (user, amount)
+    errors = []
+    lock = threading.Lock()
+    start = threading.Barrier(threads)
+
+    def worker(t):
+        mine = []
+        try:
+            start.wait()
+            for i in range(calls):
+                user = (t * 7 + i * 13) % users
+                amount = 1 + (i + t) % 2
+                code = store.reserve(pid, user, amount, f"x{pid}-{t}-{i}")[0]
+                assert code in ("RESERVED", "LIMIT_EXCEEDED", "SOLD_OUT",
+                                "INSUFFICIENT_STOCK"), code
+                if code == "RESERVED":
+                    mine.append((user, amount))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+        with lock:
+            reserved.extend(mine)
+
+    ts = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors
+    assert sum(a for _, a in reserved) == 100
+    assert store.stock(pid) == 0
+    per_user = {}
+    for u, a in reserved:
+        per_user[u] = per_user.get(u, 0) + a
+    assert max(per_user.values()) <= 2
+    buyers = {int(k): int(v) for k, v in store.r.hgetall(f"item:{{{pid}}}:buyers").items()}
+    assert buyers == per_user
+    assert store.r.exists(f"item:{{{pid}}}:sold_out") == 1
