@@ -65,6 +65,12 @@ void AppendResponse(std::string& out, const ResponseHead& head, std::string_view
   out.append(body);
 }
 
+void AddKeepAliveHeader(std::string& out, std::size_t response_start) {
+  const std::size_t status_line_end = out.find("\r\n", response_start);
+  if (status_line_end == std::string::npos) return;
+  out.insert(status_line_end + 2, "Connection: keep-alive\r\n");
+}
+
 std::string ErrorBody(int code, std::string_view message, std::string_view status) {
   std::string out = "{\"code\":" + std::to_string(code) + ",\"message\":";
   AppendJsonString(out, message);

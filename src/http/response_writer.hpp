@@ -19,6 +19,10 @@ struct ResponseHead {
 void AppendResponse(std::string& out, const ResponseHead& head, std::string_view body);
 std::string_view ReasonPhrase(int status);
 
+// HTTP/1.0 clients keep a connection only when the reply says so: adds
+// "Connection: keep-alive" to the response that starts at `response_start`.
+void AddKeepAliveHeader(std::string& out, std::size_t response_start);
+
 // {"code":<status>,"message":<m>,"data":null,"status":<s>} (SPEC §4 errors).
 std::string ErrorBody(int code, std::string_view message, std::string_view status);
 

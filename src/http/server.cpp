@@ -8,6 +8,7 @@
 
 #include "funnel/local_sold_out_cache.hpp"
 #include "http/http_parser.hpp"
+#include "http/response_writer.hpp"
 #include "http/router.hpp"
 
 namespace flashsale::http {
@@ -193,8 +194,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     int status = 0;
     PurchaseRequest purchase;
     Api& api = worker_.api();
+    const std::size_t response_start = out_.size();
+    http10_keep_alive_ = request_.version_minor == 0 && request_.keep_alive;
     try {
       if (!api.Handle(request_, match, out_, status, purchase)) {
+        if (http10_keep_alive_) AddKeepAliveHeader(out_, response_start);
         api.request_metrics().Record(match.id, status, MonotonicNanos() - started);
         return;
       }
@@ -224,7 +228,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void CompletePurchase(const PurchaseReply& reply) {
     awaiting_purchase_ = false;
     Api& api = worker_.api();
+    const std::size_t response_start = out_.size();
     const int status = api.RenderPurchase(reply, purchase_keep_alive_, out_);
+    if (http10_keep_alive_) AddKeepAliveHeader(out_, response_start);
     api.request_metrics().Record(RouteId::kPurchase, status,
                                  MonotonicNanos() - purchase_started_ns_);
   }
@@ -269,6 +275,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool write_in_flight_ = false;
   bool awaiting_purchase_ = false;
   bool purchase_keep_alive_ = true;
+  bool http10_keep_alive_ = false;  // the request being answered is HTTP/1.0 keep-alive
   bool close_after_write_ = false;
   bool closed_ = false;
   std::int64_t purchase_started_ns_ = 0;

@@ -615,3 +615,24 @@ def test_default_mock_catalog_covers_the_load_script_range(make_server):
         for _ in range(100):
             r = c.purchase(rng.randrange(200), rng.randrange(10_000_000, 10_010_000), 1)
             assert r.status in (200, 400), f"load-script request failed: {r!r}"
+
+
+def test_http10_keep_alive_is_echoed_and_honoured(srv):
+    """HTTP/1.0 clients (ab -k) keep a connection only if the reply says
+    Connection: keep-alive; without it the server closes after the reply."""
+    import socket as _socket
+    s = _socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    try:
+        s.sendall(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                  b"GET /healthz HTTP/1.0\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    first, second = data.split(b"HTTP/1.1 ")[1:3]
+    assert b"\r\nConnection: keep-alive\r\n" in first, first
+    assert b"\r\nConnection: close\r\n" in second, second
