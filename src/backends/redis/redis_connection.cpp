@@ -1,0 +1,253 @@
+#include "backends/redis/redis_connection.hpp"
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <utility>
+
+namespace flashsale::redis {
+namespace {
+
+RedisValue Convert(const redisReply& r) {
+  RedisValue v;
+  switch (r.type) {
+    case REDIS_REPLY_STRING:
+      v.type = RedisValue::Type::kString;
+      v.str.assign(r.str, r.len);
+      break;
+    case REDIS_REPLY_STATUS:
+      v.type = RedisValue::Type::kStatus;
+      v.str.assign(r.str, r.len);
+      break;
+    case REDIS_REPLY_ERROR:
+      v.type = RedisValue::Type::kError;
+      v.str.assign(r.str, r.len);
+      break;
+    case REDIS_REPLY_INTEGER:
+      v.type = RedisValue::Type::kInteger;
+      v.integer = r.integer;
+      break;
+    case REDIS_REPLY_ARRAY:
+      v.type = RedisValue::Type::kArray;
+      v.elements.reserve(r.elements);
+      for (std::size_t i = 0; i < r.elements; ++i) v.elements.push_back(Convert(*r.element[i]));
+      break;
+    default:  // REDIS_REPLY_NIL
+      v.type = RedisValue::Type::kNil;
+      break;
+  }
+  return v;
+}
+
+std::string Encode(const std::vector<std::string>& argv) {
+  std::vector<const char*> ptrs;
+  std::vector<std::size_t> lens;
+  ptrs.reserve(argv.size());
+  lens.reserve(argv.size());
+  for (const std::string& a : argv) {
+    ptrs.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  char* out = nullptr;
+  int n = redisFormatCommandArgv(&out, static_cast<int>(argv.size()), ptrs.data(), lens.data());
+  FLASHSALE_CHECK(n >= 0 && out != nullptr, "redisFormatCommandArgv failed");
+  std::string encoded(out, static_cast<std::size_t>(n));
+  redisFreeCommand(out);
+  return encoded;
+}
+
+}  // namespace
+
+RedisConnection::RedisConnection(boost::asio::io_context& io, Options options)
+    : options_(std::move(options)),
+      strand_(boost::asio::make_strand(io)),
+      socket_(strand_),
+      timer_(strand_),
+      read_buffer_(16 * 1024),
+      reader_(nullptr, &redisReaderFree),
+      backoff_(options_.min_backoff) {}
+
+RedisConnection::~RedisConnection() = default;
+
+void RedisConnection::Send(std::vector<std::string> argv, Callback done) {
+  Request req{Encode(argv), std::move(done), std::chrono::steady_clock::now() + options_.timeout};
+  boost::asio::post(strand_, [this, req = std::move(req)]() mutable { Enqueue(std::move(req)); });
+}
+
+void RedisConnection::Enqueue(Request req) {
+  switch (state_) {
+    case State::kConnected:
+      queued_.push_back(std::move(req));
+      StartWrite();
+      return;
+    case State::kConnecting:
+      queued_.push_back(std::move(req));
+      return;
+    case State::kDisconnected:
+      if (std::chrono::steady_clock::now() < next_connect_at_) {
+        req.done(Status::Unavailable("redis: reconnect backing off after an error"));
+        return;
+      }
+      queued_.push_back(std::move(req));
+      Connect();
+      return;
+  }
+}
+
+void RedisConnection::Connect() {
+  state_ = State::kConnecting;
+  reader_.reset(redisReaderCreate());
+  FLASHSALE_CHECK(reader_ != nullptr, "redisReaderCreate failed");
+  boost::system::error_code ec;
+  auto address = boost::asio::ip::make_address(options_.host, ec);
+  if (ec) {
+    Fail(Status::Unavailable("redis: bad host " + options_.host), Status::Unknown(""));
+    return;
+  }
+  ArmTimer();  // the connect counts against the first request's deadline
+  const std::uint64_t gen = generation_;
+  socket_.async_connect(
+      boost::asio::ip::tcp::endpoint(address, options_.port),
+      boost::asio::bind_executor(strand_, [this, gen](const boost::system::error_code& err) {
+        if (gen != generation_) return;
+        if (err) {
+          Fail(Status::Unavailable("redis: connect to " + options_.host + ":" +
+                                   std::to_string(options_.port) + ": " + err.message()),
+               Status::Unknown("redis: connect failed"));
+          return;
+        }
+        socket_.set_option(boost::asio::ip::tcp::no_delay(true));
+        state_ = State::kConnected;
+        backoff_ = options_.min_backoff;
+        StartRead();
+        StartWrite();
+      }));
+}
+
+void RedisConnection::StartWrite() {
+  if (writing_ || queued_.empty() || state_ != State::kConnected) return;
+  // Everything queued goes out in one write: one syscall for many commands.
+  write_buffer_.clear();
+  std::uint64_t n = 0;
+  while (!queued_.empty()) {
+    write_buffer_ += queued_.front().encoded;
+    queued_.front().encoded.clear();
+    in_flight_.push_back(std::move(queued_.front()));
+    queued_.pop_front();
+    ++n;
+  }
+  writing_ = true;
+  ++batches_written_;
+  commands_written_ += n;
+  ArmTimer();
+  const std::uint64_t gen = generation_;
+  boost::asio::async_write(
+      socket_, boost::asio::buffer(write_buffer_),
+      boost::asio::bind_executor(strand_,
+                                 [this, gen](const boost::system::error_code& err, std::size_t) {
+                                   if (gen != generation_) return;
+                                   writing_ = false;
+                                   if (err) {
+                                     Fail(Status::Unavailable("redis: write: " + err.message()),
+                                          Status::Unknown("redis: write failed: " + err.message()));
+                                     return;
+                                   }
+                                   StartWrite();
+                                 }));
+}
+
+void RedisConnection::StartRead() {
+  const std::uint64_t gen = generation_;
+  socket_.async_read_some(
+      boost::asio::buffer(read_buffer_),
+      boost::asio::bind_executor(
+          strand_, [this, gen](const boost::system::error_code& err, std::size_t n) {
+            if (gen != generation_) return;
+            if (err) {
+              Fail(Status::Unavailable("redis: read: " + err.message()),
+                   Status::Unknown("redis: connection lost before the reply: " + err.message()));
+              return;
+            }
+            if (redisReaderFeed(reader_.get(), read_buffer_.data(), n) != REDIS_OK) {
+              Fail(Status::Unavailable("redis: protocol error"),
+                   Status::Unknown("redis: protocol error"));
+              return;
+            }
+            for (;;) {
+              void* raw = nullptr;
+              if (redisReaderGetReply(reader_.get(), &raw) != REDIS_OK) {
+                Fail(Status::Unavailable("redis: protocol error"),
+                     Status::Unknown("redis: protocol error"));
+                return;
+              }
+              if (raw == nullptr) break;
+              auto* reply = static_cast<redisReply*>(raw);
+              RedisValue value = Convert(*reply);
+              freeReplyObject(reply);
+              if (in_flight_.empty()) {
+                Fail(Status::Unavailable("redis: unexpected reply"), Status::Unknown(""));
+                return;
+              }
+              Callback done = std::move(in_flight_.front().done);
+              in_flight_.pop_front();
+              done(std::move(value));
+              if (gen != generation_) return;  // a callback cannot close us, but stay safe
+            }
+            ArmTimer();
+            StartRead();
+          }));
+}
+
+// One timer for the oldest outstanding request: requests share one timeout, so
+// the oldest (FIFO front) always has the earliest deadline.
+void RedisConnection::ArmTimer() {
+  const Request* oldest = !in_flight_.empty() ? &in_flight_.front()
+                          : !queued_.empty()  ? &queued_.front()
+                                              : nullptr;
+  if (oldest == nullptr) {
+    timer_.cancel();
+    return;
+  }
+  timer_.expires_at(oldest->deadline);
+  const std::uint64_t gen = generation_;
+  timer_.async_wait(
+      boost::asio::bind_executor(strand_, [this, gen](const boost::system::error_code& err) {
+        if (err || gen != generation_) return;
+        OnTimer();
+      }));
+}
+
+void RedisConnection::OnTimer() {
+  const auto now = std::chrono::steady_clock::now();
+  const Request* oldest = !in_flight_.empty() ? &in_flight_.front()
+                          : !queued_.empty()  ? &queued_.front()
+                                              : nullptr;
+  if (oldest == nullptr) return;
+  if (oldest->deadline > now) {
+    ArmTimer();
+    return;
+  }
+  Fail(Status::Unavailable("redis: timed out before the command was sent"),
+       Status::Unknown("redis: no reply within " + std::to_string(options_.timeout.count()) +
+                       " ms"));
+}
+
+void RedisConnection::Fail(const Status& unwritten, const Status& written) {
+  ++generation_;
+  boost::system::error_code ignored;
+  socket_.close(ignored);
+  timer_.cancel();
+  state_ = State::kDisconnected;
+  writing_ = false;
+  next_connect_at_ = std::chrono::steady_clock::now() + backoff_;
+  backoff_ = std::min(backoff_ * 2, options_.max_backoff);
+  std::deque<Request> in_flight = std::move(in_flight_);
+  std::deque<Request> queued = std::move(queued_);
+  in_flight_.clear();
+  queued_.clear();
+  for (Request& r : in_flight) r.done(written);
+  for (Request& r : queued) r.done(unwritten);
+}
+
+}  // namespace flashsale::redis

@@ -1,0 +1,123 @@
+#pragma once
+// RedisConnection: one pipelined connection to a Redis server over a Boost.Asio
+// TCP socket. Commands are encoded with hiredis' redisFormatCommandArgv and
+// replies parsed with hiredis' redisReader; hiredis does no I/O here.
+//
+// Pipelining: every command queued while the socket is idle (or while a write
+// is in progress) goes out in ONE async_write; replies are matched to the
+// callbacks in FIFO order (Redis answers in order on one connection).
+//
+// Failures, answered as a non-OK Status in the callback:
+//   * no reply within Options::timeout -> Status::Unknown (the command may have
+//     run); the connection is then closed, since FIFO matching is lost, and
+//     every other in-flight command is answered Unknown too;
+//   * connect/read/write error -> Status::Unavailable for commands never
+//     written, Status::Unknown for commands written but not answered;
+//   * after an error the next request reconnects, but not before a backoff
+//     (Options::min_backoff doubling up to max_backoff, reset on success);
+//     requests arriving during the backoff are answered Unavailable at once.
+//   A Redis error reply (-ERR ...) is NOT a failure of the connection: it is an
+//   OK result holding a RedisValue of type kError.
+//
+// Thread safety: Send() and BatchesWritten() may be called from any thread.
+// All socket work runs on a strand of the given io_context, and callbacks run
+// there too: they must not block (never wait on another Send() inside one).
+// REQUIRES: the io_context has stopped running (or its run() returned) before
+// the connection is destroyed; handlers still queued then are never invoked.
+
+#include <hiredis/hiredis.h>
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.hpp"
+
+namespace flashsale::redis {
+
+// A parsed reply, detached from hiredis' memory.
+struct RedisValue {
+  enum class Type { kString, kStatus, kError, kInteger, kNil, kArray };
+  Type type = Type::kNil;
+  std::string str;                   // kString, kStatus, kError
+  std::int64_t integer = 0;          // kInteger
+  std::vector<RedisValue> elements;  // kArray
+
+  [[nodiscard]] bool IsError() const { return type == Type::kError; }
+};
+
+class RedisConnection {
+ public:
+  struct Options {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 6379;
+    std::chrono::milliseconds timeout{1000};  // per request, from Send() to its reply
+    std::chrono::milliseconds min_backoff{50};
+    std::chrono::milliseconds max_backoff{1000};
+  };
+  using Callback = std::function<void(Result<RedisValue>)>;
+
+  RedisConnection(boost::asio::io_context& io, Options options);
+  ~RedisConnection();
+  RedisConnection(const RedisConnection&) = delete;
+  RedisConnection& operator=(const RedisConnection&) = delete;
+
+  // Queues one command (argv[0] is the command name); `done` runs exactly once
+  // on the connection's strand.
+  void Send(std::vector<std::string> argv, Callback done);
+
+  // Number of async_write calls issued so far (each carries one or more
+  // commands): with concurrent callers this stays well below the commands sent.
+  [[nodiscard]] std::uint64_t BatchesWritten() const { return batches_written_.load(); }
+  [[nodiscard]] std::uint64_t CommandsWritten() const { return commands_written_.load(); }
+
+ private:
+  struct Request {
+    std::string encoded;
+    Callback done;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  enum class State { kDisconnected, kConnecting, kConnected };
+
+  // All below run on strand_.
+  void Enqueue(Request req);
+  void Connect();
+  void StartWrite();
+  void StartRead();
+  void ArmTimer();
+  void OnTimer();
+  // Closes the socket and answers everything pending; sets the backoff.
+  void Fail(const Status& unwritten, const Status& written);
+
+  // Constant after construction.
+  const Options options_;
+  boost::asio::strand<boost::asio::io_context::executor_type> strand_;
+
+  // State below is touched only on strand_.
+  boost::asio::ip::tcp::socket socket_;
+  boost::asio::steady_timer timer_;
+  State state_ = State::kDisconnected;
+  std::uint64_t generation_ = 0;  // bumped on every close: stale handlers ignore themselves
+  bool writing_ = false;
+  std::deque<Request> queued_;     // not yet written
+  std::deque<Request> in_flight_;  // written (or being written), awaiting replies, FIFO
+  std::string write_buffer_;
+  std::vector<char> read_buffer_;
+  std::unique_ptr<redisReader, void (*)(redisReader*)> reader_;
+  std::chrono::steady_clock::time_point next_connect_at_{};
+  std::chrono::milliseconds backoff_;
+
+  std::atomic<std::uint64_t> batches_written_{0};
+  std::atomic<std::uint64_t> commands_written_{0};
+};
+
+}  // namespace flashsale::redis

@@ -1,0 +1,341 @@
+#include "backends/redis/redis_stock_store.hpp"
+
+#include <boost/uuid/detail/sha1.hpp>
+#include <charconv>
+#include <cstdint>
+#include <cstdio>
+#include <future>
+#include <memory>
+#include <utility>
+
+#include "backends/redis/lua_scripts.hpp"
+#include "backends/redis/redis_keys.hpp"
+
+namespace flashsale::redis {
+namespace {
+
+// Put: check (ARGV[6] == "1": dry run) and write a product's metadata and
+// remaining units in one step. KEYS: meta, stock, sold_out.
+// ARGV: price, stock, limit_per_user, starts_at, ends_at ("" = open), dry_run.
+// Returns {"OK", created 0/1, reopened 0/1, restock_epoch} or {"CONFLICT", sold}.
+constexpr std::string_view kPutLua = R"lua(
+local exists = redis.call('EXISTS', KEYS[1]) == 1
+local sold = 0
+if exists then
+  sold = tonumber(redis.call('HGET', KEYS[1], 'stock') or '0') -
+         tonumber(redis.call('GET', KEYS[2]) or '0')
+end
+local stock = tonumber(ARGV[2])
+if stock < sold then return {'CONFLICT', sold} end
+if ARGV[6] == '1' then return {'OK', exists and 0 or 1, 0, 0} end
+redis.call('HSET', KEYS[1], 'price', ARGV[1], 'stock', ARGV[2], 'limit_per_user', ARGV[3],
+           'starts_at', ARGV[4], 'ends_at', ARGV[5])
+local remaining = stock - sold
+redis.call('SET', KEYS[2], string.format('%d', remaining))
+local reopened = 0
+if remaining > 0 then
+  redis.call('DEL', KEYS[3])
+  if exists then
+    reopened = 1
+    redis.call('HINCRBY', KEYS[1], 'restock_epoch', 1)
+  end
+end
+return {'OK', exists and 0 or 1, reopened, redis.call('HGET', KEYS[1], 'restock_epoch') or '0'}
+)lua";
+
+// Restock: KEYS meta, stock, sold_out; ARGV amount (> 0).
+// Returns {"OK", reopened 0/1, restock_epoch} or {"NOT_FOUND"}.
+constexpr std::string_view kRestockLua = R"lua(
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_FOUND'} end
+redis.call('HINCRBY', KEYS[1], 'stock', ARGV[1])
+local remaining = redis.call('INCRBY', KEYS[2], ARGV[1])
+local reopened = 0
+if remaining > 0 then
+  redis.call('DEL', KEYS[3])
+  reopened = 1
+  redis.call('HINCRBY', KEYS[1], 'restock_epoch', 1)
+end
+return {'OK', reopened, redis.call('HGET', KEYS[1], 'restock_epoch') or '0'}
+)lua";
+
+// Get: KEYS meta, stock, sold_out. Returns {HGETALL meta, remaining or "", L2 0/1}.
+constexpr std::string_view kGetLua = R"lua(
+return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or '',
+        redis.call('EXISTS', KEYS[3])}
+)lua";
+
+std::string Sha1Hex(std::string_view text) {
+  boost::uuids::detail::sha1 sha;
+  sha.process_bytes(text.data(), text.size());
+  boost::uuids::detail::sha1::digest_type digest;
+  sha.get_digest(digest);
+  char hex[41];
+  for (int i = 0; i < 5; ++i) std::snprintf(hex + 8 * i, 9, "%08x", digest[i]);
+  return std::string(hex, 40);
+}
+
+std::optional<std::int64_t> ToInt(const RedisValue& v) {
+  if (v.type == RedisValue::Type::kInteger) return v.integer;
+  if (v.type != RedisValue::Type::kString) return std::nullopt;
+  std::int64_t out = 0;
+  auto [p, ec] = std::from_chars(v.str.data(), v.str.data() + v.str.size(), out);
+  if (ec != std::errc() || p != v.str.data() + v.str.size()) return std::nullopt;
+  return out;
+}
+
+Status ErrorReply(std::string_view what, const RedisValue& v) {
+  return Status::Internal("redis " + std::string(what) + ": " + v.str);
+}
+
+Status Malformed(std::string_view what) {
+  return Status::Internal("redis " + std::string(what) + ": malformed reply");
+}
+
+std::string OptionalMillis(const std::optional<UnixMillis>& t) {
+  return t ? std::to_string(*t) : std::string();
+}
+
+Result<ReserveResult> ParseReserve(const RedisValue& v) {
+  if (v.IsError()) return ErrorReply("reserve_stock.lua", v);
+  if (v.type != RedisValue::Type::kArray || v.elements.size() != 5) {
+    return Malformed("reserve_stock.lua");
+  }
+  const std::string& code = v.elements[0].str;
+  ReserveResult out;
+  std::optional<std::int64_t> price = ToInt(v.elements[1]);
+  std::optional<std::int64_t> took_last = ToInt(v.elements[2]);
+  std::optional<std::int64_t> epoch = ToInt(v.elements[4]);
+  if (!price || !took_last || !epoch) return Malformed("reserve_stock.lua");
+  out.restock_epoch = *epoch;
+  if (code == "RESERVED") {
+    out.outcome = ReserveOutcome::kReserved;
+    out.price = *price;
+    out.took_last_unit = *took_last == 1;
+  } else if (code == "SOLD_OUT") {
+    out.outcome = ReserveOutcome::kSoldOut;
+  } else if (code == "INSUFFICIENT_STOCK") {
+    out.outcome = ReserveOutcome::kInsufficientStock;
+  } else if (code == "LIMIT_EXCEEDED") {
+    out.outcome = ReserveOutcome::kLimitExceeded;
+    if (!v.elements[3].str.empty()) {
+      std::optional<OrderId> latest = OrderId::Parse(v.elements[3].str);
+      if (!latest) return Malformed("reserve_stock.lua latest order id");
+      out.latest_order = *latest;
+    }
+  } else if (code == "NOT_STARTED") {
+    out.outcome = ReserveOutcome::kNotStarted;
+  } else if (code == "ENDED") {
+    out.outcome = ReserveOutcome::kEnded;
+  } else if (code == "UNKNOWN_PRODUCT") {
+    out.outcome = ReserveOutcome::kUnknownProduct;
+  } else if (code == "RELEASED") {
+    // Only on order-id reuse: the id was reserved and released before. A bug
+    // of the caller, never a business answer.
+    return Status::Internal(
+        "redis reserve: order id was already reserved and released (reused id)");
+  } else {
+    return Status::Internal("redis reserve: unknown code " + code);
+  }
+  return out;
+}
+
+}  // namespace
+
+RedisStockStore::RedisStockStore(RedisConnection& connection, Options options)
+    : connection_(connection),
+      options_(options),
+      reserve_{ReserveStockLua(), Sha1Hex(ReserveStockLua())},
+      release_{ReleaseStockLua(), Sha1Hex(ReleaseStockLua())},
+      put_{kPutLua, Sha1Hex(kPutLua)},
+      restock_{kRestockLua, Sha1Hex(kRestockLua)},
+      get_{kGetLua, Sha1Hex(kGetLua)} {}
+
+void RedisStockStore::EvalSha(const Script& script, std::vector<std::string> keys_and_args,
+                              std::size_t num_keys, RedisConnection::Callback done) {
+  std::vector<std::string> argv;
+  argv.reserve(keys_and_args.size() + 3);
+  argv.emplace_back("EVALSHA");
+  argv.push_back(script.sha1);
+  argv.push_back(std::to_string(num_keys));
+  for (std::string& s : keys_and_args) argv.push_back(std::move(s));
+  auto retry_argv = std::make_shared<std::vector<std::string>>(argv);
+  connection_.Send(std::move(argv), [this, &script, retry_argv,
+                                     done = std::move(done)](Result<RedisValue> r) mutable {
+    if (!r.has_value() || !r->IsError() || !r->str.starts_with("NOSCRIPT")) {
+      done(std::move(r));
+      return;
+    }
+    // The server lost its script cache (restart, SCRIPT FLUSH): load, retry once.
+    // Both commands are queued back to back on one connection, so they run in order.
+    connection_.Send({"SCRIPT", "LOAD", std::string(script.source)}, [](Result<RedisValue>) {});
+    connection_.Send(std::move(*retry_argv), std::move(done));
+  });
+}
+
+Result<RedisValue> RedisStockStore::Call(std::vector<std::string> argv) {
+  auto promise = std::make_shared<std::promise<Result<RedisValue>>>();
+  std::future<Result<RedisValue>> future = promise->get_future();
+  connection_.Send(std::move(argv),
+                   [promise](Result<RedisValue> r) { promise->set_value(std::move(r)); });
+  return future.get();
+}
+
+Result<RedisValue> RedisStockStore::CallEval(const Script& script,
+                                             std::vector<std::string> keys_and_args,
+                                             std::size_t num_keys) {
+  auto promise = std::make_shared<std::promise<Result<RedisValue>>>();
+  std::future<Result<RedisValue>> future = promise->get_future();
+  EvalSha(script, std::move(keys_and_args), num_keys,
+          [promise](Result<RedisValue> r) { promise->set_value(std::move(r)); });
+  return future.get();
+}
+
+void RedisStockStore::Reserve(const Reservation& r, ReserveCallback done) {
+  std::vector<std::string> kv{keys::Meta(r.product),
+                              keys::Stock(r.product),
+                              keys::SoldOut(r.product),
+                              keys::Buyers(r.product),
+                              keys::Latest(r.product),
+                              keys::Reservation(r.product, r.order),
+                              keys::Order(r.order),
+                              std::to_string(r.product),
+                              std::to_string(r.user),
+                              std::to_string(r.quantity),
+                              r.order.str(),
+                              std::to_string(r.now),
+                              std::to_string(options_.order_ttl_s),
+                              std::to_string(options_.marker_ttl_s)};
+  EvalSha(reserve_, std::move(kv), 7, [done = std::move(done)](Result<RedisValue> v) {
+    if (!v.has_value()) {
+      done(v.error());
+      return;
+    }
+    done(ParseReserve(*v));
+  });
+}
+
+Result<std::int64_t> RedisStockStore::Release(const Reservation& r) {
+  Result<RedisValue> v =
+      CallEval(release_,
+               {keys::Meta(r.product), keys::Stock(r.product), keys::SoldOut(r.product),
+                keys::Buyers(r.product), keys::Latest(r.product),
+                keys::Reservation(r.product, r.order), keys::Order(r.order), std::to_string(r.user),
+                std::to_string(r.quantity), std::to_string(options_.marker_ttl_s)},
+               7);
+  if (!v.has_value()) return v.error();
+  if (v->IsError()) {
+    if (v->str.find("unknown product") != std::string::npos) return Status::NotFound(v->str);
+    return ErrorReply("release_stock.lua", *v);
+  }
+  if (v->type != RedisValue::Type::kArray || v->elements.size() != 2) {
+    return Malformed("release_stock.lua");
+  }
+  std::optional<std::int64_t> epoch = ToInt(v->elements[1]);
+  if (!epoch) return Malformed("release_stock.lua");
+  return *epoch;
+}
+
+Result<PutResult> RedisStockStore::Put(const Product& p, const PersistProduct& persist) {
+  auto run = [&](bool dry_run) -> Result<PutResult> {
+    Result<RedisValue> v =
+        CallEval(put_,
+                 {keys::Meta(p.id), keys::Stock(p.id), keys::SoldOut(p.id), std::to_string(p.price),
+                  std::to_string(p.stock), std::to_string(p.limit_per_user),
+                  OptionalMillis(p.starts_at), OptionalMillis(p.ends_at), dry_run ? "1" : "0"},
+                 3);
+    if (!v.has_value()) return v.error();
+    if (v->IsError()) return ErrorReply("put", *v);
+    if (v->type != RedisValue::Type::kArray || v->elements.empty()) return Malformed("put");
+    if (v->elements[0].str == "CONFLICT") {
+      std::optional<std::int64_t> sold = ToInt(v->elements[1]);
+      return Status::Conflict("stock " + std::to_string(p.stock) + " is below the " +
+                              std::to_string(sold.value_or(-1)) + " units already sold");
+    }
+    if (v->elements.size() != 4) return Malformed("put");
+    std::optional<std::int64_t> created = ToInt(v->elements[1]);
+    std::optional<std::int64_t> reopened = ToInt(v->elements[2]);
+    std::optional<std::int64_t> epoch = ToInt(v->elements[3]);
+    if (!created || !reopened || !epoch) return Malformed("put");
+    return PutResult{*created == 1, *reopened == 1, *epoch};
+  };
+  // Check first so a Conflict never reaches the database, then persist, then
+  // write (which checks again: a sale may have happened in between).
+  if (Result<PutResult> check = run(true); !check.has_value()) return check;
+  if (Status s = persist(p); !s.ok()) return s;
+  return run(false);
+}
+
+Result<PutResult> RedisStockStore::Restock(ProductId id, std::int64_t amount,
+                                           const PersistProduct& persist) {
+  Result<std::optional<StockSnapshot>> current = Get(id);
+  if (!current.has_value()) return current.error();
+  if (!current->has_value()) return Status::NotFound("product " + std::to_string(id));
+  Product updated = (*current)->product;
+  if (amount > INT64_MAX - updated.stock) return Status::Invalid("stock would overflow");
+  updated.stock += amount;
+  // NOTE: unlike the embedded store, a Put() racing with this Restock() can make
+  // the persisted row differ from Redis; admin changes are rare and serialised
+  // by the operator (TODO: compare-and-set on the meta hash if that changes).
+  if (Status s = persist(updated); !s.ok()) return s;
+  Result<RedisValue> v = CallEval(
+      restock_, {keys::Meta(id), keys::Stock(id), keys::SoldOut(id), std::to_string(amount)}, 3);
+  if (!v.has_value()) return v.error();
+  if (v->IsError()) return ErrorReply("restock", *v);
+  if (v->type != RedisValue::Type::kArray || v->elements.empty()) return Malformed("restock");
+  if (v->elements[0].str == "NOT_FOUND") return Status::NotFound("product " + std::to_string(id));
+  if (v->elements.size() != 3) return Malformed("restock");
+  std::optional<std::int64_t> reopened = ToInt(v->elements[1]);
+  std::optional<std::int64_t> epoch = ToInt(v->elements[2]);
+  if (!reopened || !epoch) return Malformed("restock");
+  return PutResult{false, *reopened == 1, *epoch};
+}
+
+Result<std::optional<StockSnapshot>> RedisStockStore::Get(ProductId id) {
+  Result<RedisValue> v = CallEval(get_, {keys::Meta(id), keys::Stock(id), keys::SoldOut(id)}, 3);
+  if (!v.has_value()) return v.error();
+  if (v->IsError()) return ErrorReply("get", *v);
+  if (v->type != RedisValue::Type::kArray || v->elements.size() != 3 ||
+      v->elements[0].type != RedisValue::Type::kArray) {
+    return Malformed("get");
+  }
+  const std::vector<RedisValue>& meta = v->elements[0].elements;
+  if (meta.empty()) return std::optional<StockSnapshot>();
+  StockSnapshot snap;
+  snap.product.id = id;
+  for (std::size_t i = 0; i + 1 < meta.size(); i += 2) {
+    const std::string& field = meta[i].str;
+    if (meta[i + 1].str.empty()) continue;  // "" = absent (open window)
+    std::optional<std::int64_t> n = ToInt(meta[i + 1]);
+    if (!n) return Malformed("get: meta field " + field);
+    if (field == "price")
+      snap.product.price = *n;
+    else if (field == "stock")
+      snap.product.stock = *n;
+    else if (field == "limit_per_user")
+      snap.product.limit_per_user = *n;
+    else if (field == "starts_at")
+      snap.product.starts_at = *n;
+    else if (field == "ends_at")
+      snap.product.ends_at = *n;
+    else if (field == "restock_epoch")
+      snap.restock_epoch = *n;
+  }
+  if (!v->elements[1].str.empty()) {
+    std::optional<std::int64_t> remaining = ToInt(v->elements[1]);
+    if (!remaining) return Malformed("get: remaining");
+    snap.remaining = *remaining;
+  }
+  std::optional<std::int64_t> flag = ToInt(v->elements[2]);
+  snap.sold_out = flag.value_or(0) == 1;
+  return std::optional<StockSnapshot>(std::move(snap));
+}
+
+Result<std::vector<StockSnapshot>> RedisStockStore::List(std::int64_t, std::int64_t) {
+  return Status::Internal("RedisStockStore::List not implemented");
+}
+
+Result<std::int64_t> RedisStockStore::ProductCount() {
+  return Status::Internal("RedisStockStore::ProductCount not implemented");
+}
+
+}  // namespace flashsale::redis

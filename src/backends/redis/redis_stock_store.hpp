@@ -1,0 +1,69 @@
+#pragma once
+// RedisStockStore: the StockStore of distributed mode. Same semantics as
+// embedded::MemoryStockStore; the atomic work is done by reserve_stock.lua and
+// release_stock.lua (EVALSHA; on NOSCRIPT the script is loaded and the call
+// retried once). Products live under the keys of redis_keys.hpp.
+//
+// Thread safety: all methods are safe for concurrent use. Reserve() answers on
+// the connection's io thread (its callback must not block); the other methods
+// block the caller until Redis answers or the request times out.
+// REQUIRES: the blocking methods are never called on the connection's io thread.
+//
+// Not implemented yet (TODO): List() and ProductCount() answer
+// Status::Internal("... not implemented"): they need a product index key that
+// SPEC §5 does not define yet (e.g. a sorted set of ids maintained by Put()).
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "backends/redis/redis_connection.hpp"
+#include "core/stock_store.hpp"
+
+namespace flashsale::redis {
+
+class RedisStockStore final : public StockStore {
+ public:
+  struct Options {
+    std::int64_t order_ttl_s = 86'400;    // ARGV[6] of reserve_stock.lua: order:<id> TTL
+    std::int64_t marker_ttl_s = 604'800;  // per-order marker TTL (> audit's grace period)
+  };
+
+  // `connection` must outlive the store.
+  RedisStockStore(RedisConnection& connection, Options options);
+  explicit RedisStockStore(RedisConnection& connection) : RedisStockStore(connection, Options{}) {}
+
+  void Reserve(const Reservation& r, ReserveCallback done) override;
+  Result<std::int64_t> Release(const Reservation& r) override;
+  Result<PutResult> Put(const Product& p, const PersistProduct& persist) override;
+  Result<PutResult> Restock(ProductId id, std::int64_t amount,
+                            const PersistProduct& persist) override;
+  Result<std::optional<StockSnapshot>> Get(ProductId id) override;
+  // TODO: not implemented, answers Status::Internal.
+  Result<std::vector<StockSnapshot>> List(std::int64_t offset, std::int64_t limit) override;
+  // TODO: not implemented, answers Status::Internal.
+  Result<std::int64_t> ProductCount() override;
+
+ private:
+  struct Script {
+    std::string_view source;
+    std::string sha1;  // hex, computed once at construction
+  };
+  // EVALSHA, then on NOSCRIPT: SCRIPT LOAD and EVALSHA once more.
+  void EvalSha(const Script& script, std::vector<std::string> keys_and_args, std::size_t num_keys,
+               RedisConnection::Callback done);
+  // Send() and wait for the reply.
+  Result<RedisValue> Call(std::vector<std::string> argv);
+  Result<RedisValue> CallEval(const Script& script, std::vector<std::string> keys_and_args,
+                              std::size_t num_keys);
+
+  RedisConnection& connection_;
+  const Options options_;
+  const Script reserve_;
+  const Script release_;
+  const Script put_;
+  const Script restock_;
+  const Script get_;
+};
+
+}  // namespace flashsale::redis

@@ -1,0 +1,368 @@
+// RedisStockStore against a real, throwaway redis-server started by the test
+// (fork/exec on a free 127.0.0.1 port, in a temp dir, no persistence). Without
+// redis-server on PATH the tests skip, unless CI=true: then they fail.
+//
+// Concurrency model: one io_context thread runs the RedisConnection; test
+// threads call the store and wait on futures (SyncReserve).
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <future>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "backends/redis/redis_connection.hpp"
+#include "backends/redis/redis_stock_store.hpp"
+#include "run_concurrently.hpp"
+#include "temp_dir.hpp"
+
+namespace flashsale::redis {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::uint16_t FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool HaveRedisServer() { return std::system("command -v redis-server >/dev/null 2>&1") == 0; }
+
+// A redis-server child process; killed (SIGKILL) by Stop() or the destructor.
+class RedisServer {
+ public:
+  explicit RedisServer(std::string dir) : dir_(std::move(dir)), port_(FreePort()) {}
+  ~RedisServer() { Stop(); }
+
+  void Start() {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      std::string port = std::to_string(port_);
+      ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
+               "--dir", dir_.c_str(), "--save", "", "--appendonly", "no", "--logfile",
+               (dir_ + "/redis.log").c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    // Wait for PING.
+    std::string cmd = "redis-cli -p " + std::to_string(port_) + " ping >/dev/null 2>&1";
+    for (int i = 0; i < 200; ++i) {
+      if (std::system(cmd.c_str()) == 0) return;
+      std::this_thread::sleep_for(25ms);
+    }
+    FAIL() << "redis-server did not answer PING on port " << port_;
+  }
+  void Stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  // SIGSTOP / SIGCONT: a server that accepts bytes but never answers.
+  void Pause() { ::kill(pid_, SIGSTOP); }
+  void Resume() { ::kill(pid_, SIGCONT); }
+  void Cli(const std::string& args) {
+    std::string cmd = "redis-cli -p " + std::to_string(port_) + " " + args + " >/dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+
+ private:
+  std::string dir_;
+  std::uint16_t port_;
+  pid_t pid_ = -1;
+};
+
+constexpr ProductId kPhone = 1;
+const StockStore::PersistProduct kNoPersist = [](const Product&) { return Status::Ok(); };
+
+class RedisStockStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!HaveRedisServer()) {
+      const char* ci = std::getenv("CI");
+      if (ci != nullptr && std::string(ci) == "true")
+        FAIL() << "redis-server not on PATH (CI=true)";
+      GTEST_SKIP() << "redis-server not on PATH";
+    }
+    server_ = std::make_unique<RedisServer>(dir_.path().string());
+    server_->Start();
+    if (HasFatalFailure()) return;
+    RedisConnection::Options opts;
+    opts.port = server_->port();
+    opts.timeout = 1000ms;
+    connection_ = std::make_unique<RedisConnection>(io_, opts);
+    store_ = std::make_unique<RedisStockStore>(*connection_);
+    io_thread_ = std::thread([this] { io_.run(); });
+  }
+  void TearDown() override {
+    work_.reset();
+    io_.stop();
+    if (io_thread_.joinable()) io_thread_.join();
+    store_.reset();
+    connection_.reset();
+    server_.reset();
+  }
+
+  Result<ReserveResult> SyncReserve(UserId user, std::int64_t qty, ProductId product = kPhone) {
+    Reservation r;
+    r.product = product;
+    r.user = user;
+    r.quantity = qty;
+    r.order = ids_.Next(Now());
+    r.now = Now();
+    last_ = r;
+    std::promise<Result<ReserveResult>> p;
+    auto f = p.get_future();
+    store_->Reserve(r, [&p](Result<ReserveResult> res) { p.set_value(std::move(res)); });
+    return f.get();
+  }
+  static UnixMillis Now() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+  void PutProduct(std::int64_t stock, std::int64_t limit, std::optional<UnixMillis> starts = {},
+                  std::optional<UnixMillis> ends = {}) {
+    Product p{kPhone, 1999, stock, starts, ends, limit};
+    Result<PutResult> r = store_->Put(p, kNoPersist);
+    ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  }
+
+  testutil::TempDir dir_;
+  std::unique_ptr<RedisServer> server_;
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_ =
+      boost::asio::make_work_guard(io_);
+  std::thread io_thread_;
+  std::unique_ptr<RedisConnection> connection_;
+  std::unique_ptr<RedisStockStore> store_;
+  OrderIdGenerator ids_;
+  Reservation last_;
+};
+
+ReserveOutcome OutcomeOf(const Result<ReserveResult>& r) {
+  EXPECT_TRUE(r.has_value()) << r.error().ToString();
+  return r.has_value() ? r->outcome : ReserveOutcome::kUnknownProduct;
+}
+
+TEST_F(RedisStockStoreTest, AnswersEveryOutcomeCode) {
+  EXPECT_EQ(OutcomeOf(SyncReserve(1, 1)), ReserveOutcome::kUnknownProduct);
+  PutProduct(3, 2);
+  Result<ReserveResult> first = SyncReserve(1, 1);
+  ASSERT_EQ(OutcomeOf(first), ReserveOutcome::kReserved);
+  EXPECT_EQ(first->price, 1999);
+  EXPECT_FALSE(first->took_last_unit);
+  const OrderId first_order = last_.order;
+  EXPECT_EQ(OutcomeOf(SyncReserve(1, 1)), ReserveOutcome::kReserved);
+  Result<ReserveResult> over = SyncReserve(1, 1);
+  ASSERT_EQ(OutcomeOf(over), ReserveOutcome::kLimitExceeded);
+  EXPECT_FALSE(over->latest_order.empty());
+  EXPECT_FALSE(over->latest_order == first_order);  // the latest, not the first
+  EXPECT_EQ(OutcomeOf(SyncReserve(2, 2)), ReserveOutcome::kInsufficientStock);
+  Result<ReserveResult> last = SyncReserve(2, 1);
+  ASSERT_EQ(OutcomeOf(last), ReserveOutcome::kReserved);
+  EXPECT_TRUE(last->took_last_unit);
+  EXPECT_EQ(OutcomeOf(SyncReserve(3, 1)), ReserveOutcome::kSoldOut);
+
+  Result<std::optional<StockSnapshot>> snap = store_->Get(kPhone);
+  ASSERT_TRUE(snap.has_value() && snap->has_value());
+  EXPECT_EQ((*snap)->remaining, 0);
+  EXPECT_TRUE((*snap)->sold_out);
+  EXPECT_EQ((*snap)->product.stock, 3);
+  EXPECT_EQ((*snap)->product.limit_per_user, 2);
+
+  PutProduct(10, 1, Now() + 3'600'000);
+  EXPECT_EQ(OutcomeOf(SyncReserve(4, 1)), ReserveOutcome::kNotStarted);
+  PutProduct(10, 1, Now() - 7'200'000, Now() - 3'600'000);
+  EXPECT_EQ(OutcomeOf(SyncReserve(4, 1)), ReserveOutcome::kEnded);
+}
+
+TEST_F(RedisStockStoreTest, PutIsConflictBelowSoldAndSkipsPersist) {
+  PutProduct(5, 3);
+  ASSERT_EQ(OutcomeOf(SyncReserve(1, 3)), ReserveOutcome::kReserved);
+  bool persisted = false;
+  Result<PutResult> r = store_->Put(Product{kPhone, 1999, 2, {}, {}, 3}, [&](const Product&) {
+    persisted = true;
+    return Status::Ok();
+  });
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Status::Code::kConflict);
+  EXPECT_FALSE(persisted);
+  Result<PutResult> failed = store_->Put(Product{kPhone, 1999, 9, {}, {}, 3}, [](const Product&) {
+    return Status::Unavailable("db down");
+  });
+  ASSERT_FALSE(failed.has_value());
+  EXPECT_EQ((*store_->Get(kPhone))->product.stock, 5);  // nothing written
+  Result<PutResult> ok = store_->Put(Product{kPhone, 1999, 9, {}, {}, 3}, kNoPersist);
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_FALSE(ok->created);
+  EXPECT_EQ((*store_->Get(kPhone))->remaining, 6);
+}
+
+TEST_F(RedisStockStoreTest, RestockReopensASoldOutProduct) {
+  Result<PutResult> missing = store_->Restock(kPhone, 5, kNoPersist);
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code(), Status::Code::kNotFound);
+  PutProduct(1, 1);
+  ASSERT_EQ(OutcomeOf(SyncReserve(1, 1)), ReserveOutcome::kReserved);
+  ASSERT_EQ(OutcomeOf(SyncReserve(2, 1)), ReserveOutcome::kSoldOut);
+  std::int64_t persisted_stock = 0;
+  Result<PutResult> r = store_->Restock(kPhone, 4, [&](const Product& p) {
+    persisted_stock = p.stock;
+    return Status::Ok();
+  });
+  ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  EXPECT_TRUE(r->reopened);
+  EXPECT_EQ(r->restock_epoch, 1);
+  EXPECT_EQ(persisted_stock, 5);
+  Result<std::optional<StockSnapshot>> snap = store_->Get(kPhone);
+  EXPECT_EQ((*snap)->remaining, 4);
+  EXPECT_EQ((*snap)->product.stock, 5);
+  EXPECT_FALSE((*snap)->sold_out);
+  EXPECT_EQ(OutcomeOf(SyncReserve(2, 1)), ReserveOutcome::kReserved);
+}
+
+TEST_F(RedisStockStoreTest, PipelinedRaceSellsExactlyTheStock) {
+  PutProduct(100, 2);
+  std::atomic<int> units{0};
+  std::mutex mu;
+  std::map<UserId, int> per_user;
+  OrderIdGenerator ids;
+  const UnixMillis now = Now();
+  const std::uint64_t batches_before = connection_->BatchesWritten();
+  const std::uint64_t commands_before = connection_->CommandsWritten();
+  // 16 threads x 200 calls, each issued asynchronously so many are queued at once.
+  std::atomic<int> answered{0};
+  std::promise<void> all_done;
+  constexpr int kThreads = 16, kCalls = 200;
+  testutil::RunConcurrently(kThreads, kCalls, [&](int i) {
+    Reservation r{kPhone, static_cast<UserId>(i % 300), 1, ids.Next(now), now};
+    store_->Reserve(r, [&, user = r.user](Result<ReserveResult> res) {
+      EXPECT_TRUE(res.has_value()) << res.error().ToString();
+      if (res.has_value() && res->outcome == ReserveOutcome::kReserved) {
+        ++units;
+        std::lock_guard lock(mu);
+        ++per_user[user];
+      }
+      if (++answered == kThreads * kCalls) all_done.set_value();
+    });
+  });
+  ASSERT_EQ(all_done.get_future().wait_for(30s), std::future_status::ready);
+  EXPECT_EQ(units.load(), 100);
+  for (const auto& [user, n] : per_user) EXPECT_LE(n, 2) << "user " << user;
+  EXPECT_EQ((*store_->Get(kPhone))->remaining, 0);
+  const std::uint64_t batches = connection_->BatchesWritten() - batches_before;
+  const std::uint64_t commands = connection_->CommandsWritten() - commands_before;
+  EXPECT_GE(commands, static_cast<std::uint64_t>(kThreads * kCalls));
+  EXPECT_LT(batches, commands / 2) << "no pipelining: " << batches << " writes for " << commands;
+  std::printf("race: %llu commands in %llu writes\n", static_cast<unsigned long long>(commands),
+              static_cast<unsigned long long>(batches));
+}
+
+TEST_F(RedisStockStoreTest, ReleaseRestoresUnitsAndIsIdempotent) {
+  PutProduct(1, 1);
+  ASSERT_EQ(OutcomeOf(SyncReserve(7, 1)), ReserveOutcome::kReserved);
+  const Reservation held = last_;
+  ASSERT_EQ(OutcomeOf(SyncReserve(8, 1)), ReserveOutcome::kSoldOut);
+  // The hand-off was NotDelivered: give the unit back.
+  Result<std::int64_t> epoch = store_->Release(held);
+  ASSERT_TRUE(epoch.has_value()) << epoch.error().ToString();
+  EXPECT_EQ(*epoch, 1);
+  Result<std::optional<StockSnapshot>> snap = store_->Get(kPhone);
+  EXPECT_EQ((*snap)->remaining, 1);
+  EXPECT_FALSE((*snap)->sold_out);
+  Result<std::int64_t> again = store_->Release(held);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(*again, 1);
+  EXPECT_EQ((*store_->Get(kPhone))->remaining, 1);
+  EXPECT_EQ(OutcomeOf(SyncReserve(7, 1)), ReserveOutcome::kReserved);  // user 7 may buy again
+}
+
+TEST_F(RedisStockStoreTest, ReusedReleasedOrderIdIsInternalNotAnOutcome) {
+  PutProduct(5, 1);
+  ASSERT_EQ(OutcomeOf(SyncReserve(7, 1)), ReserveOutcome::kReserved);
+  const Reservation held = last_;
+  ASSERT_TRUE(store_->Release(held).has_value());
+  std::promise<Result<ReserveResult>> p;
+  store_->Reserve(held, [&p](Result<ReserveResult> r) { p.set_value(std::move(r)); });
+  Result<ReserveResult> r = p.get_future().get();
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Status::Code::kInternal);
+}
+
+TEST_F(RedisStockStoreTest, ReloadsScriptsAfterScriptFlush) {
+  PutProduct(10, 5);
+  ASSERT_EQ(OutcomeOf(SyncReserve(1, 1)), ReserveOutcome::kReserved);
+  server_->Cli("SCRIPT FLUSH");
+  EXPECT_EQ(OutcomeOf(SyncReserve(1, 1)), ReserveOutcome::kReserved);
+  server_->Cli("SCRIPT FLUSH");
+  EXPECT_TRUE(store_->Release(last_).has_value());
+  EXPECT_EQ((*store_->Get(kPhone))->remaining, 9);
+}
+
+TEST_F(RedisStockStoreTest, ServerDownIsANonOkStatusThenRecovers) {
+  PutProduct(10, 5);
+  ASSERT_EQ(OutcomeOf(SyncReserve(1, 1)), ReserveOutcome::kReserved);
+  server_->Stop();
+  const auto start = std::chrono::steady_clock::now();
+  Result<ReserveResult> down = SyncReserve(1, 1);
+  EXPECT_LE(std::chrono::steady_clock::now() - start, 1500ms);
+  ASSERT_FALSE(down.has_value());
+  EXPECT_TRUE(down.error().IsRetryable()) << down.error().ToString();
+
+  server_->Start();  // same port, empty data set
+  ASSERT_FALSE(HasFatalFailure());
+  // The reconnect waits out the backoff; retry for a while.
+  Result<ReserveResult> up = Status::Unavailable("not tried");
+  for (int i = 0; i < 100 && !up.has_value(); ++i) {
+    up = SyncReserve(1, 1);
+    if (!up.has_value()) std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(up.has_value()) << up.error().ToString();
+  EXPECT_EQ(up->outcome, ReserveOutcome::kUnknownProduct);  // fresh server: no data
+  PutProduct(10, 5);
+  EXPECT_EQ(OutcomeOf(SyncReserve(1, 1)), ReserveOutcome::kReserved);  // NOSCRIPT path too
+}
+
+TEST_F(RedisStockStoreTest, StalledServerTimesOutAsUnknown) {
+  PutProduct(10, 5);
+  ASSERT_EQ(OutcomeOf(SyncReserve(1, 1)), ReserveOutcome::kReserved);
+  server_->Pause();
+  const auto start = std::chrono::steady_clock::now();
+  Result<ReserveResult> stalled = SyncReserve(1, 1);
+  const auto waited = std::chrono::steady_clock::now() - start;
+  server_->Resume();
+  ASSERT_FALSE(stalled.has_value());
+  EXPECT_TRUE(stalled.error().IsUnknown()) << stalled.error().ToString();  // may have run
+  EXPECT_GE(waited, 900ms);
+  EXPECT_LE(waited, 1500ms);
+  Result<ReserveResult> again = Status::Unavailable("not tried");
+  for (int i = 0; i < 100 && !again.has_value(); ++i) {
+    again = SyncReserve(2, 1);
+    if (!again.has_value()) std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(again.has_value()) << again.error().ToString();
+  EXPECT_EQ(again->outcome, ReserveOutcome::kReserved);
+}
+
+}  // namespace
+}  // namespace flashsale::redis
