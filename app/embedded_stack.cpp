@@ -70,7 +70,7 @@ void EmbeddedStack::RunCheckpointer() {
   while (!checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(100),
                                   [this] { return stop_checkpointer_; })) {
     lock.unlock();
-    if (Status st = db_->Checkpoint(); !st.ok()) spdlog::warn("{}", st.ToString());
+    if (Result<std::int64_t> r = db_->Checkpoint(); !r) spdlog::warn("{}", r.error().ToString());
     lock.lock();
   }
 }

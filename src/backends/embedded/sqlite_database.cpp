@@ -120,9 +120,8 @@ Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const Options& opti
   }
   sqlite3_busy_timeout(db->writer_, 5000);
   if (!options.read_only) {
-    const std::string pragmas =
-        std::string("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; PRAGMA synchronous=") +
-        (options.sync == JournalSync::kFull ? "FULL" : "NORMAL") + ";";
+    const std::string pragmas = std::string("PRAGMA journal_mode=WAL; PRAGMA synchronous=") +
+                                (options.sync == JournalSync::kFull ? "FULL" : "NORMAL") + ";";
     if (Status s = db->Exec(db->writer_, pragmas.c_str()); !s.ok()) return s;
     if (Status s = db->Exec(db->writer_, kSchema); !s.ok()) return s;
   }
@@ -137,7 +136,13 @@ Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const Options& opti
       return db->Error(db->checkpointer_, "cannot open database for checkpoints");
     }
     // The checkpointer never writes rows: no automatic checkpoints of its own.
-    if (Status s = db->Exec(db->checkpointer_, "PRAGMA wal_autocheckpoint=0"); !s.ok()) return s;
+    // It must read once: until a connection has read the database it does not
+    // know the file is in WAL mode, and its checkpoints are silent no-ops.
+    if (Status s = db->Exec(db->checkpointer_,
+                            "PRAGMA wal_autocheckpoint=0; SELECT count(*) FROM sqlite_master");
+        !s.ok()) {
+      return s;
+    }
     std::lock_guard lock(db->write_mu_);
     if (Status s = db->LoadGuardStateLocked(); !s.ok()) return s;
   }
@@ -164,16 +169,16 @@ Status SqliteDatabase::LoadGuardStateLocked() {
   return Status::Ok();
 }
 
-Status SqliteDatabase::Checkpoint() {
+Result<std::int64_t> SqliteDatabase::Checkpoint() {
   std::lock_guard lock(checkpoint_mu_);
-  if (checkpointer_ == nullptr) return Status::Ok();
+  if (checkpointer_ == nullptr) return std::int64_t{0};
   int wal_frames = 0;
   int copied = 0;
   if (sqlite3_wal_checkpoint_v2(checkpointer_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames,
                                 &copied) != SQLITE_OK) {
     return Error(checkpointer_, "checkpoint");
   }
-  return Status::Ok();
+  return std::int64_t{copied};
 }
 
 Status SqliteDatabase::UpsertProduct(const Product& p) {

@@ -80,10 +80,13 @@ class SqliteDatabase final : public OrderRepository {
                         std::int64_t* inserted);
 
   // Copies the WAL back into the database file (PASSIVE: never waits for
-  // readers or blocks the writer). The writer's automatic checkpoints are off,
-  // so this cost stays off the journal's commit path; the consumer thread
-  // calls it between batches.
-  Status Checkpoint();
+  // readers or blocks the writer), on a connection of its own. A checkpointer
+  // thread calls it periodically so the copying happens off the journal's
+  // commit path; the writer keeps SQLite's automatic checkpoint, which then
+  // finds little left to copy and lets the WAL restart from its beginning (a
+  // PASSIVE checkpoint racing a busy writer never can: the WAL would grow
+  // without bound). Returns how many WAL frames are in the database file.
+  Result<std::int64_t> Checkpoint();
 
   [[nodiscard]] const std::string& path() const { return path_; }
 
