@@ -28,6 +28,8 @@
 #include "http/http_parser.hpp"
 #include "http/router.hpp"
 
+#include "fuzz_check.hpp"
+
 namespace {
 
 using flashsale::http::HttpRequest;
@@ -40,14 +42,6 @@ using flashsale::http::ParseStatus;
 using flashsale::http::RouteId;
 using flashsale::http::RouteMatch;
 using flashsale::http::RouteSpec;
-
-#define FUZZ_CHECK(cond)                                                                \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      std::fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                     \
-    }                                                                                   \
-  } while (0)
 
 // True when `v` is empty or lies entirely inside `outer`.
 bool Inside(std::string_view v, std::string_view outer) {

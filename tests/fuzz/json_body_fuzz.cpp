@@ -40,6 +40,8 @@
 #include "http/body_specs.hpp"
 #include "http/json_body.hpp"
 
+#include "fuzz_check.hpp"
+
 namespace {
 
 namespace json = boost::json;
@@ -50,14 +52,6 @@ using flashsale::http::FieldError;
 using flashsale::http::FieldSpec;
 using flashsale::http::FieldType;
 using flashsale::http::JsonBodyReader;
-
-#define FUZZ_CHECK(cond)                                                                \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      std::fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                     \
-    }                                                                                   \
-  } while (0)
 
 // JsonBodyReader's SAX limits (json_body.cpp's Handler) and Boost's default depth.
 constexpr std::size_t kMaxObjectSize = 64;
