@@ -46,6 +46,14 @@ std::size_t OrderConsumer::RunOnce() {
                                                           persisted->duplicates));
       spdlog::info("orders persisted: {} confirmed, {} failed, {} already done",
                    persisted->confirmed, persisted->failed, persisted->duplicates);
+      for (const std::size_t i : persisted->unknown_product) {
+        const Order& o = (*polled)[i];
+        spdlog::error("consumer: order {} names unknown product {}: sent to the dead-letter queue",
+                      o.id.view(), o.product);
+        if (!DeadLetterOrWait(i, "unknown product " + std::to_string(o.product))) {
+          return 0;  // stopping: leave the batch uncommitted, it is re-read next start
+        }
+      }
       if (persisted->failed > 0) {
         spdlog::error("stock guard refused {} orders (stored FAILED): the stock store lost writes",
                       persisted->failed);
@@ -69,6 +77,20 @@ std::size_t OrderConsumer::RunOnce() {
                  s.ToString());
   }
   return polled->size();
+}
+
+bool OrderConsumer::DeadLetterOrWait(std::size_t index, const std::string& reason) {
+  // The commit that follows skips the order for good, so it must be parked
+  // first; wait for the dead-letter queue like for the database.
+  int backoff_ms = 10;
+  for (;;) {
+    Status s = source_.DeadLetter(index, reason);
+    if (s.ok()) return true;
+    if (stopping_.load()) return false;
+    spdlog::warn("consumer: dead-lettering failed, retrying in {} ms: {}", backoff_ms, s.ToString());
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+    backoff_ms = std::min(backoff_ms * 2, options_.max_backoff_ms);
+  }
 }
 
 void OrderConsumer::Run() {

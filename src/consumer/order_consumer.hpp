@@ -8,6 +8,7 @@
 // consumer's own thread.
 
 #include <atomic>
+#include <string>
 #include <thread>
 
 #include "core/metrics.hpp"
@@ -39,6 +40,9 @@ class OrderConsumer {
   std::size_t RunOnce();
 
  private:
+  // Parks order `index` of the current batch in the source's dead-letter
+  // queue, retrying with backoff; false when stopping before it succeeded.
+  bool DeadLetterOrWait(std::size_t index, const std::string& reason);
   void Run();
 
   OrderSource& source_;

@@ -17,6 +17,9 @@ struct PersistSummary {
   std::int64_t confirmed = 0;
   std::int64_t failed = 0;      // refused by the stock guard
   std::int64_t duplicates = 0;  // already decided earlier (idempotent replays)
+  // Indices (into the batch) of orders naming a product the database does not
+  // know: not stored; the consumer sends them to the dead-letter queue.
+  std::vector<std::size_t> unknown_product;
 };
 
 class OrderRepository {
@@ -49,6 +52,10 @@ class OrderSource {
   virtual void Wake() = 0;
   // Orders waiting in the source, not yet polled (flashsale_consumer_lag).
   virtual std::int64_t Lag() = 0;
+  // Parks order `index` of the last Poll() result where it no longer blocks
+  // the stream (Kafka: product_orders.dlq with its original bytes), before the
+  // next Commit(). Sources without a dead-letter queue only log it.
+  virtual Status DeadLetter(std::size_t index, std::string_view reason) = 0;
 };
 
 }  // namespace flashsale

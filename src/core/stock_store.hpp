@@ -24,6 +24,15 @@ struct StockSnapshot {
   std::int64_t restock_epoch = 0;
 };
 
+// What the database says was sold (orders not FAILED), per product and user,
+// to rebuild a stock store at start-up.
+struct SoldUnits {
+  ProductId product = 0;
+  UserId user = 0;
+  std::int64_t units = 0;
+  OrderId latest_order;
+};
+
 struct PutResult {
   bool created = false;
   bool reopened = false;  // units remain now: L1 everywhere must forget the flag

@@ -17,13 +17,7 @@
 
 namespace flashsale::embedded {
 
-// What the database says was sold, to rebuild the store at start-up.
-struct SoldUnits {
-  ProductId product = 0;
-  UserId user = 0;
-  std::int64_t units = 0;
-  OrderId latest_order;
-};
+using flashsale::SoldUnits;
 
 class MemoryStockStore final : public StockStore {
  public:

@@ -41,6 +41,12 @@ void JournalOrderSource::Wake() {
   cv_.notify_all();
 }
 
+Status JournalOrderSource::DeadLetter(std::size_t index, std::string_view reason) {
+  spdlog::error("consumer: journalled order #{} of the batch cannot be persisted ({}); left PENDING",
+                index, reason);
+  return Status::Ok();
+}
+
 std::int64_t JournalOrderSource::Lag() {
   std::lock_guard lock(mu_);
   return static_cast<std::int64_t>(orders_.size());

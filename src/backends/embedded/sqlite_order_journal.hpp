@@ -31,6 +31,9 @@ class JournalOrderSource final : public OrderSource {
   Status Commit() override { return Status::Ok(); }  // progress lives in the orders' status
   void Wake() override;
   std::int64_t Lag() override;
+  // The journal has no dead-letter queue (its orders were checked against the
+  // catalog before they were reserved): logs and leaves the order PENDING.
+  Status DeadLetter(std::size_t index, std::string_view reason) override;
 
  private:
   std::mutex mu_;
