@@ -4,6 +4,7 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
+#include <charconv>
 #include <utility>
 
 namespace flashsale::redis {
@@ -102,8 +103,17 @@ void RedisConnection::Connect() {
   boost::system::error_code ec;
   auto address = boost::asio::ip::make_address(options_.host, ec);
   if (ec) {
-    Fail(Status::Unavailable("redis: bad host " + options_.host), Status::Unknown(""));
-    return;
+    // A host name (e.g. "redis" in Docker Compose): resolved here, on
+    // (re)connect only, so a moved server is found again.
+    boost::asio::ip::tcp::resolver resolver(socket_.get_executor());
+    auto results = resolver.resolve(options_.host, std::to_string(options_.port), ec);
+    if (ec || results.empty()) {
+      Fail(Status::Unavailable("redis: cannot resolve " + options_.host +
+                               (ec ? ": " + ec.message() : std::string())),
+           Status::Unknown(""));
+      return;
+    }
+    address = results.begin()->endpoint().address();
   }
   ArmTimer();  // the connect counts against the first request's deadline
   const std::uint64_t gen = generation_;
@@ -120,6 +130,18 @@ void RedisConnection::Connect() {
         socket_.set_option(boost::asio::ip::tcp::no_delay(true));
         state_ = State::kConnected;
         backoff_ = options_.min_backoff;
+        // The hand-shake goes out first, ahead of everything queued.
+        for (auto it = options_.on_connect.rbegin(); it != options_.on_connect.rend(); ++it) {
+          const std::string command = (*it)[0];
+          queued_.push_front(
+              Request{Encode(*it),
+                      [this, gen, command](Result<RedisValue> r) {
+                        if (gen != generation_ || !r.has_value() || !r->IsError()) return;
+                        Fail(Status::Unavailable("redis: " + command + " on connect: " + r->str),
+                             Status::Unknown("redis: " + command + " on connect failed"));
+                      },
+                      std::chrono::steady_clock::now() + options_.timeout});
+        }
         StartRead();
         StartWrite();
       }));
@@ -248,6 +270,83 @@ void RedisConnection::Fail(const Status& unwritten, const Status& written) {
   queued_.clear();
   for (Request& r : in_flight) r.done(written);
   for (Request& r : queued) r.done(unwritten);
+}
+
+RedisPool::RedisPool(boost::asio::io_context& io, const RedisConnection::Options& options,
+                     int connections) {
+  FLASHSALE_CHECK(connections > 0, "RedisPool needs a connection");
+  for (int i = 0; i < connections; ++i) {
+    connections_.push_back(std::make_unique<RedisConnection>(io, options));
+  }
+}
+
+void RedisPool::Send(std::vector<std::string> argv, Callback done) {
+  const std::uint64_t i = next_.fetch_add(1, std::memory_order_relaxed);
+  connections_[i % connections_.size()]->Send(std::move(argv), std::move(done));
+}
+
+std::uint64_t RedisPool::CommandsWritten() const {
+  std::uint64_t n = 0;
+  for (const auto& c : connections_) n += c->CommandsWritten();
+  return n;
+}
+
+std::uint64_t RedisPool::BatchesWritten() const {
+  std::uint64_t n = 0;
+  for (const auto& c : connections_) n += c->BatchesWritten();
+  return n;
+}
+
+Result<RedisAddress> ParseRedisUrl(std::string_view url) {
+  constexpr std::string_view kScheme = "redis://";
+  if (!url.starts_with(kScheme)) return Status::Invalid("redis URL must start with redis://");
+  std::string_view rest = url.substr(kScheme.size());
+  RedisAddress out;
+  if (const std::size_t at = rest.rfind('@'); at != std::string_view::npos) {
+    std::string_view auth = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+    // [user]:password; a user other than "default" is not supported (no ACL users here).
+    if (const std::size_t colon = auth.find(':'); colon != std::string_view::npos) {
+      out.password = std::string(auth.substr(colon + 1));
+    } else {
+      out.password = std::string(auth);
+    }
+  }
+  std::string_view hostport = rest;
+  if (const std::size_t slash = rest.find('/'); slash != std::string_view::npos) {
+    hostport = rest.substr(0, slash);
+    std::string_view db = rest.substr(slash + 1);
+    if (!db.empty()) {
+      int n = 0;
+      auto [p, ec] = std::from_chars(db.data(), db.data() + db.size(), n);
+      if (ec != std::errc() || p != db.data() + db.size() || n < 0 || n > 1000) {
+        return Status::Invalid("redis URL: bad database number '" + std::string(db) + "'");
+      }
+      out.db = n;
+    }
+  }
+  if (const std::size_t colon = hostport.rfind(':'); colon != std::string_view::npos) {
+    std::string_view port = hostport.substr(colon + 1);
+    unsigned n = 0;
+    auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
+    if (ec != std::errc() || p != port.data() + port.size() || n == 0 || n > 65535) {
+      return Status::Invalid("redis URL: bad port '" + std::string(port) + "'");
+    }
+    out.port = static_cast<std::uint16_t>(n);
+    hostport = hostport.substr(0, colon);
+  }
+  if (!hostport.empty()) out.host = std::string(hostport);
+  if (out.host == "localhost") out.host = "127.0.0.1";
+  return out;
+}
+
+RedisConnection::Options OptionsFor(const RedisAddress& address) {
+  RedisConnection::Options o;
+  o.host = address.host;
+  o.port = address.port;
+  if (!address.password.empty()) o.on_connect.push_back({"AUTH", address.password});
+  if (address.db != 0) o.on_connect.push_back({"SELECT", std::to_string(address.db)});
+  return o;
 }
 
 }  // namespace flashsale::redis

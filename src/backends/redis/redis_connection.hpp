@@ -55,7 +55,17 @@ struct RedisValue {
   [[nodiscard]] bool IsError() const { return type == Type::kError; }
 };
 
-class RedisConnection {
+// Anything that sends commands: one connection or a pool of them.
+class RedisCommander {
+ public:
+  using Callback = std::function<void(Result<RedisValue>)>;
+  virtual ~RedisCommander() = default;
+  // Queues one command (argv[0] is the command name); `done` runs exactly once,
+  // on an I/O thread of the connection: it must not block.
+  virtual void Send(std::vector<std::string> argv, Callback done) = 0;
+};
+
+class RedisConnection final : public RedisCommander {
  public:
   struct Options {
     std::string host = "127.0.0.1";
@@ -63,8 +73,10 @@ class RedisConnection {
     std::chrono::milliseconds timeout{1000};  // per request, from Send() to its reply
     std::chrono::milliseconds min_backoff{50};
     std::chrono::milliseconds max_backoff{1000};
+    // Sent first on every new connection, before anything queued (AUTH,
+    // SELECT, SCRIPT LOAD ...). An error reply fails the connection.
+    std::vector<std::vector<std::string>> on_connect;
   };
-  using Callback = std::function<void(Result<RedisValue>)>;
 
   RedisConnection(boost::asio::io_context& io, Options options);
   ~RedisConnection();
@@ -73,7 +85,7 @@ class RedisConnection {
 
   // Queues one command (argv[0] is the command name); `done` runs exactly once
   // on the connection's strand.
-  void Send(std::vector<std::string> argv, Callback done);
+  void Send(std::vector<std::string> argv, Callback done) override;
 
   // Number of async_write calls issued so far (each carries one or more
   // commands): with concurrent callers this stays well below the commands sent.
@@ -119,5 +131,31 @@ class RedisConnection {
   std::atomic<std::uint64_t> batches_written_{0};
   std::atomic<std::uint64_t> commands_written_{0};
 };
+
+// A few connections used round robin: commands of concurrent requests are
+// pipelined on each, and one slow reply does not hold up every request.
+// Thread safety: Send() from any thread.
+class RedisPool final : public RedisCommander {
+ public:
+  RedisPool(boost::asio::io_context& io, const RedisConnection::Options& options, int connections);
+  void Send(std::vector<std::string> argv, Callback done) override;
+  [[nodiscard]] std::uint64_t CommandsWritten() const;
+  [[nodiscard]] std::uint64_t BatchesWritten() const;
+
+ private:
+  std::vector<std::unique_ptr<RedisConnection>> connections_;
+  std::atomic<std::uint64_t> next_{0};
+};
+
+// Where a redis:// URL points: redis://[[user]:password@]host[:port][/db].
+struct RedisAddress {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 6379;
+  std::string password;
+  int db = 0;
+};
+Result<RedisAddress> ParseRedisUrl(std::string_view url);
+// Connection options for `address`: AUTH and SELECT on connect when needed.
+RedisConnection::Options OptionsFor(const RedisAddress& address);
 
 }  // namespace flashsale::redis

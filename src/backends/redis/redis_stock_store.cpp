@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <future>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 #include <utility>
 
 #include "backends/redis/lua_scripts.hpp"
@@ -63,6 +65,24 @@ constexpr std::string_view kGetLua = R"lua(
 return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or '',
         redis.call('EXISTS', KEYS[3])}
 )lua";
+
+// Seed: create a product unless it exists. KEYS: meta, stock, sold_out,
+// buyers, latest. ARGV: price, stock, limit_per_user, starts_at, ends_at,
+// remaining, then (user, units, latest order id) triples. Returns 1 created, 0 kept.
+constexpr std::string_view kSeedLua = R"lua(
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'price', ARGV[1], 'stock', ARGV[2], 'limit_per_user', ARGV[3],
+           'starts_at', ARGV[4], 'ends_at', ARGV[5], 'restock_epoch', '0')
+redis.call('SET', KEYS[2], ARGV[6])
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
+for i = 7, #ARGV, 3 do
+  redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
+  redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 2])
+end
+return 1
+)lua";
+
+constexpr std::string_view kIndexKey = "items:index";
 
 std::string Sha1Hex(std::string_view text) {
   boost::uuids::detail::sha1 sha;
@@ -141,14 +161,24 @@ Result<ReserveResult> ParseReserve(const RedisValue& v) {
 
 }  // namespace
 
-RedisStockStore::RedisStockStore(RedisConnection& connection, Options options)
+RedisStockStore::RedisStockStore(RedisCommander& connection, Options options)
     : connection_(connection),
       options_(options),
       reserve_{ReserveStockLua(), Sha1Hex(ReserveStockLua())},
       release_{ReleaseStockLua(), Sha1Hex(ReleaseStockLua())},
       put_{kPutLua, Sha1Hex(kPutLua)},
       restock_{kRestockLua, Sha1Hex(kRestockLua)},
-      get_{kGetLua, Sha1Hex(kGetLua)} {}
+      get_{kGetLua, Sha1Hex(kGetLua)},
+      seed_{kSeedLua, Sha1Hex(kSeedLua)} {}
+
+std::vector<std::vector<std::string>> RedisStockStore::ScriptLoadCommands() {
+  std::vector<std::vector<std::string>> out;
+  for (std::string_view src :
+       {ReserveStockLua(), ReleaseStockLua(), kPutLua, kRestockLua, kGetLua, kSeedLua}) {
+    out.push_back({"SCRIPT", "LOAD", std::string(src)});
+  }
+  return out;
+}
 
 void RedisStockStore::EvalSha(const Script& script, std::vector<std::string> keys_and_args,
                               std::size_t num_keys, RedisConnection::Callback done) {
@@ -256,6 +286,11 @@ Result<PutResult> RedisStockStore::Put(const Product& p, const PersistProduct& p
     std::optional<std::int64_t> reopened = ToInt(v->elements[2]);
     std::optional<std::int64_t> epoch = ToInt(v->elements[3]);
     if (!created || !reopened || !epoch) return Malformed("put");
+    if (!dry_run) {
+      Result<RedisValue> indexed =
+          Call({"ZADD", std::string(kIndexKey), std::to_string(p.id), std::to_string(p.id)});
+      if (!indexed.has_value()) return indexed.error();
+    }
     return PutResult{*created == 1, *reopened == 1, *epoch};
   };
   // Check first so a Conflict never reaches the database, then persist, then
@@ -330,12 +365,119 @@ Result<std::optional<StockSnapshot>> RedisStockStore::Get(ProductId id) {
   return std::optional<StockSnapshot>(std::move(snap));
 }
 
-Result<std::vector<StockSnapshot>> RedisStockStore::List(std::int64_t, std::int64_t) {
-  return Status::Internal("RedisStockStore::List not implemented");
+Result<std::vector<StockSnapshot>> RedisStockStore::List(std::int64_t offset, std::int64_t limit) {
+  std::vector<StockSnapshot> out;
+  if (limit <= 0) return out;
+  Result<RedisValue> ids = Call({"ZRANGE", std::string(kIndexKey), std::to_string(offset),
+                                 std::to_string(offset + limit - 1)});
+  if (!ids.has_value()) return ids.error();
+  if (ids->IsError()) return ErrorReply("list", *ids);
+  for (const RedisValue& v : ids->elements) {
+    std::optional<std::int64_t> id = ToInt(v);
+    if (!id) return Malformed("list: product id");
+    Result<std::optional<StockSnapshot>> snap = Get(*id);
+    if (!snap.has_value()) return snap.error();
+    if (snap->has_value()) out.push_back(std::move(**snap));
+  }
+  return out;
 }
 
 Result<std::int64_t> RedisStockStore::ProductCount() {
-  return Status::Internal("RedisStockStore::ProductCount not implemented");
+  Result<RedisValue> n = Call({"ZCARD", std::string(kIndexKey)});
+  if (!n.has_value()) return n.error();
+  if (n->type != RedisValue::Type::kInteger) return Malformed("ZCARD");
+  return n->integer;
+}
+
+Result<std::int64_t> RedisStockStore::Seed(const std::vector<Product>& products,
+                                           const std::vector<SoldUnits>& sold) {
+  std::unordered_map<ProductId, std::vector<const SoldUnits*>> by_product;
+  for (const SoldUnits& s : sold) by_product[s.product].push_back(&s);
+  // All scripts go out pipelined; the caller waits once for the lot.
+  struct Pending {
+    std::mutex mu;
+    std::int64_t created = 0;
+    std::size_t left = 0;
+    Status error;
+    std::promise<void> all_done;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->left = products.size();
+  if (products.empty()) return std::int64_t{0};
+  for (const Product& p : products) {
+    std::int64_t units = 0;
+    std::vector<std::string> kv{keys::Meta(p.id),
+                                keys::Stock(p.id),
+                                keys::SoldOut(p.id),
+                                keys::Buyers(p.id),
+                                keys::Latest(p.id),
+                                std::to_string(p.price),
+                                std::to_string(p.stock),
+                                std::to_string(p.limit_per_user),
+                                OptionalMillis(p.starts_at),
+                                OptionalMillis(p.ends_at),
+                                ""};
+    if (auto it = by_product.find(p.id); it != by_product.end()) {
+      for (const SoldUnits* s : it->second) {
+        units += s->units;
+        kv.push_back(std::to_string(s->user));
+        kv.push_back(std::to_string(s->units));
+        kv.push_back(s->latest_order.str());
+      }
+    }
+    kv[10] = std::to_string(std::max<std::int64_t>(0, p.stock - units));
+    connection_.Send({"ZADD", std::string(kIndexKey), std::to_string(p.id), std::to_string(p.id)},
+                     [](Result<RedisValue>) {});
+    EvalSha(seed_, std::move(kv), 5, [pending](Result<RedisValue> v) {
+      std::lock_guard lock(pending->mu);
+      if (!v.has_value()) {
+        pending->error = v.error();
+      } else if (v->IsError()) {
+        pending->error = ErrorReply("seed", *v);
+      } else if (v->type == RedisValue::Type::kInteger) {
+        pending->created += v->integer;
+      }
+      if (--pending->left == 0) pending->all_done.set_value();
+    });
+  }
+  pending->all_done.get_future().wait();
+  std::lock_guard lock(pending->mu);
+  if (!pending->error.ok()) return pending->error;
+  return pending->created;
+}
+
+Result<std::optional<Order>> RedisStockStore::FindInFlightOrder(const OrderId& id) {
+  Result<RedisValue> v = Call({"HGETALL", keys::Order(id)});
+  if (!v.has_value()) return v.error();
+  if (v->IsError()) return ErrorReply("order", *v);
+  if (v->elements.empty()) return std::optional<Order>();
+  Order o;
+  o.id = id;
+  o.status = OrderStatus::kPending;
+  for (std::size_t i = 0; i + 1 < v->elements.size(); i += 2) {
+    const std::string& field = v->elements[i].str;
+    std::optional<std::int64_t> n = ToInt(v->elements[i + 1]);
+    if (field == "status") continue;
+    if (!n) return Malformed("order field " + field);
+    if (field == "user")
+      o.user = *n;
+    else if (field == "product")
+      o.product = *n;
+    else if (field == "quantity")
+      o.quantity = *n;
+    else if (field == "price")
+      o.price = *n;
+    else if (field == "created_at")
+      o.created_at = *n;
+  }
+  return std::optional<Order>(std::move(o));
+}
+
+Status RedisStockStore::Ping() {
+  Result<RedisValue> v = Call({"PING"});
+  if (!v.has_value()) return v.error();
+  if (v->IsError()) return Status::Unavailable("redis: " + v->str);
+  return Status::Ok();
 }
 
 }  // namespace flashsale::redis

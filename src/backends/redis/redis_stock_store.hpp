@@ -9,9 +9,9 @@
 // block the caller until Redis answers or the request times out.
 // REQUIRES: the blocking methods are never called on the connection's io thread.
 //
-// Not implemented yet (TODO): List() and ProductCount() answer
-// Status::Internal("... not implemented"): they need a product index key that
-// SPEC §5 does not define yet (e.g. a sorted set of ids maintained by Put()).
+// Product index: the sorted set `items:index` (score and member = product
+// id), written after each Put()/Seed() (outside the scripts, so that every
+// script touches one product's hash slot only), for List() and ProductCount().
 
 #include <cstdint>
 #include <string>
@@ -30,8 +30,27 @@ class RedisStockStore final : public StockStore {
   };
 
   // `connection` must outlive the store.
-  RedisStockStore(RedisConnection& connection, Options options);
-  explicit RedisStockStore(RedisConnection& connection) : RedisStockStore(connection, Options{}) {}
+  RedisStockStore(RedisCommander& connection, Options options);
+  explicit RedisStockStore(RedisCommander& connection) : RedisStockStore(connection, Options{}) {}
+
+  // SCRIPT LOAD of every script, for RedisConnection::Options::on_connect: a
+  // fresh or restarted server never answers a burst of purchases NOSCRIPT.
+  static std::vector<std::vector<std::string>> ScriptLoadCommands();
+
+  // Start-up seeding with SETNX semantics: creates each product that Redis
+  // does not have, with remaining = stock - sold and its buyer records from
+  // `sold` (what the database says was sold: Redis restarted empty keeps no
+  // oversell of what was persisted). Existing products are left alone.
+  // Returns how many were created.
+  Result<std::int64_t> Seed(const std::vector<Product>& products,
+                            const std::vector<SoldUnits>& sold);
+
+  // The order while it is in flight (order:<id>, written by the reservation
+  // script): PENDING, or nullopt when Redis does not have it.
+  Result<std::optional<Order>> FindInFlightOrder(const OrderId& id);
+
+  // PING, for /readyz.
+  Status Ping();
 
   void Reserve(const Reservation& r, ReserveCallback done) override;
   Result<std::int64_t> Release(const Reservation& r) override;
@@ -39,9 +58,7 @@ class RedisStockStore final : public StockStore {
   Result<PutResult> Restock(ProductId id, std::int64_t amount,
                             const PersistProduct& persist) override;
   Result<std::optional<StockSnapshot>> Get(ProductId id) override;
-  // TODO: not implemented, answers Status::Internal.
   Result<std::vector<StockSnapshot>> List(std::int64_t offset, std::int64_t limit) override;
-  // TODO: not implemented, answers Status::Internal.
   Result<std::int64_t> ProductCount() override;
 
  private:
@@ -57,13 +74,14 @@ class RedisStockStore final : public StockStore {
   Result<RedisValue> CallEval(const Script& script, std::vector<std::string> keys_and_args,
                               std::size_t num_keys);
 
-  RedisConnection& connection_;
+  RedisCommander& connection_;
   const Options options_;
   const Script reserve_;
   const Script release_;
   const Script put_;
   const Script restock_;
   const Script get_;
+  const Script seed_;
 };
 
 }  // namespace flashsale::redis
