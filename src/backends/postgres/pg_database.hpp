@@ -1,0 +1,121 @@
+#pragma once
+// PgDatabase: the database of record in distributed mode (SPEC §5), in
+// PostgreSQL through libpq. Same semantics as embedded::SqliteDatabase:
+// PersistBatch is idempotent by order id and refuses (stores FAILED) an order
+// that would take its product past its stock.
+//
+// Schema (created by Open() if missing, under a transaction-scoped advisory
+// lock so that two processes starting together do not race on DDL):
+//   products(product_id BIGINT PK, price NUMERIC(14,2), stock BIGINT,
+//            starts_at TIMESTAMPTZ NULL, ends_at TIMESTAMPTZ NULL,
+//            limit_per_user BIGINT,
+//            sold BIGINT NOT NULL DEFAULT 0)   -- ours: units of CONFIRMED
+//                                              -- orders, kept by PersistBatch
+//   orders(order_id TEXT PK, user_id BIGINT, product_id BIGINT, quantity BIGINT,
+//          price NUMERIC(14,2), status TEXT CHECK IN (PENDING, CONFIRMED, FAILED),
+//          created_at TIMESTAMPTZ,
+//          idempotency_key TEXT NULL)          -- ours: Order carries it
+//   index orders_by_user (user_id, created_at DESC)
+// Conversions are exact: cents <-> NUMERIC by `cents::numeric / 100` and
+// `(price * 100)::bigint`; ms <-> TIMESTAMPTZ by `'epoch' + ms * 1 ms` and
+// `(extract(epoch from t) * 1000)::bigint` (extract is NUMERIC since PG 14).
+//
+// Thread safety: safe for concurrent use. Each call borrows one connection
+// from a mutex-guarded pool (at most Options::pool_size, opened lazily) for
+// its duration; a connection found broken is closed and reopened on demand.
+// A call that fails on an idle connection that went stale (server restart,
+// terminated backend) is retried once on a fresh connection.
+//
+// Errors: connection trouble and transient server states (deadlock,
+// serialization failure, shutdown) are Unavailable; a COMMIT whose outcome is
+// unclear is Unknown; other SQL errors are Internal.
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/order_repository.hpp"
+#include "core/stock_store.hpp"
+
+namespace flashsale::postgres {
+
+struct OrderCounts {
+  std::int64_t confirmed = 0, failed = 0;
+};
+
+class PgDatabase final : public OrderRepository {
+ public:
+  struct Options {
+    std::string url;    // postgresql://user:pass@host:port/db[?options=...] (libpq URI)
+    int pool_size = 4;  // connections, opened lazily, reconnected when broken
+    int connect_timeout_s = 3;
+    std::string schema;  // "" = the default search_path; created if missing
+  };
+
+  // Connects once (Unavailable naming host:port if it cannot) and creates the
+  // schema and tables if missing.
+  static Result<std::unique_ptr<PgDatabase>> Open(const Options& o);
+  ~PgDatabase() override;
+  PgDatabase(const PgDatabase&) = delete;
+  PgDatabase& operator=(const PgDatabase&) = delete;
+
+  // Admin PUT/restock: inserts the product or updates its metadata; never
+  // touches `sold`.
+  Status UpsertProduct(const Product& p) override;
+  // One transaction per batch. Orders already stored (or repeated inside the
+  // batch) count as duplicates and are left alone; orders naming an unknown
+  // product are not stored and reported by index; the others are stored
+  // CONFIRMED, or FAILED when they would take sold past stock (decided in
+  // batch order). Safe to retry after any error (idempotent).
+  Result<PersistSummary> PersistBatch(std::span<const Order> orders) override;
+  Result<std::optional<Order>> FindOrder(const OrderId& id) override;
+  // Newest first (created_at, then order id).
+  Result<std::vector<Order>> OrdersOfUser(UserId user, std::int64_t limit) override;
+
+  // Seed: inserts products that do not exist yet (all of them when
+  // `overwrite`, keeping `sold`); `*inserted` = rows inserted or overwritten.
+  Status InsertProducts(const std::vector<Product>& products, bool overwrite,
+                        std::int64_t* inserted);
+  Result<std::vector<Product>> LoadProducts();  // id order
+  // Orders not FAILED, per product and user, with the user's latest order id.
+  Result<std::vector<SoldUnits>> LoadSoldUnits();
+  Result<std::vector<Order>> LoadFailedOrders();  // oldest first
+  Result<OrderCounts> CountOrders();
+  Result<std::vector<Order>> LoadAllOrders();  // audit; one result in memory
+  // SELECT 1 within a short timeout, for /readyz; the message names the server.
+  Status Ping();
+
+  // "host:port/db", for messages.
+  [[nodiscard]] const std::string& server() const { return server_; }
+
+ private:
+  struct Connection;
+  using ConnPtr = std::unique_ptr<Connection, void (*)(Connection*)>;
+
+  PgDatabase();
+  Result<ConnPtr> Connect();
+  Result<ConnPtr> Borrow();
+  void Return(ConnPtr c);
+  // Runs `body` on a borrowed connection; retries once on a fresh connection
+  // when a reused one turns out to be broken (Unavailable).
+  template <class T>
+  Result<T> Run(const std::function<Result<T>(Connection&)>& body);
+  Status EnsureSchema(Connection& c);
+
+  // Constant after Open().
+  Options options_;
+  std::string server_;
+
+  std::mutex mu_;
+  std::condition_variable idle_cv_;
+  std::vector<ConnPtr> idle_;  // guarded by mu_
+  int open_ = 0;               // guarded by mu_: idle + borrowed + connecting
+};
+
+}  // namespace flashsale::postgres
