@@ -8,6 +8,7 @@
 namespace flashsale::app {
 
 int RunServe(const Config& config);
+int RunConsume(const Config& config);
 int RunSeed(const Config& config, const std::string& file, bool force);
 int RunAudit(const Config& config, bool repair);
 

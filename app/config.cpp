@@ -19,6 +19,10 @@ std::string Config::SqlitePath() const {
   return path;
 }
 
+bool Config::IsPostgres() const {
+  return database.starts_with("postgresql://") || database.starts_with("postgres://");
+}
+
 void LoadDotEnv(const std::string& path) {
   std::ifstream in(path);
   std::string line;
@@ -71,7 +75,24 @@ void AddBackendOptions(CLI::App& app, Config& c) {
   app.add_option("--redis", c.redis, "redis://[:password@]host:port/db (distributed mode)");
   app.add_option("--kafka", c.kafka, "host:port[,host:port] (distributed mode)")
       ->envname("KAFKA_BOOTSTRAP_SERVERS");
+  app.add_option("--topic-prefix", c.topic_prefix,
+                 "put in front of the Kafka topic names (product_orders, ...)")
+      ->envname("FLASHSALE_TOPIC_PREFIX");
   AddDatabaseOption(app, c);
+}
+
+void AddConsumeOptions(CLI::App& app, Config& c) {
+  app.add_option("--group", c.consumer_group, "Kafka consumer group")
+      ->envname("FLASHSALE_CONSUMER_GROUP")
+      ->capture_default_str();
+  app.add_option("--batch-size", c.batch_size, "orders per database transaction, at most")
+      ->envname("FLASHSALE_BATCH_SIZE")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{100'000}))
+      ->capture_default_str();
+  app.add_option("--batch-wait-ms", c.batch_wait_ms, "after a short batch, wait this long")
+      ->envname("FLASHSALE_BATCH_WAIT_MS")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{10'000}))
+      ->capture_default_str();
 }
 
 void AddLogOptions(CLI::App& app, Config& c) {
@@ -123,6 +144,16 @@ void AddServeOptions(CLI::App& app, Config& c) {
       ->capture_default_str();
   app.add_option("--l1-ttl", c.l1_ttl_s, "seconds the local sold-out cache remembers")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{86'400}))
+      ->capture_default_str();
+  app.add_option("--redis-connections", c.redis_connections,
+                 "pipelined Redis connections (distributed mode)")
+      ->envname("FLASHSALE_REDIS_CONNECTIONS")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--kafka-timeout-ms", c.kafka_timeout_ms,
+                 "a hand-off Kafka has not confirmed by then is refused with 503 (distributed)")
+      ->envname("FLASHSALE_KAFKA_TIMEOUT_MS")
+      ->check(CLI::Range(std::int64_t{100}, std::int64_t{300'000}))
       ->capture_default_str();
   AddBackendOptions(app, c);
   AddLogOptions(app, c);

@@ -32,10 +32,20 @@ struct Config {
   std::int64_t idle_timeout_s = 60;
   std::int64_t request_timeout_s = 10;
   std::int64_t l1_ttl_s = 600;
+  // Distributed mode.
+  std::string topic_prefix;              // put in front of the three topic names
+  int redis_connections = 2;             // pipelined connections to Redis per server
+  std::int64_t kafka_timeout_ms = 5000;  // a hand-off not delivered by then is refused (503)
+  std::string consumer_group = "flash_customers_group";
+  std::int64_t batch_size = 5000;   // consume: orders per database transaction, at most
+  std::int64_t batch_wait_ms = 20;  // consume: after a short batch, wait for more
   LogConfig log;
 
   // The SQLite path of --database; empty when it is not sqlite:.
   [[nodiscard]] std::string SqlitePath() const;
+  // --database is postgresql:// or postgres://.
+  [[nodiscard]] bool IsPostgres() const;
+  [[nodiscard]] bool Distributed() const { return !redis.empty() && !kafka.empty(); }
 };
 
 // Reads ./.env into the environment without overriding variables already set
@@ -50,6 +60,7 @@ void AddDatabaseOption(CLI::App& app, Config& c);
 void AddBackendOptions(CLI::App& app, Config& c);
 void AddLogOptions(CLI::App& app, Config& c);
 void AddServeOptions(CLI::App& app, Config& c);
+void AddConsumeOptions(CLI::App& app, Config& c);
 
 // Sets up spdlog: stderr and LOG_DIR/LOG_FILE, asynchronous so I/O threads
 // never wait for the disk.

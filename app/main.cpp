@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
 
   CLI::App* consume = app.add_subcommand("consume", "run the order consumer (distributed mode)");
   AddBackendOptions(*consume, config);
+  AddConsumeOptions(*consume, config);
   AddLogOptions(*consume, config);
 
   std::string seed_file;
@@ -57,10 +58,8 @@ int main(int argc, char** argv) {
     return RunServe(config);
   }
   if (*consume) {
-    std::string err = CheckBackendSelection(config);
-    std::fprintf(stderr, "flashsale consume: %s\n",
-                 err.empty() ? "needs --kafka and --redis (distributed mode)" : err.c_str());
-    return 2;
+    SetUpLogging(config.log);
+    return RunConsume(config);
   }
   if (*seed) return RunSeed(config, seed_file, force);
   if (*audit) return RunAudit(config, repair);

@@ -4,9 +4,13 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <filesystem>
 #include <thread>
 
+#include "backends/kafka/kafka_order_source.hpp"
 #include "commands.hpp"
+#include "consumer/order_consumer.hpp"
+#include "distributed_stack.hpp"
 #include "embedded_stack.hpp"
 #include "http/server.hpp"
 
@@ -36,57 +40,39 @@ std::string CheckBackendSelection(const Config& config) {
     return "Kafka is configured (--kafka/KAFKA_BOOTSTRAP_SERVERS) but Redis is not: set --redis "
            "or REDIS_URL too, or neither for embedded mode";
   }
-  if (!config.redis.empty()) {
-    return "distributed mode (Redis + Kafka) is not available in this build yet; unset --redis "
-           "and --kafka to run embedded";
-  }
   return {};
 }
 
-int RunServe(const Config& config) {
-  if (std::string err = CheckBackendSelection(config); !err.empty()) {
-    spdlog::error("{}", err);
-    return 2;
-  }
-  const std::string path = config.SqlitePath();
-  if (path.empty()) {
-    spdlog::error("--database {}: embedded mode needs sqlite:PATH", config.database);
-    return 2;
-  }
-  {
-    const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-    std::error_code ec;
-    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-  }
-  const int lock_fd = TryLockDatabase(path);
-  if (lock_fd < 0) {
-    spdlog::error("another flashsale server holds {} (lock {}.lock)", path, path);
-    return 1;
-  }
+namespace {
 
-  // Signals are taken by this thread only (sigwait below), never by workers.
+// Blocks SIGINT/SIGTERM in every thread started after this (workers never
+// take them); WaitForStopSignal() takes them on the main thread.
+sigset_t BlockStopSignals() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  return signals;
+}
 
-  Result<std::unique_ptr<EmbeddedStack>> stack = EmbeddedStack::Open(config);
-  if (!stack) {
-    spdlog::error("start-up failed: {}", stack.error().ToString());
-    return 1;
+void WaitForStopSignal(const sigset_t& signals, std::string_view what) {
+  siginfo_t info{};
+  while (sigwaitinfo(&signals, &info) < 0) {
   }
+  spdlog::warn("received {} from pid {}: stopping ({})",
+               info.si_signo == SIGINT ? "SIGINT" : "SIGTERM", info.si_pid, what);
+}
+
+// The HTTP server over one stack, until SIGINT/SIGTERM. Returns the exit code.
+int ServeUntilSignalled(const Config& config, const sigset_t& signals, PurchaseFunnel& funnel,
+                        Catalog& catalog, OrderRepository& orders, FunnelMetrics& metrics,
+                        std::vector<http::ReadinessCheck> checks, const std::string& mode) {
   if (config.admin_token.empty()) {
     spdlog::warn("no ADMIN_TOKEN configured: the admin API answers 403");
   }
-  EmbeddedStack& s = **stack;
-  std::vector<http::ReadinessCheck> checks;
-  checks.push_back({"database", [&s] {
-                      Result<std::optional<Order>> r = s.database().FindOrder(OrderId());
-                      return r ? Status::Ok() : r.error();
-                    }});
-  http::Api api(s.funnel(), s.catalog(), s.database(), s.metrics(), std::move(checks),
+  http::Api api(funnel, catalog, orders, metrics, std::move(checks),
                 {config.admin_token, FLASHSALE_VERSION, FLASHSALE_SWAGGER_UI_DIR});
   http::ServerOptions options;
   options.host = config.host;
@@ -101,19 +87,118 @@ int RunServe(const Config& config) {
     spdlog::error("{}", st.ToString());
     return 1;
   }
-  spdlog::info("flashsale {} listening on {}:{} ({} I/O threads, embedded, database {})",
-               FLASHSALE_VERSION, config.host, server.port(), options.threads, path);
-
-  siginfo_t info{};
-  while (sigwaitinfo(&signals, &info) < 0) {
-  }
-  spdlog::warn("received {} from pid {}: stopping (finishing in-flight requests)",
-               info.si_signo == SIGINT ? "SIGINT" : "SIGTERM", info.si_pid);
+  spdlog::info("flashsale {} listening on {}:{} ({} I/O threads, {})", FLASHSALE_VERSION,
+               config.host, server.port(), options.threads, mode);
+  WaitForStopSignal(signals, "finishing in-flight requests");
   server.Stop();
+  return 0;
+}
+
+int RunEmbeddedServe(const Config& config) {
+  const std::string path = config.SqlitePath();
+  if (path.empty()) {
+    spdlog::error(
+        "--database {}: embedded mode needs sqlite:PATH (PostgreSQL needs distributed "
+        "mode: --redis and --kafka)",
+        config.database);
+    return 2;
+  }
+  {
+    const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+    std::error_code ec;
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  }
+  const int lock_fd = TryLockDatabase(path);
+  if (lock_fd < 0) {
+    spdlog::error("another flashsale server holds {} (lock {}.lock)", path, path);
+    return 1;
+  }
+  const sigset_t signals = BlockStopSignals();
+  Result<std::unique_ptr<EmbeddedStack>> stack = EmbeddedStack::Open(config);
+  if (!stack) {
+    spdlog::error("start-up failed: {}", stack.error().ToString());
+    return 1;
+  }
+  EmbeddedStack& s = **stack;
+  std::vector<http::ReadinessCheck> checks;
+  checks.push_back({"database", [&s] {
+                      Result<std::optional<Order>> r = s.database().FindOrder(OrderId());
+                      return r ? Status::Ok() : r.error();
+                    }});
+  const int rc = ServeUntilSignalled(config, signals, s.funnel(), s.catalog(), s.database(),
+                                     s.metrics(), std::move(checks), "embedded, database " + path);
   s.Shutdown();
-  spdlog::info("stopped cleanly");
+  spdlog::info(rc == 0 ? "stopped cleanly" : "stopped");
   spdlog::shutdown();
   ::close(lock_fd);
+  return rc;
+}
+
+int RunDistributedServe(const Config& config) {
+  const sigset_t signals = BlockStopSignals();
+  Result<std::unique_ptr<DistributedStack>> stack = DistributedStack::Open(config);
+  if (!stack) {
+    spdlog::error("start-up failed: {}", stack.error().ToString());
+    spdlog::shutdown();
+    return 1;
+  }
+  DistributedStack& s = **stack;
+  const int rc = ServeUntilSignalled(config, signals, s.funnel(), s.catalog(), s.orders(),
+                                     s.metrics(), s.ReadinessChecks(), s.Describe());
+  s.Shutdown();
+  spdlog::info(rc == 0 ? "stopped cleanly" : "stopped");
+  spdlog::shutdown();
+  return rc;
+}
+
+}  // namespace
+
+int RunServe(const Config& config) {
+  if (std::string err = CheckBackendSelection(config); !err.empty()) {
+    spdlog::error("{}", err);
+    return 2;
+  }
+  return config.Distributed() ? RunDistributedServe(config) : RunEmbeddedServe(config);
+}
+
+int RunConsume(const Config& config) {
+  if (config.kafka.empty()) {
+    spdlog::error("consume needs Kafka: set --kafka or KAFKA_BOOTSTRAP_SERVERS");
+    return 2;
+  }
+  const sigset_t signals = BlockStopSignals();
+  auto db = RecordDatabase::Open(config);
+  if (!db) {
+    spdlog::error("start-up failed: {}", db.error().ToString());
+    spdlog::shutdown();
+    return 1;
+  }
+  const kafka::KafkaOptions options = KafkaOptionsOf(config);
+  if (Status st = kafka::EnsureTopics(options); !st.ok()) {
+    spdlog::error("start-up failed: {}", st.ToString());
+    spdlog::shutdown();
+    return 1;
+  }
+  auto source = kafka::KafkaOrderSource::Create(options, config.consumer_group);
+  if (!source) {
+    spdlog::error("start-up failed: {}", source.error().ToString());
+    spdlog::shutdown();
+    return 1;
+  }
+  FunnelMetrics metrics;
+  OrderConsumer::Options consumer_options;
+  consumer_options.max_batch = static_cast<std::size_t>(config.batch_size);
+  consumer_options.poll_wait_ms = 100;
+  consumer_options.batch_interval_ms = static_cast<int>(config.batch_wait_ms);
+  OrderConsumer consumer(**source, **db, metrics, consumer_options);
+  consumer.Start();
+  spdlog::info("flashsale {} consuming {}{} as group {} into {}", FLASHSALE_VERSION,
+               config.topic_prefix, "product_orders", config.consumer_group, (*db)->Describe());
+  WaitForStopSignal(signals, "committing what was persisted");
+  consumer.Stop(false);
+  spdlog::info("stopped cleanly: {} orders confirmed, {} failed by the stock guard",
+               metrics.orders_persisted_confirmed.Value(), metrics.orders_persisted_failed.Value());
+  spdlog::shutdown();
   return 0;
 }
 

@@ -278,11 +278,16 @@ Result<PersistSummary> SqliteDatabase::PersistBatch(std::span<const Order> order
     (void)Exec(writer_, "ROLLBACK");
     return err;
   };
-  for (const Order& o : orders) {
+  for (std::size_t i = 0; i < orders.size(); ++i) {
+    const Order& o = orders[i];
     // Last line of defence: never confirm more than the product's stock.
     auto stock = guard_stock_.find(o.product);
+    if (stock == guard_stock_.end()) {
+      summary.unknown_product.push_back(i);  // not stored: the caller dead-letters it
+      continue;
+    }
     const std::int64_t confirmed = guard_confirmed_[o.product] + confirmed_delta[o.product];
-    const bool fits = stock != guard_stock_.end() && confirmed + o.quantity <= stock->second;
+    const bool fits = confirmed + o.quantity <= stock->second;
     const std::string_view status = ToString(fits ? OrderStatus::kConfirmed : OrderStatus::kFailed);
     decide.Bind(1, o.id.view()).Bind(2, status);
     if (decide.Step() != SQLITE_DONE) return fail("persisting order");
