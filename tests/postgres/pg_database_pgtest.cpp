@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -138,6 +139,28 @@ TEST_F(PgDatabaseTest, OpenFromTwoThreadsAtOnceCreatesTheSchemaOnce) {
   });
   EXPECT_EQ(ok.load(), 4);
   Sql("DROP SCHEMA IF EXISTS " + fresh + " CASCADE");
+}
+
+TEST_F(PgDatabaseTest, OpenAddsSoldToAnOlderSchemaAndCountsConfirmedOrders) {
+  const std::string old = UniqueSchema();
+  Sql("CREATE SCHEMA " + old + "; CREATE TABLE " + old +
+      ".products (product_id BIGINT PRIMARY KEY, price NUMERIC(14,2), stock BIGINT, "
+      "starts_at TIMESTAMPTZ, ends_at TIMESTAMPTZ, limit_per_user BIGINT); CREATE TABLE " +
+      old +
+      ".orders (order_id TEXT PRIMARY KEY, user_id BIGINT, product_id BIGINT, quantity BIGINT, "
+      "price NUMERIC(14,2), status TEXT, created_at TIMESTAMPTZ); INSERT INTO " +
+      old + ".products VALUES (1, 1.50, 10, NULL, NULL, 1); INSERT INTO " + old +
+      ".orders VALUES ('a', 1, 1, 3, 1.50, 'CONFIRMED', now()), ('b', 2, 1, 4, 1.50, 'FAILED', "
+      "now())");
+  Result<std::unique_ptr<PgDatabase>> db =
+      PgDatabase::Open({.url = TestUrl(), .pool_size = 1, .schema = old});
+  ASSERT_TRUE(db.has_value()) << db.error().ToString();
+  EXPECT_EQ(Sql("SELECT sold FROM " + old + ".products WHERE product_id = 1"), "3");
+  // The guard now knows 7 of 10 units are left.
+  PersistSummary s = *(*db)->PersistBatch(std::vector<Order>{MakeOrder(1, 1, 5, 8)});
+  EXPECT_EQ(s.failed, 1);
+  db->reset();
+  Sql("DROP SCHEMA " + old + " CASCADE");
 }
 
 TEST_F(PgDatabaseTest, ProductsRoundTripExactly) {
@@ -414,6 +437,34 @@ TEST_F(PgDatabaseTest, BrokenConnectionsAreReplaced) {
   EXPECT_TRUE(ping.ok()) << ping.ToString();
   PersistSummary s = Persist({MakeOrder(1, 1, 1, 1)});
   EXPECT_EQ(s.confirmed, 1);
+}
+
+TEST_F(PgDatabaseTest, PingTimesOutOnAServerThatDoesNotAnswer) {
+  Result<std::unique_ptr<PgDatabase>> one = Open(/*pool_size=*/1);
+  ASSERT_TRUE(one.has_value()) << one.error().ToString();
+  ASSERT_TRUE((*one)->Ping().ok());
+  // Freeze the server process behind the only (idle) connection of the pool.
+  const std::string pid = Sql(
+      "SELECT pid FROM pg_stat_activity WHERE application_name = 'flashsale' AND state = 'idle' "
+      "AND datname = current_database() ORDER BY backend_start DESC LIMIT 1");
+  ASSERT_FALSE(pid.empty());
+  if (::kill(std::stoi(pid), SIGSTOP) != 0) GTEST_SKIP() << "cannot signal the server process";
+  struct Resume {
+    int pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{std::stoi(pid)};
+  const auto t0 = std::chrono::steady_clock::now();
+  Status ping = (*one)->Ping();
+  const auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_FALSE(ping.ok());
+  EXPECT_EQ(ping.code(), Status::Code::kUnavailable);
+  EXPECT_NE(ping.message().find((*one)->server()), std::string::npos) << ping.message();
+  EXPECT_NE(ping.message().find("did not answer"), std::string::npos) << ping.message();
+  EXPECT_LT(took, 4s);
+  ::kill(std::stoi(pid), SIGCONT);
+  // The frozen connection was dropped: the next call opens a fresh one.
+  Status again = (*one)->Ping();
+  EXPECT_TRUE(again.ok()) << again.ToString();
 }
 
 TEST(PgDatabase, OpenAgainstAClosedPortNamesTheServer) {

@@ -36,6 +36,20 @@ CREATE TABLE IF NOT EXISTS orders (
   idempotency_key TEXT NULL
 );
 CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, created_at DESC);
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS idempotency_key TEXT NULL;
+)sql";
+
+// Tables created by an older schema (SPEC §5 without our `sold`): add the
+// column and count what CONFIRMED orders already hold, once.
+constexpr const char* kHasSold =
+    "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+    "AND table_name = 'products' AND column_name = 'sold'";
+constexpr const char* kAddSold = R"sql(
+ALTER TABLE products ADD COLUMN sold BIGINT NOT NULL DEFAULT 0;
+UPDATE products p SET sold = s.units
+FROM (SELECT product_id, sum(quantity)::bigint AS units FROM orders
+      WHERE status = 'CONFIRMED' GROUP BY product_id) s
+WHERE p.product_id = s.product_id;
 )sql";
 
 // Any 64-bit constant will do: every flashsale process takes the same one.
@@ -236,7 +250,10 @@ void DiscardNotice(void*, const char* message) { spdlog::debug("postgres: {}", T
 
 struct PgDatabase::Connection {
   PGconn* pg = nullptr;
-  bool reused = false;  // came from the idle list (may have gone stale)
+  // Came from the idle list, so it may have gone stale: a failure on it is
+  // retried once on a fresh connection. Cleared after a timeout (a server that
+  // does not answer would only make the retry wait too).
+  bool reused = false;
   ~Connection() { PQfinish(pg); }
 
   [[nodiscard]] bool broken() const { return PQstatus(pg) != CONNECTION_OK; }
@@ -343,6 +360,18 @@ Status PgDatabase::EnsureSchema(Connection& c) {
       const std::string sql = std::string("CREATE SCHEMA IF NOT EXISTS ") + ident;
       PQfreemem(ident);
       if (Status s = c.Command(server_, "creating schema", sql.c_str()); !s.ok()) return s;
+    }
+    Result<PgResult> has_sold = c.Exec(server_, "inspecting products", kHasSold);
+    if (!has_sold.has_value()) return has_sold.error();
+    if (PQntuples(has_sold->get()) == 0) {
+      // Before kSchemaSql: CREATE TABLE IF NOT EXISTS would keep the old table.
+      Result<PgResult> old =
+          c.Exec(server_, "inspecting products", "SELECT to_regclass('products') IS NOT NULL");
+      if (!old.has_value()) return old.error();
+      if (Text(old->get(), 0, 0) == "t") {
+        spdlog::warn("postgres: adding products.sold to an older schema at {}", server_);
+        if (Status s = c.Command(server_, "adding products.sold", kAddSold); !s.ok()) return s;
+      }
     }
     if (Status s = c.Command(server_, "creating tables", kSchemaSql); !s.ok()) return s;
     return c.Command(server_, "COMMIT", "COMMIT");
@@ -727,6 +756,7 @@ Status PgDatabase::Ping() {
         // Not answered in time: this connection is useless now.
         PQfinish(c.pg);
         c.pg = nullptr;
+        c.reused = false;
         return Status::Unavailable("PostgreSQL at " + server_ + " did not answer a ping within " +
                                    std::to_string(kPingTimeoutMs) + " ms");
       }
