@@ -4,7 +4,7 @@
 // PersistBatch is idempotent by order id and refuses (stores FAILED) an order
 // that would take its product past its stock.
 //
-// Schema (created by Open() if missing, under a transaction-scoped advisory
+// Schema (created by Open() if missing, under a session-level advisory
 // lock so that two processes starting together do not race on DDL):
 //   products(product_id BIGINT PK, price NUMERIC(14,2), stock BIGINT,
 //            starts_at TIMESTAMPTZ NULL, ends_at TIMESTAMPTZ NULL,
