@@ -1,0 +1,80 @@
+#pragma once
+// KafkaOrderSource: the OrderSource of distributed mode (`flashsale consume`),
+// over the orders topic in consumer group `group` (the prefix is not applied
+// to the group). Offsets are committed only by Commit(), synchronously, for
+// what Poll() returned (at-least-once: after a restart or a rebalance the
+// uncommitted tail is read again; the database ignores duplicate order ids).
+//
+// Dead letters: a message that does not decode is produced at once to the dlq
+// topic with its original bytes and key and the headers `error`,
+// `source_partition`, `source_offset` (SPEC §5), logged, and skipped;
+// DeadLetter(i) does the same for order i of the last Poll(). Commit() first
+// waits until every dead letter is durably delivered (retrying failed ones);
+// if that fails it returns the error and commits nothing.
+//
+// Thread safety: one consumer thread calls Poll/Commit/Lag/DeadLetter (the
+// OrderSource contract; rebalance callbacks also run on it, inside Poll).
+// Wake() is safe from any thread.
+// Invariant: next_offset_ holds, per partition currently owned, 1 + the offset
+// of the last message Poll() consumed and not yet committed.
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/kafka/kafka_options.hpp"
+#include "backends/kafka/order_codec.hpp"
+#include "core/order_repository.hpp"
+
+namespace flashsale::kafka {
+
+class KafkaOrderSource final : public OrderSource {
+ public:
+  static Result<std::unique_ptr<KafkaOrderSource>> Create(
+      const KafkaOptions& o, std::string group = "flash_customers_group");
+  // Leaves the group (nothing committed that Commit() did not commit) and
+  // flushes pending dead letters (<= delivery_timeout_ms).
+  ~KafkaOrderSource() override;
+
+  Result<std::vector<Order>> Poll(std::size_t max, int wait_ms) override;
+  Status Commit() override;
+  void Wake() override;
+  std::int64_t Lag() override;
+  Status DeadLetter(std::size_t index, std::string_view reason) override;
+
+ private:
+  // A dead letter whose delivery failed, kept to be produced again by Commit().
+  struct FailedLetter {
+    std::string value;
+    std::string key;
+    HeadersPtr headers;
+  };
+
+  KafkaOrderSource() = default;
+  static void Rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                        rd_kafka_topic_partition_list_t* parts, void* opaque);
+  static void DlqReport(rd_kafka_t* rk, const rd_kafka_message_t* msg, void* opaque);
+  // Produces `msg`'s bytes and key to the dlq with the SPEC §5 headers. When
+  // librdkafka refuses it at once and `keep_on_failure`, Commit() retries it.
+  Status ProduceDeadLetter(const rd_kafka_message_t& msg, std::string_view reason,
+                           bool keep_on_failure);
+  // Takes `headers` only on success.
+  Status ProduceLetter(std::string_view value, std::string_view key, HeadersPtr& headers);
+
+  // Constant after Create().
+  Topics topics_;
+  int flush_timeout_ms_ = 5000;
+  KafkaPtr consumer_;
+  QueuePtr consumer_queue_;  // for Wake()
+  KafkaPtr dlq_;
+
+  // Consumer thread only.
+  OrderDecoder decoder_;
+  std::map<std::int32_t, std::int64_t> next_offset_;
+  std::vector<MessagePtr> last_batch_;  // the messages of the last Poll()'s orders, same order
+  std::vector<FailedLetter> failed_letters_;
+  std::string dlq_error_;
+};
+
+}  // namespace flashsale::kafka
