@@ -146,6 +146,7 @@ int RunDistributedServe(const Config& config) {
   const int rc = ServeUntilSignalled(config, signals, s.funnel(), s.catalog(), s.orders(),
                                      s.metrics(), s.ReadinessChecks(), s.Describe());
   s.Shutdown();
+  stack->reset();  // librdkafka logs while it closes: before the logger goes
   spdlog::info(rc == 0 ? "stopped cleanly" : "stopped");
   spdlog::shutdown();
   return rc;
@@ -196,6 +197,7 @@ int RunConsume(const Config& config) {
                config.topic_prefix, "product_orders", config.consumer_group, (*db)->Describe());
   WaitForStopSignal(signals, "committing what was persisted");
   consumer.Stop(false);
+  source->reset();  // librdkafka logs while it closes: before the logger goes
   spdlog::info("stopped cleanly: {} orders confirmed, {} failed by the stock guard",
                metrics.orders_persisted_confirmed.Value(), metrics.orders_persisted_failed.Value());
   spdlog::shutdown();
