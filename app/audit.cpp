@@ -105,16 +105,17 @@ bool CheckInvariants(const std::vector<Product>& products, const std::vector<Ord
       if (redis_sold != db_sold) {
         ++mismatched;
         if (mismatched <= 20) {
-          std::printf("       product %lld: redis sold %lld (stock %lld - remaining %lld), "
-                      "database %lld\n",
-                      static_cast<long long>(id), static_cast<long long>(redis_sold),
-                      static_cast<long long>(p.stock), static_cast<long long>(it->second),
-                      static_cast<long long>(db_sold));
+          std::printf(
+              "       product %lld: redis sold %lld (stock %lld - remaining %lld), "
+              "database %lld\n",
+              static_cast<long long>(id), static_cast<long long>(redis_sold),
+              static_cast<long long>(p.stock), static_cast<long long>(it->second),
+              static_cast<long long>(db_sold));
         }
       }
     }
-    report(missing == 0, "every database product is in redis (missing " +
-                             std::to_string(missing) + ")");
+    report(missing == 0,
+           "every database product is in redis (missing " + std::to_string(missing) + ")");
     report(mismatched == 0,
            "database orders == accepted: sold in redis == sold in the database for every "
            "product (redis sold " +
@@ -156,8 +157,9 @@ int AuditEmbedded(const Config& config, bool repair) {
 
 int AuditDistributed(const Config& config, bool repair) {
   if (repair) {
-    std::printf("note: --repair is not implemented in distributed mode yet: reservations "
-                "answered UNKNOWN keep their units\n");
+    std::printf(
+        "note: --repair is not implemented in distributed mode yet: reservations "
+        "answered UNKNOWN keep their units\n");
   }
   auto db = RecordDatabase::Open(config);
   if (!db) {

@@ -89,6 +89,9 @@ void AddConsumeOptions(CLI::App& app, Config& c) {
       ->envname("FLASHSALE_BATCH_SIZE")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{100'000}))
       ->capture_default_str();
+  app.add_flag("--drain", c.drain,
+               "persist what the topic holds, then exit (2 s without new orders); "
+               "prints the rate");
   app.add_option("--batch-wait-ms", c.batch_wait_ms, "after a short batch, wait this long")
       ->envname("FLASHSALE_BATCH_WAIT_MS")
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{10'000}))

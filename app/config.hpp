@@ -39,6 +39,7 @@ struct Config {
   std::string consumer_group = "flash_customers_group";
   std::int64_t batch_size = 5000;   // consume: orders per database transaction, at most
   std::int64_t batch_wait_ms = 20;  // consume: after a short batch, wait for more
+  bool drain = false;               // consume: exit once the topic stays empty for 2 s
   LogConfig log;
 
   // The SQLite path of --database; empty when it is not sqlite:.
