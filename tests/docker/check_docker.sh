@@ -152,7 +152,7 @@ user="$(awk '/^FROM .* AS runtime/{r=1} r && /^USER /{u=$2} END{print u}' "$dock
 workdir="$(awk '/^FROM .* AS build/{b=1} /^FROM .* AS runtime/{b=0} b && /^WORKDIR /{w=$2} END{print w}' "$dockerfile")"
 need "swagger-ui copied to $workdir/build/release/swagger-ui" \
   "^COPY --from=build $workdir/build/release/swagger-ui $workdir/build/release/swagger-ui\$"
-# Runtime libraries: every shared library of the binary (by its Debian package) is installed.
+# Runtime libraries: every library the binary links directly (by its Debian package) is installed.
 if command -v dpkg >/dev/null; then
   while read -r lib; do
     pkg=""  # dpkg knows a file by the path its package ships (usrmerge: /lib or /usr/lib)
@@ -166,7 +166,11 @@ if command -v dpkg >/dev/null; then
       *) grep -qw -- "$pkg" "$dockerfile" && ok "Dockerfile: runtime installs $pkg ($(basename "$lib"))" ||
            fail "Dockerfile: runtime stage lacks $pkg, which provides $(basename "$lib")" ;;
     esac
-  done < <(ldd "$bin" | awk '/=> \//{print $3}')
+  done < <(needed="$(readelf -d "$bin" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p')"
+           # Direct dependencies only: their packages pull in the rest (lz4, ssl, krb5 ...).
+           ldd "$bin" | awk '/=> \//{print $1, $3}' | while read -r name path; do
+             grep -qxF -- "$name" <<<"$needed" && echo "$path"
+           done)
 fi
 for pat in '^build/?$' '^\.git$' '^var/?$' '^data/?$' '^logs/?$' 'node_modules'; do
   if grep -qE -- "$pat" "$repo/.dockerignore"; then ok ".dockerignore: $pat"; else fail ".dockerignore lacks $pat"; fi

@@ -244,16 +244,18 @@ TEST(SqliteDatabase, StockGuardStoresFailedWhenAnOrderWouldExceedStock) {
   Result<PersistSummary> summary = db->PersistBatch(orders);
   ASSERT_TRUE(summary) << summary.error().ToString();
   EXPECT_EQ(summary->confirmed, 2);
-  EXPECT_EQ(summary->failed, 2);  // over stock, and a product the database does not know
+  EXPECT_EQ(summary->failed, 1);  // over stock
+  // A product the database does not know: reported for the dead-letter queue, not decided.
+  EXPECT_EQ(summary->unknown_product, std::vector<std::size_t>{3});
   EXPECT_EQ(StatusOf(*db, orders[0]), OrderStatus::kConfirmed);
   EXPECT_EQ(StatusOf(*db, orders[1]), OrderStatus::kConfirmed);
   EXPECT_EQ(StatusOf(*db, orders[2]), OrderStatus::kFailed);
-  EXPECT_EQ(StatusOf(*db, orders[3]), OrderStatus::kFailed);
+  EXPECT_EQ(StatusOf(*db, orders[3]), OrderStatus::kPending);
 
   // The guard counts across batches too, and a FAILED order stays FAILED.
   const std::vector<Order> later = {MakeOrder(kPhone, 5, 1)};
   EXPECT_EQ(db->PersistBatch(later)->failed, 1);
-  EXPECT_EQ(db->PersistBatch(orders)->duplicates, 4);
+  EXPECT_EQ(db->PersistBatch(orders)->duplicates, 3);
   // A restock makes room for new orders.
   ASSERT_TRUE(db->UpsertProduct(MakeProduct(kPhone, 4, 5)).ok());
   const std::vector<Order> after_restock = {MakeOrder(kPhone, 6, 1)};
