@@ -1,23 +1,90 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <cstdio>
+#include <thread>
 
 #include "backends/embedded/sqlite_database.hpp"
+#include "backends/redis/redis_connection.hpp"
+#include "backends/redis/redis_stock_store.hpp"
 #include "catalog_file.hpp"
 #include "commands.hpp"
 #include "mock_catalog.hpp"
+#include "record_database.hpp"
 
 namespace flashsale::app {
+namespace {
+
+// Distributed mode: the database first (the catalog's source of truth), then
+// Redis. SETNX semantics on both unless --force, which replaces each product
+// through the stock store (refused with the figures when stock < sold).
+int SeedDistributed(const Config& config, const std::vector<Product>& products, bool force) {
+  auto db = RecordDatabase::Open(config);
+  if (!db) {
+    std::fprintf(stderr, "flashsale seed: %s\n", db.error().ToString().c_str());
+    return 1;
+  }
+  Result<redis::RedisAddress> address = redis::ParseRedisUrl(config.redis);
+  if (!address) {
+    std::fprintf(stderr, "flashsale seed: %s\n", address.error().message().c_str());
+    return 2;
+  }
+  boost::asio::io_context io;
+  auto work = boost::asio::make_work_guard(io);
+  std::thread io_thread([&io] { io.run(); });
+  int rc = 0;
+  {
+    redis::RedisConnection connection(io, redis::OptionsFor(*address));
+    redis::RedisStockStore stock(connection);
+    std::int64_t inserted = 0, in_redis = 0;
+    Status st;
+    if (force) {
+      for (const Product& p : products) {
+        Result<PutResult> put =
+            stock.Put(p, [&](const Product& q) { return (*db)->UpsertProduct(q); });
+        if (!put) {
+          std::fprintf(stderr, "flashsale seed: product %lld: %s\n", static_cast<long long>(p.id),
+                       put.error().ToString().c_str());
+          rc = 1;
+          continue;
+        }
+        ++inserted;
+        ++in_redis;
+      }
+    } else if (st = (*db)->InsertProducts(products, false, &inserted); st.ok()) {
+      Result<std::vector<Product>> all = (*db)->LoadProducts();
+      Result<std::vector<SoldUnits>> sold = (*db)->LoadSoldUnits();
+      if (!all || !sold) {
+        st = !all ? all.error() : sold.error();
+      } else if (Result<std::int64_t> created = stock.Seed(*all, *sold); created) {
+        in_redis = *created;
+      } else {
+        st = created.error();
+      }
+    }
+    if (!st.ok()) {
+      std::fprintf(stderr, "flashsale seed: %s\n", st.ToString().c_str());
+      rc = 1;
+    } else {
+      std::printf("seeded %lld of %zu products into %s and %lld into redis (%s)\n",
+                  static_cast<long long>(inserted), products.size(), (*db)->Describe().c_str(),
+                  static_cast<long long>(in_redis),
+                  force ? "existing ones overwritten" : "existing ones kept");
+    }
+    work.reset();
+    io.stop();
+    io_thread.join();
+  }
+  return rc;
+}
+
+}  // namespace
 
 int RunSeed(const Config& config, const std::string& file, bool force) {
   if (std::string err = CheckBackendSelection(config); !err.empty()) {
     std::fprintf(stderr, "flashsale seed: %s\n", err.c_str());
-    return 2;
-  }
-  const std::string path = config.SqlitePath();
-  if (path.empty()) {
-    std::fprintf(stderr, "flashsale seed: --database must be sqlite:PATH in embedded mode\n");
     return 2;
   }
   Result<std::vector<Product>> products =
@@ -27,6 +94,14 @@ int RunSeed(const Config& config, const std::string& file, bool force) {
   if (!products) {
     std::fprintf(stderr, "flashsale seed: %s\n", products.error().message().c_str());
     return 1;
+  }
+  if (config.Distributed()) return SeedDistributed(config, *products, force);
+  const std::string path = config.SqlitePath();
+  if (path.empty()) {
+    std::fprintf(stderr,
+                 "flashsale seed: --database must be sqlite:PATH in embedded mode (PostgreSQL "
+                 "needs --redis and --kafka too)\n");
+    return 2;
   }
   const int lock_fd = TryLockDatabase(path);
   if (lock_fd < 0) {
