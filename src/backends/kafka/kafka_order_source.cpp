@@ -17,6 +17,10 @@ Result<std::unique_ptr<KafkaOrderSource>> KafkaOrderSource::Create(const KafkaOp
            {"enable.auto.commit", "false"},
            {"enable.auto.offset.store", "false"},
            {"auto.offset.reset", "earliest"},
+           // A consumer killed with -9 holds its partitions until the session
+           // times out: 10 s (not the default 45 s) bounds that stall.
+           {"session.timeout.ms", "10000"},
+           {"heartbeat.interval.ms", "2000"},
            // Throughput: large fetches, but do not sit on a half-empty fetch
            // for the default 500 ms when orders trickle in.
            {"fetch.wait.max.ms", "100"},
