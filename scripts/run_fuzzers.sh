@@ -20,11 +20,11 @@ fi
 build=build/fuzz
 cmake --preset fuzz >/dev/null
 # Only the fuzz targets: the rest of the tree is built and tested by other presets.
-cmake --build --preset fuzz --target http_parser_fuzz json_body_fuzz
+cmake --build --preset fuzz --target http_parser_fuzz json_body_fuzz order_codec_fuzz
 
 # target:max_len. HTTP inputs must be able to pass the 8 KiB header limit;
 # JSON bodies the 4 KiB body limit.
-fuzzers=(http_parser_fuzz:20000 json_body_fuzz:8192)
+fuzzers=(http_parser_fuzz:20000 json_body_fuzz:8192 order_codec_fuzz:4096)
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
