@@ -23,6 +23,7 @@
 #include <thread>
 
 #include "backends/redis/redis_connection.hpp"
+#include "backends/redis/redis_idempotency_store.hpp"
 #include "backends/redis/redis_stock_store.hpp"
 #include "run_concurrently.hpp"
 #include "temp_dir.hpp"
@@ -362,6 +363,152 @@ TEST_F(RedisStockStoreTest, StalledServerTimesOutAsUnknown) {
   }
   ASSERT_TRUE(again.has_value()) << again.error().ToString();
   EXPECT_EQ(again->outcome, ReserveOutcome::kReserved);
+}
+
+// ------------------------------------------------------ distributed-mode extras ---
+
+TEST_F(RedisStockStoreTest, ListAndProductCountFollowPutAndSeed) {
+  EXPECT_EQ(*store_->ProductCount(), 0);
+  PutProduct(5, 1);
+  // Seed: creates what is missing (with what the database says was sold), keeps the rest.
+  std::vector<Product> products = {{kPhone, 1, 99, {}, {}, 1}, {7, 250, 10, {}, {}, 2}};
+  OrderIdGenerator ids;
+  const OrderId latest = ids.Next(Now());
+  std::vector<SoldUnits> sold = {{7, 42, 2, latest}, {7, 43, 1, ids.Next(Now())}};
+  Result<std::int64_t> created = store_->Seed(products, sold);
+  ASSERT_TRUE(created) << created.error().ToString();
+  EXPECT_EQ(*created, 1);
+  EXPECT_EQ(*store_->ProductCount(), 2);
+  Result<std::vector<StockSnapshot>> all = store_->List(0, 10);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].product.id, kPhone);
+  EXPECT_EQ((*all)[0].product.stock, 5);  // kept, not overwritten by the seed
+  EXPECT_EQ((*all)[1].product.id, 7);
+  EXPECT_EQ((*all)[1].remaining, 7);  // 10 - 3 sold
+  EXPECT_EQ(store_->List(1, 10)->size(), 1u);
+  EXPECT_TRUE(store_->List(5, 10)->empty());
+  // The buyer records came along: user 42 holds 2 of a limit of 2.
+  Reservation r{7, 42, 1, ids.Next(Now()), Now()};
+  std::promise<Result<ReserveResult>> p;
+  store_->Reserve(r, [&p](Result<ReserveResult> res) { p.set_value(std::move(res)); });
+  Result<ReserveResult> over = p.get_future().get();
+  ASSERT_EQ(OutcomeOf(over), ReserveOutcome::kLimitExceeded);
+  EXPECT_TRUE(over->latest_order == latest);
+}
+
+TEST_F(RedisStockStoreTest, InFlightOrderIsReadableUntilItExpires) {
+  PutProduct(5, 1);
+  ASSERT_EQ(OutcomeOf(SyncReserve(9, 1)), ReserveOutcome::kReserved);
+  Result<std::optional<Order>> order = store_->FindInFlightOrder(last_.order);
+  ASSERT_TRUE(order && order->has_value());
+  EXPECT_EQ((*order)->status, OrderStatus::kPending);
+  EXPECT_EQ((*order)->user, 9);
+  EXPECT_EQ((*order)->product, kPhone);
+  EXPECT_EQ((*order)->quantity, 1);
+  EXPECT_EQ((*order)->price, 1999);
+  EXPECT_EQ((*order)->created_at, last_.now);
+  EXPECT_FALSE(store_->FindInFlightOrder(ids_.Next(Now()))->has_value());
+  EXPECT_TRUE(store_->Ping().ok());
+}
+
+TEST_F(RedisStockStoreTest, ConnectHandshakeSelectsTheDatabaseAndLoadsScripts) {
+  RedisConnection::Options opts = OptionsFor({"127.0.0.1", server_->port(), "", 3});
+  for (auto& c : RedisStockStore::ScriptLoadCommands()) opts.on_connect.push_back(c);
+  RedisPool pool(io_, opts, 3);
+  RedisStockStore other(pool);
+  Product p{kPhone, 5, 2, {}, {}, 1};
+  ASSERT_TRUE(other.Put(p, kNoPersist));
+  EXPECT_EQ(*other.ProductCount(), 1);
+  EXPECT_EQ(*store_->ProductCount(), 0);  // db 0 untouched
+  server_->Cli("-n 3 SCRIPT EXISTS x");   // the server still answers
+  // A wrong password fails the connection with the server's reason.
+  RedisConnection::Options bad = OptionsFor({"127.0.0.1", server_->port(), "nope", 0});
+  RedisConnection refused(io_, bad);
+  RedisStockStore denied(refused);
+  Status ping = denied.Ping();
+  EXPECT_FALSE(ping.ok());
+}
+
+TEST(RedisUrl, ParsesTheSeedsForms) {
+  Result<RedisAddress> a = ParseRedisUrl("redis://127.0.0.1:16379/0");
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->host, "127.0.0.1");
+  EXPECT_EQ(a->port, 16379);
+  EXPECT_EQ(a->db, 0);
+  Result<RedisAddress> b = ParseRedisUrl("redis://:s3cret@redis:6380/2");
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->host, "redis");
+  EXPECT_EQ(b->password, "s3cret");
+  EXPECT_EQ(b->port, 6380);
+  EXPECT_EQ(b->db, 2);
+  Result<RedisAddress> c = ParseRedisUrl("redis://localhost");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->host, "127.0.0.1");
+  EXPECT_EQ(c->port, 6379);
+  EXPECT_FALSE(ParseRedisUrl("http://x"));
+  EXPECT_FALSE(ParseRedisUrl("redis://h:0/0"));
+  EXPECT_FALSE(ParseRedisUrl("redis://h:99999"));
+  EXPECT_FALSE(ParseRedisUrl("redis://h:1/x"));
+}
+
+// RedisIdempotencyStore: the first claim owns the key; racing claims (as from
+// two instances) wait for its answer; a refused answer frees the key.
+TEST_F(RedisStockStoreTest, IdempotencyKeysAreSharedAndRacingRetriesWait) {
+  RedisIdempotencyStore keys(*connection_, io_, {60'000, 5'000, 2});
+  const PurchaseFingerprint fp{1, kPhone, 1};
+  auto claim = [&](std::string_view key, const PurchaseFingerprint& f) {
+    auto p = std::make_shared<std::promise<IdempotencyStore::ClaimResult>>();
+    keys.Claim(key, f, [p](const IdempotencyStore::ClaimResult& r) { p->set_value(r); });
+    return p->get_future();
+  };
+  EXPECT_EQ(claim("k1", fp).get().state, IdempotencyStore::ClaimState::kFirst);
+  auto waiting = claim("k1", fp);  // in flight: waits
+  EXPECT_EQ(waiting.wait_for(50ms), std::future_status::timeout);
+  EXPECT_EQ(claim("k1", {2, kPhone, 1}).get().state, IdempotencyStore::ClaimState::kMismatch);
+  PurchaseReply accepted;
+  accepted.outcome = PurchaseOutcome::kAccepted;
+  accepted.order_id = ids_.Next(Now());
+  keys.Finish("k1", accepted, true);
+  IdempotencyStore::ClaimResult replay = waiting.get();
+  EXPECT_EQ(replay.state, IdempotencyStore::ClaimState::kReplay);
+  EXPECT_TRUE(replay.reply.status.ok());
+  EXPECT_EQ(replay.reply.outcome, PurchaseOutcome::kAccepted);
+  EXPECT_TRUE(replay.reply.order_id == accepted.order_id);
+  // A refused (503) answer is not remembered: the next retry owns the key again.
+  EXPECT_EQ(claim("k2", fp).get().state, IdempotencyStore::ClaimState::kFirst);
+  PurchaseReply refused;
+  refused.status = Status::NotDelivered("broker down");
+  keys.Finish("k2", refused, false);
+  EXPECT_EQ(claim("k2", fp).get().state, IdempotencyStore::ClaimState::kFirst);
+  // UNKNOWN is final and keeps its order id.
+  PurchaseReply unknown;
+  unknown.status = Status::Unknown("possibly persisted");
+  unknown.outcome = PurchaseOutcome::kAccepted;
+  unknown.order_id = ids_.Next(Now());
+  keys.Finish("k2", unknown, true);
+  IdempotencyStore::ClaimResult u = claim("k2", fp).get();
+  EXPECT_TRUE(u.reply.status.IsUnknown());
+  EXPECT_TRUE(u.reply.order_id == unknown.order_id);
+  // 16 racing claims of a fresh key: exactly one owner.
+  std::atomic<int> owners{0};
+  std::vector<std::future<IdempotencyStore::ClaimResult>> racing;
+  for (int i = 0; i < 16; ++i) racing.push_back(claim("k3", fp));
+  std::this_thread::sleep_for(100ms);
+  for (auto& f : racing) {
+    if (f.wait_for(0ms) == std::future_status::ready &&
+        f.get().state == IdempotencyStore::ClaimState::kFirst) {
+      ++owners;
+    }
+  }
+  EXPECT_EQ(owners.load(), 1);
+  keys.Finish("k3", accepted, true);
+  // The waiters get the owner's answer (and stop polling before `keys` goes).
+  for (auto& f : racing) {
+    if (!f.valid()) continue;
+    ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+    EXPECT_EQ(f.get().state, IdempotencyStore::ClaimState::kReplay);
+  }
 }
 
 }  // namespace
