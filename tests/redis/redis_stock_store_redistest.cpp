@@ -413,21 +413,30 @@ TEST_F(RedisStockStoreTest, InFlightOrderIsReadableUntilItExpires) {
 }
 
 TEST_F(RedisStockStoreTest, ConnectHandshakeSelectsTheDatabaseAndLoadsScripts) {
-  RedisConnection::Options opts = OptionsFor({"127.0.0.1", server_->port(), "", 3});
-  for (auto& c : RedisStockStore::ScriptLoadCommands()) opts.on_connect.push_back(c);
-  RedisPool pool(io_, opts, 3);
-  RedisStockStore other(pool);
-  Product p{kPhone, 5, 2, {}, {}, 1};
-  ASSERT_TRUE(other.Put(p, kNoPersist));
-  EXPECT_EQ(*other.ProductCount(), 1);
-  EXPECT_EQ(*store_->ProductCount(), 0);  // db 0 untouched
-  server_->Cli("-n 3 SCRIPT EXISTS x");   // the server still answers
-  // A wrong password fails the connection with the server's reason.
-  RedisConnection::Options bad = OptionsFor({"127.0.0.1", server_->port(), "nope", 0});
-  RedisConnection refused(io_, bad);
-  RedisStockStore denied(refused);
-  Status ping = denied.Ping();
-  EXPECT_FALSE(ping.ok());
+  // Connections of their own on an io_context of their own, stopped before
+  // they are destroyed (RedisConnection's contract).
+  boost::asio::io_context io;
+  auto work = boost::asio::make_work_guard(io);
+  std::thread io_thread([&io] { io.run(); });
+  {
+    RedisConnection::Options opts = OptionsFor({"127.0.0.1", server_->port(), "", 3});
+    for (auto& c : RedisStockStore::ScriptLoadCommands()) opts.on_connect.push_back(c);
+    RedisPool pool(io, opts, 3);
+    RedisStockStore other(pool);
+    Product p{kPhone, 5, 2, {}, {}, 1};
+    EXPECT_TRUE(other.Put(p, kNoPersist));  // EXPECT: the io thread must be stopped below
+    EXPECT_EQ(*other.ProductCount(), 1);
+    EXPECT_EQ(*store_->ProductCount(), 0);  // db 0 untouched
+    // A wrong password fails the connection with the server's reason.
+    RedisConnection refused(io, OptionsFor({"127.0.0.1", server_->port(), "nope", 0}));
+    RedisStockStore denied(refused);
+    Status ping = denied.Ping();
+    EXPECT_FALSE(ping.ok());
+    EXPECT_NE(ping.message().find("AUTH"), std::string::npos) << ping.ToString();
+    work.reset();
+    io.stop();
+    io_thread.join();
+  }
 }
 
 TEST(RedisUrl, ParsesTheSeedsForms) {
