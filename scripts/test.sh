@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command (and CI's): installs what it needs, then
 #   1. fuzzes the HTTP parser and the JSON validator (clang libFuzzer, 60 s each),
-#   2. runs the unit tests under ThreadSanitizer,
+#   2. runs the unit tests and the Redis backend's concurrency tests under ThreadSanitizer,
 #   3. runs every test (unit + integration) under ASan + UBSan,
 #   4. runs every test on the release build, whose CTest summary ends the output.
 # Integration tests start the real `flashsale` binary on loopback ports.
@@ -20,7 +20,7 @@ if [[ "${SKIP_SANITIZERS:-0}" != 1 ]]; then
   section "fuzzing (${FUZZ_SECONDS:-60} s per target)"
   scripts/run_fuzzers.sh "${FUZZ_SECONDS:-60}"
 
-  section "tsan: unit tests"
+  section "tsan: unit tests + Redis backend"
   cmake --preset tsan >/dev/null
   cmake --build --preset tsan -j "$jobs"
   ctest --preset tsan -j "$jobs"
