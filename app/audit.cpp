@@ -1,14 +1,10 @@
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 #include <cstdio>
 #include <map>
-#include <thread>
 
 #include "backends/embedded/sqlite_database.hpp"
-#include "backends/redis/redis_connection.hpp"
-#include "backends/redis/redis_stock_store.hpp"
 #include "commands.hpp"
 #include "record_database.hpp"
+#include "redis_session.hpp"
 
 namespace flashsale::app {
 namespace {
@@ -166,34 +162,24 @@ int AuditDistributed(const Config& config, bool repair) {
     std::fprintf(stderr, "flashsale audit: %s\n", db.error().ToString().c_str());
     return 2;
   }
-  Result<redis::RedisAddress> address = redis::ParseRedisUrl(config.redis);
-  if (!address) {
-    std::fprintf(stderr, "flashsale audit: %s\n", address.error().message().c_str());
+  auto session = RedisSession::Open(config.redis);
+  if (!session) {
+    std::fprintf(stderr, "flashsale audit: %s\n", session.error().message().c_str());
     return 2;
   }
-  boost::asio::io_context io;
-  auto work = boost::asio::make_work_guard(io);
-  std::thread io_thread([&io] { io.run(); });
   std::map<ProductId, std::int64_t> remaining;
   Result<std::vector<Product>> products = (*db)->LoadProducts();
   Result<std::vector<Order>> orders = (*db)->LoadAllOrders();
   Status redis_error;
-  {
-    redis::RedisConnection connection(io, redis::OptionsFor(*address));
-    redis::RedisStockStore stock(connection);
-    if (products) {
-      for (const Product& p : *products) {
-        Result<std::optional<StockSnapshot>> snap = stock.Get(p.id);
-        if (!snap) {
-          redis_error = snap.error();
-          break;
-        }
-        if (snap->has_value()) remaining[p.id] = (*snap)->remaining;
+  if (products) {
+    for (const Product& p : *products) {
+      Result<std::optional<StockSnapshot>> snap = (*session)->stock().Get(p.id);
+      if (!snap) {
+        redis_error = snap.error();
+        break;
       }
+      if (snap->has_value()) remaining[p.id] = (*snap)->remaining;
     }
-    work.reset();
-    io.stop();
-    io_thread.join();
   }
   if (!products || !orders) {
     std::fprintf(stderr, "flashsale audit: cannot read %s\n", (*db)->Describe().c_str());

@@ -1,18 +1,14 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 #include <cstdio>
-#include <thread>
 
 #include "backends/embedded/sqlite_database.hpp"
-#include "backends/redis/redis_connection.hpp"
-#include "backends/redis/redis_stock_store.hpp"
 #include "catalog_file.hpp"
 #include "commands.hpp"
 #include "mock_catalog.hpp"
 #include "record_database.hpp"
+#include "redis_session.hpp"
 
 namespace flashsale::app {
 namespace {
@@ -26,56 +22,47 @@ int SeedDistributed(const Config& config, const std::vector<Product>& products, 
     std::fprintf(stderr, "flashsale seed: %s\n", db.error().ToString().c_str());
     return 1;
   }
-  Result<redis::RedisAddress> address = redis::ParseRedisUrl(config.redis);
-  if (!address) {
-    std::fprintf(stderr, "flashsale seed: %s\n", address.error().message().c_str());
+  auto session = RedisSession::Open(config.redis);
+  if (!session) {
+    std::fprintf(stderr, "flashsale seed: %s\n", session.error().message().c_str());
     return 2;
   }
-  boost::asio::io_context io;
-  auto work = boost::asio::make_work_guard(io);
-  std::thread io_thread([&io] { io.run(); });
+  redis::RedisStockStore& stock = (*session)->stock();
   int rc = 0;
-  {
-    redis::RedisConnection connection(io, redis::OptionsFor(*address));
-    redis::RedisStockStore stock(connection);
-    std::int64_t inserted = 0, in_redis = 0;
-    Status st;
-    if (force) {
-      for (const Product& p : products) {
-        Result<PutResult> put =
-            stock.Put(p, [&](const Product& q) { return (*db)->UpsertProduct(q); });
-        if (!put) {
-          std::fprintf(stderr, "flashsale seed: product %lld: %s\n", static_cast<long long>(p.id),
-                       put.error().ToString().c_str());
-          rc = 1;
-          continue;
-        }
-        ++inserted;
-        ++in_redis;
+  std::int64_t inserted = 0, in_redis = 0;
+  Status st;
+  if (force) {
+    for (const Product& p : products) {
+      Result<PutResult> put =
+          stock.Put(p, [&](const Product& q) { return (*db)->UpsertProduct(q); });
+      if (!put) {
+        std::fprintf(stderr, "flashsale seed: product %lld: %s\n", static_cast<long long>(p.id),
+                     put.error().ToString().c_str());
+        rc = 1;
+        continue;
       }
-    } else if (st = (*db)->InsertProducts(products, false, &inserted); st.ok()) {
-      Result<std::vector<Product>> all = (*db)->LoadProducts();
-      Result<std::vector<SoldUnits>> sold = (*db)->LoadSoldUnits();
-      if (!all || !sold) {
-        st = !all ? all.error() : sold.error();
-      } else if (Result<std::int64_t> created = stock.Seed(*all, *sold); created) {
-        in_redis = *created;
-      } else {
-        st = created.error();
-      }
+      ++inserted;
+      ++in_redis;
     }
-    if (!st.ok()) {
-      std::fprintf(stderr, "flashsale seed: %s\n", st.ToString().c_str());
-      rc = 1;
+  } else if (st = (*db)->InsertProducts(products, false, &inserted); st.ok()) {
+    Result<std::vector<Product>> all = (*db)->LoadProducts();
+    Result<std::vector<SoldUnits>> sold = (*db)->LoadSoldUnits();
+    if (!all || !sold) {
+      st = !all ? all.error() : sold.error();
+    } else if (Result<std::int64_t> created = stock.Seed(*all, *sold); created) {
+      in_redis = *created;
     } else {
-      std::printf("seeded %lld of %zu products into %s and %lld into redis (%s)\n",
-                  static_cast<long long>(inserted), products.size(), (*db)->Describe().c_str(),
-                  static_cast<long long>(in_redis),
-                  force ? "existing ones overwritten" : "existing ones kept");
+      st = created.error();
     }
-    work.reset();
-    io.stop();
-    io_thread.join();
+  }
+  if (!st.ok()) {
+    std::fprintf(stderr, "flashsale seed: %s\n", st.ToString().c_str());
+    rc = 1;
+  } else {
+    std::printf("seeded %lld of %zu products into %s and %lld into redis (%s)\n",
+                static_cast<long long>(inserted), products.size(), (*db)->Describe().c_str(),
+                static_cast<long long>(in_redis),
+                force ? "existing ones overwritten" : "existing ones kept");
   }
   return rc;
 }
