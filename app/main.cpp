@@ -39,6 +39,9 @@ int main(int argc, char** argv) {
   CLI::App* audit = app.add_subcommand("audit", "check the sale's invariants; exit 1 if broken");
   audit->add_flag("--repair", repair, "return units of orders that never reached the queue");
   AddBackendOptions(*audit, config);
+  audit->add_option("--group", config.consumer_group, "the order consumer's Kafka group")
+      ->envname("FLASHSALE_CONSUMER_GROUP")
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 #include <vector>
@@ -150,6 +151,46 @@ Status EnsureTopics(const KafkaOptions& o, int orders_partitions, int timeout_ms
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return Status::Ok();
+}
+
+Result<std::int64_t> GroupLag(const KafkaOptions& o, const std::string& group, int timeout_ms) {
+  const Topics topics = Topics::For(o);
+  Result<ConfPtr> conf = MakeConf(o);
+  if (!conf) return conf.error();
+  if (Status st = SetConf(conf->get(), "group.id", group); !st.ok()) return st;
+  if (Status st = SetConf(conf->get(), "enable.auto.commit", "false"); !st.ok()) return st;
+  Result<KafkaPtr> rk = MakeHandle(RD_KAFKA_CONSUMER, std::move(*conf));
+  if (!rk) return rk.error();
+
+  const rd_kafka_metadata_t* md = nullptr;
+  TopicPtr topic(rd_kafka_topic_new(rk->get(), topics.orders.c_str(), nullptr));
+  if (rd_kafka_resp_err_t e = rd_kafka_metadata(rk->get(), 0, topic.get(), &md, timeout_ms);
+      e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Status::Unavailable(ErrorText("metadata of " + topics.orders, e));
+  }
+  int partitions = md->topic_cnt == 1 ? md->topics[0].partition_cnt : 0;
+  rd_kafka_metadata_destroy(md);
+  PartitionListPtr list(rd_kafka_topic_partition_list_new(partitions));
+  for (int p = 0; p < partitions; ++p) {
+    rd_kafka_topic_partition_list_add(list.get(), topics.orders.c_str(), p);
+  }
+  if (rd_kafka_resp_err_t e = rd_kafka_committed(rk->get(), list.get(), timeout_ms);
+      e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Status::Unavailable(ErrorText("committed offsets of " + group, e));
+  }
+  std::int64_t lag = 0;
+  for (int i = 0; i < list->cnt; ++i) {
+    std::int64_t low = 0, high = 0;
+    if (rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+            rk->get(), topics.orders.c_str(), list->elems[i].partition, &low, &high, timeout_ms);
+        e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return Status::Unavailable(ErrorText("watermarks of " + topics.orders, e));
+    }
+    const std::int64_t committed = list->elems[i].offset >= 0 ? list->elems[i].offset : low;
+    lag += std::max<std::int64_t>(0, high - committed);
+  }
+  rd_kafka_consumer_close(rk->get());
+  return lag;
 }
 
 }  // namespace flashsale::kafka

@@ -35,6 +35,13 @@ struct Topics {
 // each partition, so producers and consumers can use them at once.
 Status EnsureTopics(const KafkaOptions& o, int orders_partitions = 6, int timeout_ms = 10000);
 
+// Messages of the orders topic that consumer group `group` has not committed
+// yet (high watermark - committed offset, summed over partitions; a partition
+// the group never committed counts from its low watermark). Reads offsets
+// only: it does not join the group, so running consumers are not disturbed.
+Result<std::int64_t> GroupLag(const KafkaOptions& o, const std::string& group,
+                              int timeout_ms = 5000);
+
 // ---- librdkafka plumbing (used by this folder's adapters and tests) ----
 
 struct KafkaDeleter {
