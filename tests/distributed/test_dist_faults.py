@@ -95,3 +95,23 @@ def test_redis_restart_reconnects_without_oversell(stack):
     assert sold == accepted
     failed = b.sql("SELECT count(*) FROM orders WHERE status = 'FAILED'")[0][0]
     assert failed == "0"
+
+
+def test_redis_down_readyz_names_it_and_sales_resume(stack):
+    b, s, consumer = stack
+    s.put_product(520, 10, 1.0, limit_per_user=1, expect=(201,))
+    before = b.order_count()
+    b.control("redis", "stop")
+    try:
+        ready = s.call("GET", "/readyz")
+        assert ready.status == 503, ready
+        assert ready.json()["checks"]["redis"] != "ok" and ready.json()["checks"]["kafka"] == "ok", ready
+        r = s.purchase(60_000, 520)
+        assert r.status == 503 and r.header("Retry-After"), r
+        assert s.call("GET", "/healthz").status == 200  # alive, just not ready
+    finally:
+        b.control("redis", "start")
+    wait_until(lambda: s.call("GET", "/readyz").status == 200, 30, "ready again")
+    ids = [assert_sale(s.purchase(u, 520), "ACCEPTED")["order_id"] for u in range(60_001, 60_004)]
+    wait_orders(b, before + len(ids), timeout=60, consumer=consumer)
+    assert set(ids) <= set(b.orders())

@@ -262,6 +262,23 @@ Result<PersistSummary> SqliteDatabase::PersistBatch(std::span<const Order> order
   std::lock_guard lock(write_mu_);
   PersistSummary summary;
   if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok()) return s;
+  // Another process committed since the guard was loaded (distributed mode on
+  // SQLite: the server's admin changes): reload it under the write lock.
+  {
+    SqliteStatement version(writer_, "PRAGMA data_version");
+    if (version.Step() != SQLITE_ROW) {
+      Status err = Error(writer_, "reading data_version");
+      (void)Exec(writer_, "ROLLBACK");
+      return err;
+    }
+    if (const std::int64_t v = version.Int(0); v != guard_data_version_) {
+      if (Status s = LoadGuardStateLocked(); !s.ok()) {
+        (void)Exec(writer_, "ROLLBACK");
+        return s;
+      }
+      guard_data_version_ = v;
+    }
+  }
   // Embedded orders exist already (the journal wrote them PENDING): one UPDATE
   // decides them. Orders from elsewhere (a queue) are inserted. An order that
   // is neither PENDING nor new was decided before: a replay, left alone.

@@ -108,6 +108,9 @@ class SqliteDatabase final : public OrderRepository {
   // mirrored from the database. Guarded by write_mu_.
   std::unordered_map<ProductId, std::int64_t> guard_stock_;
   std::unordered_map<ProductId, std::int64_t> guard_confirmed_;
+  // PRAGMA data_version when the guard was loaded: it changes when another
+  // process commits, and the guard is then reloaded. Guarded by write_mu_.
+  std::int64_t guard_data_version_ = -1;
 };
 
 }  // namespace flashsale::embedded
