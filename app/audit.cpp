@@ -153,12 +153,60 @@ int AuditEmbedded(const Config& config, bool repair) {
   return ok ? 0 : 1;
 }
 
-int AuditDistributed(const Config& config, bool repair) {
-  if (repair) {
-    std::printf(
-        "note: --repair is not implemented in distributed mode yet: reservations "
-        "answered UNKNOWN keep their units\n");
+// `audit --repair` (SPEC §1): a reservation whose hand-off ended UNKNOWN, or
+// whose server died mid-hand-off, holds units although its order may never
+// reach the topic. Once the consumer group has committed everything in the
+// topic, an order that is older than the grace period and still not in the
+// database never reached the topic: its units go back (release_stock.lua).
+int RepairHeldReservations(const Config& config, RecordDatabase& db,
+                           redis::RedisStockStore& stock) {
+  Result<std::int64_t> lag = kafka::GroupLag(KafkaOptionsOf(config), config.consumer_group);
+  if (!lag) {
+    std::fprintf(stderr, "flashsale audit --repair: %s\n", lag.error().ToString().c_str());
+    return 2;
   }
+  if (*lag > 0) {
+    std::fprintf(stderr,
+                 "flashsale audit --repair: %lld orders are not yet persisted by group %s; run "
+                 "it again once the consumer has caught up\n",
+                 static_cast<long long>(*lag), config.consumer_group.c_str());
+    return 2;
+  }
+  Result<std::vector<Reservation>> held = stock.HeldReservations();
+  if (!held) {
+    std::fprintf(stderr, "flashsale audit --repair: %s\n", held.error().ToString().c_str());
+    return 2;
+  }
+  const UnixMillis cutoff = NowMillis() - config.repair_grace_s * 1000;
+  std::int64_t returned = 0, checked = 0;
+  for (const Reservation& r : *held) {
+    if (r.now > cutoff) continue;  // its hand-off may still be running
+    ++checked;
+    Result<std::optional<Order>> found = db.FindOrder(r.order);
+    if (!found) {
+      std::fprintf(stderr, "flashsale audit --repair: %s\n", found.error().ToString().c_str());
+      return 2;
+    }
+    if (found->has_value()) continue;
+    if (Result<std::int64_t> epoch = stock.Release(r); !epoch) {
+      std::fprintf(stderr, "flashsale audit --repair: release of %s: %s\n",
+                   std::string(r.order.view()).c_str(), epoch.error().ToString().c_str());
+      return 2;
+    }
+    ++returned;
+    std::printf(
+        "[repair] order %s never reached the database: %lld units of product %lld "
+        "returned (user %lld)\n",
+        std::string(r.order.view()).c_str(), static_cast<long long>(r.quantity),
+        static_cast<long long>(r.product), static_cast<long long>(r.user));
+  }
+  std::printf("[repair] %zu reservations held, %lld older than %lld s checked, %lld returned\n",
+              held->size(), static_cast<long long>(checked),
+              static_cast<long long>(config.repair_grace_s), static_cast<long long>(returned));
+  return 0;
+}
+
+int AuditDistributed(const Config& config, bool repair) {
   auto db = RecordDatabase::Open(config);
   if (!db) {
     std::fprintf(stderr, "flashsale audit: %s\n", db.error().ToString().c_str());
@@ -168,6 +216,9 @@ int AuditDistributed(const Config& config, bool repair) {
   if (!session) {
     std::fprintf(stderr, "flashsale audit: %s\n", session.error().message().c_str());
     return 2;
+  }
+  if (repair) {
+    if (int rc = RepairHeldReservations(config, **db, (*session)->stock()); rc != 0) return rc;
   }
   std::map<ProductId, std::int64_t> remaining;
   Result<std::vector<Product>> products = (*db)->LoadProducts();

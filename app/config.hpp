@@ -37,9 +37,10 @@ struct Config {
   int redis_connections = 2;             // pipelined connections to Redis per server
   std::int64_t kafka_timeout_ms = 5000;  // a hand-off not delivered by then is refused (503)
   std::string consumer_group = "flash_customers_group";
-  std::int64_t batch_size = 5000;   // consume: orders per database transaction, at most
-  std::int64_t batch_wait_ms = 20;  // consume: after a short batch, wait for more
-  bool drain = false;               // consume: exit once the topic stays empty for 2 s
+  std::int64_t batch_size = 5000;     // consume: orders per database transaction, at most
+  std::int64_t batch_wait_ms = 20;    // consume: after a short batch, wait for more
+  std::int64_t repair_grace_s = 600;  // audit --repair: leave younger reservations alone
+  bool drain = false;                 // consume: exit once the topic stays empty for 2 s
   LogConfig log;
 
   // The SQLite path of --database; empty when it is not sqlite:.

@@ -39,6 +39,11 @@ int main(int argc, char** argv) {
   CLI::App* audit = app.add_subcommand("audit", "check the sale's invariants; exit 1 if broken");
   audit->add_flag("--repair", repair, "return units of orders that never reached the queue");
   AddBackendOptions(*audit, config);
+  audit
+      ->add_option("--grace-seconds", config.repair_grace_s,
+                   "--repair leaves reservations younger than this alone")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{86'400 * 7}))
+      ->capture_default_str();
   audit->add_option("--group", config.consumer_group, "the order consumer's Kafka group")
       ->envname("FLASHSALE_CONSUMER_GROUP")
       ->capture_default_str();

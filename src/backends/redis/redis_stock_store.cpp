@@ -473,6 +473,49 @@ Result<std::optional<Order>> RedisStockStore::FindInFlightOrder(const OrderId& i
   return std::optional<Order>(std::move(o));
 }
 
+Result<std::vector<Reservation>> RedisStockStore::HeldReservations() {
+  std::vector<Reservation> out;
+  std::string cursor = "0";
+  do {
+    Result<RedisValue> page =
+        Call({"SCAN", cursor, "MATCH", "item:{*}:reservation:*", "COUNT", "1000"});
+    if (!page.has_value()) return page.error();
+    if (page->IsError()) return ErrorReply("scan", *page);
+    if (page->elements.size() != 2) return Malformed("scan");
+    cursor = page->elements[0].str;
+    for (const RedisValue& key : page->elements[1].elements) {
+      // item:{<product>}:reservation:<order id>
+      const std::string& k = key.str;
+      const std::size_t open = k.find('{'), close = k.find('}');
+      const std::size_t colon = k.rfind(':');
+      if (open == std::string::npos || close == std::string::npos || colon == std::string::npos) {
+        continue;
+      }
+      RedisValue id_text{RedisValue::Type::kString, k.substr(open + 1, close - open - 1)};
+      std::optional<std::int64_t> product = ToInt(id_text);
+      std::optional<OrderId> order = OrderId::Parse(std::string_view(k).substr(colon + 1));
+      if (!product || !order) continue;
+      Result<RedisValue> marker = Call({"GET", k});
+      if (!marker.has_value()) return marker.error();
+      // "R|<user>|<amount>|<price>|<took_last_unit>"; "X" = released; nil = expired.
+      if (marker->type != RedisValue::Type::kString || !marker->str.starts_with("R|")) continue;
+      const std::string& v = marker->str;
+      const std::size_t a = v.find('|', 2);
+      const std::size_t b = a == std::string::npos ? a : v.find('|', a + 1);
+      if (b == std::string::npos) continue;
+      std::optional<std::int64_t> user = ToInt({RedisValue::Type::kString, v.substr(2, a - 2)});
+      std::optional<std::int64_t> amount =
+          ToInt({RedisValue::Type::kString, v.substr(a + 1, b - a - 1)});
+      std::int64_t created = 0;
+      const std::string_view hex = order->view().substr(0, 11);
+      std::from_chars(hex.data(), hex.data() + hex.size(), created, 16);
+      if (!user || !amount) continue;
+      out.push_back(Reservation{*product, *user, *amount, *order, created});
+    }
+  } while (cursor != "0");
+  return out;
+}
+
 Status RedisStockStore::Ping() {
   Result<RedisValue> v = Call({"PING"});
   if (!v.has_value()) return v.error();

@@ -52,6 +52,11 @@ class RedisStockStore final : public StockStore {
   // PING, for /readyz.
   Status Ping();
 
+  // Every reservation still held (per-order marker "R|..."), for `audit
+  // --repair`: r.now is the order's creation time (from its id). SCANs the
+  // whole keyspace: an operator's tool, not a request path.
+  Result<std::vector<Reservation>> HeldReservations();
+
   void Reserve(const Reservation& r, ReserveCallback done) override;
   Result<std::int64_t> Release(const Reservation& r) override;
   Result<PutResult> Put(const Product& p, const PersistProduct& persist) override;
