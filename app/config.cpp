@@ -158,6 +158,11 @@ void AddServeOptions(CLI::App& app, Config& c) {
       ->envname("FLASHSALE_KAFKA_TIMEOUT_MS")
       ->check(CLI::Range(std::int64_t{100}, std::int64_t{300'000}))
       ->capture_default_str();
+  app.add_option("--kafka-linger-ms", c.kafka_linger_ms,
+                 "how long the Kafka producer gathers orders into one request (distributed)")
+      ->envname("FLASHSALE_KAFKA_LINGER_MS")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str();
   AddBackendOptions(app, c);
   AddLogOptions(app, c);
 }

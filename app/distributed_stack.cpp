@@ -11,6 +11,7 @@ kafka::KafkaOptions KafkaOptionsOf(const Config& config) {
   o.bootstrap = config.kafka;
   o.topic_prefix = config.topic_prefix;
   o.delivery_timeout_ms = static_cast<int>(config.kafka_timeout_ms);
+  o.linger_ms = config.kafka_linger_ms;
   return o;
 }
 

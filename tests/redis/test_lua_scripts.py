@@ -90,7 +90,7 @@ class Store:
     def keys(pid, order_id):
         k = f"item:{{{pid}}}"
         return [f"{k}:meta", f"{k}:stock", f"{k}:sold_out", f"{k}:buyers", f"{k}:latest",
-                f"{k}:reservation:{order_id}", f"order:{order_id}"]
+                f"order:{order_id}"]
 
     def put(self, pid, stock, price=1999, limit=1, starts_at=None, ends_at=None):
         meta = {"price": price, "stock": stock, "limit_per_user": limit, "restock_epoch": 0}
@@ -102,13 +102,13 @@ class Store:
         self.r.set(f"item:{{{pid}}}:stock", stock)
 
     def reserve(self, pid, user, amount, order_id, now=NOW):
-        reply = self.r.evalsha(self.reserve_sha, 7, *self.keys(pid, order_id),
-                               pid, user, amount, order_id, now, ORDER_TTL, MARKER_TTL)
+        reply = self.r.evalsha(self.reserve_sha, 6, *self.keys(pid, order_id),
+                               pid, user, amount, order_id, now, ORDER_TTL)
         assert len(reply) == 5, reply
         return list(reply)
 
     def release(self, pid, user, amount, order_id):
-        return self.r.evalsha(self.release_sha, 7, *self.keys(pid, order_id),
+        return self.r.evalsha(self.release_sha, 6, *self.keys(pid, order_id),
                               user, amount, MARKER_TTL)
 
     def stock(self, pid):
@@ -141,9 +141,8 @@ def test_reserved_writes_everything(store, pid):
     assert store.stock(pid) == 3
     assert store.units(pid, 7) == 2
     assert store.r.hget(f"item:{{{pid}}}:latest", 7) == "o1"
-    order = store.r.hgetall("order:o1")
-    assert order == {"user": "7", "product": str(pid), "quantity": "2", "price": "1234",
-                     "status": "PENDING", "created_at": str(NOW)}
+    # The in-flight order and per-order marker, one string: R|user|product|amount|price|last|time.
+    assert store.r.get("order:o1") == f"R|7|{pid}|2|1234|0|{NOW}"
     assert 0 < store.r.ttl("order:o1") <= ORDER_TTL
     assert store.flag_ttl(pid) == -2  # no L2 flag
 
@@ -232,7 +231,8 @@ def test_reserve_idempotent_per_order(store, pid):
     # Retried (even after the product sold out): same answer, nothing taken again.
     assert store.reserve(pid, 1, 1, f"d{pid}") == first
     assert store.stock(pid) == 0 and store.units(pid, 1) == 1
-    assert 0 < store.r.ttl(f"item:{{{pid}}}:reservation:d{pid}") <= MARKER_TTL
+    assert store.r.get(f"order:d{pid}") == f"R|1|{pid}|1|700|1|{NOW}"
+    assert 0 < store.r.ttl(f"order:d{pid}") <= ORDER_TTL
 
 
 def test_release_restores_everything(store, pid):
@@ -243,7 +243,9 @@ def test_release_restores_everything(store, pid):
     assert store.release(pid, 1, 1, f"r{pid}b") == ["RELEASED", 1]
     assert store.stock(pid) == 1 and store.units(pid, 1) == 1
     assert store.r.exists(f"item:{{{pid}}}:sold_out") == 0
-    assert store.r.exists(f"order:r{pid}b") == 0
+    # Released: the marker stays (same TTL) with X in front, so replays are recognised.
+    assert store.r.get(f"order:r{pid}b") == f"X|1|{pid}|1|1999|1|{NOW}"
+    assert 0 < store.r.ttl(f"order:r{pid}b") <= ORDER_TTL
     assert store.r.hget(f"item:{{{pid}}}:meta", "restock_epoch") == "1"
     # Idempotent: a second release changes nothing.
     assert store.release(pid, 1, 1, f"r{pid}b") == ["ALREADY_RELEASED", 1]

@@ -17,9 +17,6 @@ inline std::string Stock(ProductId id) { return Item(id, "stock"); }
 inline std::string SoldOut(ProductId id) { return Item(id, "sold_out"); }
 inline std::string Buyers(ProductId id) { return Item(id, "buyers"); }
 inline std::string Latest(ProductId id) { return Item(id, "latest"); }
-inline std::string Reservation(ProductId id, const OrderId& order) {
-  return Item(id, "reservation:" + order.str());
-}
 inline std::string Order(const OrderId& order) { return "order:" + order.str(); }
 
 }  // namespace flashsale::redis::keys

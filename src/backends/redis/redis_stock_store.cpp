@@ -1,5 +1,6 @@
 #include "backends/redis/redis_stock_store.hpp"
 
+#include <array>
 #include <boost/uuid/detail/sha1.hpp>
 #include <charconv>
 #include <cstdint>
@@ -221,21 +222,13 @@ Result<RedisValue> RedisStockStore::CallEval(const Script& script,
 }
 
 void RedisStockStore::Reserve(const Reservation& r, ReserveCallback done) {
-  std::vector<std::string> kv{keys::Meta(r.product),
-                              keys::Stock(r.product),
-                              keys::SoldOut(r.product),
-                              keys::Buyers(r.product),
-                              keys::Latest(r.product),
-                              keys::Reservation(r.product, r.order),
-                              keys::Order(r.order),
-                              std::to_string(r.product),
-                              std::to_string(r.user),
-                              std::to_string(r.quantity),
-                              r.order.str(),
-                              std::to_string(r.now),
-                              std::to_string(options_.order_ttl_s),
-                              std::to_string(options_.marker_ttl_s)};
-  EvalSha(reserve_, std::move(kv), 7, [done = std::move(done)](Result<RedisValue> v) {
+  std::vector<std::string> kv{keys::Meta(r.product),      keys::Stock(r.product),
+                              keys::SoldOut(r.product),   keys::Buyers(r.product),
+                              keys::Latest(r.product),    keys::Order(r.order),
+                              std::to_string(r.product),  std::to_string(r.user),
+                              std::to_string(r.quantity), r.order.str(),
+                              std::to_string(r.now),      std::to_string(options_.order_ttl_s)};
+  EvalSha(reserve_, std::move(kv), 6, [done = std::move(done)](Result<RedisValue> v) {
     if (!v.has_value()) {
       done(v.error());
       return;
@@ -245,13 +238,12 @@ void RedisStockStore::Reserve(const Reservation& r, ReserveCallback done) {
 }
 
 Result<std::int64_t> RedisStockStore::Release(const Reservation& r) {
-  Result<RedisValue> v =
-      CallEval(release_,
-               {keys::Meta(r.product), keys::Stock(r.product), keys::SoldOut(r.product),
-                keys::Buyers(r.product), keys::Latest(r.product),
-                keys::Reservation(r.product, r.order), keys::Order(r.order), std::to_string(r.user),
-                std::to_string(r.quantity), std::to_string(options_.marker_ttl_s)},
-               7);
+  Result<RedisValue> v = CallEval(
+      release_,
+      {keys::Meta(r.product), keys::Stock(r.product), keys::SoldOut(r.product),
+       keys::Buyers(r.product), keys::Latest(r.product), keys::Order(r.order),
+       std::to_string(r.user), std::to_string(r.quantity), std::to_string(options_.order_ttl_s)},
+      6);
   if (!v.has_value()) return v.error();
   if (v->IsError()) {
     if (v->str.find("unknown product") != std::string::npos) return Status::NotFound(v->str);
@@ -446,71 +438,64 @@ Result<std::int64_t> RedisStockStore::Seed(const std::vector<Product>& products,
   return pending->created;
 }
 
-Result<std::optional<Order>> RedisStockStore::FindInFlightOrder(const OrderId& id) {
-  Result<RedisValue> v = Call({"HGETALL", keys::Order(id)});
-  if (!v.has_value()) return v.error();
-  if (v->IsError()) return ErrorReply("order", *v);
-  if (v->elements.empty()) return std::optional<Order>();
+namespace {
+
+// order:<id> as written by reserve_stock.lua:
+// "R|<user>|<product>|<amount>|<price>|<took_last_unit>|<created_at>" ("X|..." once released).
+std::optional<Order> ParseOrderMarker(const OrderId& id, std::string_view v) {
+  if (!v.starts_with("R|")) return std::nullopt;
+  std::array<std::int64_t, 6> f{};
+  std::string_view rest = v.substr(2);
+  for (std::size_t i = 0; i < f.size(); ++i) {
+    const std::size_t bar = rest.find('|');
+    const std::string_view field = rest.substr(0, bar);
+    auto [p, ec] = std::from_chars(field.data(), field.data() + field.size(), f[i]);
+    if (ec != std::errc() || p != field.data() + field.size()) return std::nullopt;
+    if (bar == std::string_view::npos) {
+      if (i + 1 != f.size()) return std::nullopt;
+      break;
+    }
+    rest = rest.substr(bar + 1);
+  }
   Order o;
   o.id = id;
+  o.user = f[0];
+  o.product = f[1];
+  o.quantity = f[2];
+  o.price = f[3];
+  o.created_at = f[5];
   o.status = OrderStatus::kPending;
-  for (std::size_t i = 0; i + 1 < v->elements.size(); i += 2) {
-    const std::string& field = v->elements[i].str;
-    std::optional<std::int64_t> n = ToInt(v->elements[i + 1]);
-    if (field == "status") continue;
-    if (!n) return Malformed("order field " + field);
-    if (field == "user")
-      o.user = *n;
-    else if (field == "product")
-      o.product = *n;
-    else if (field == "quantity")
-      o.quantity = *n;
-    else if (field == "price")
-      o.price = *n;
-    else if (field == "created_at")
-      o.created_at = *n;
-  }
-  return std::optional<Order>(std::move(o));
+  return o;
+}
+
+}  // namespace
+
+Result<std::optional<Order>> RedisStockStore::FindInFlightOrder(const OrderId& id) {
+  Result<RedisValue> v = Call({"GET", keys::Order(id)});
+  if (!v.has_value()) return v.error();
+  if (v->IsError()) return ErrorReply("order", *v);
+  if (v->type != RedisValue::Type::kString) return std::optional<Order>();
+  return ParseOrderMarker(id, v->str);
 }
 
 Result<std::vector<Reservation>> RedisStockStore::HeldReservations() {
   std::vector<Reservation> out;
   std::string cursor = "0";
   do {
-    Result<RedisValue> page =
-        Call({"SCAN", cursor, "MATCH", "item:{*}:reservation:*", "COUNT", "1000"});
+    Result<RedisValue> page = Call({"SCAN", cursor, "MATCH", "order:*", "COUNT", "1000"});
     if (!page.has_value()) return page.error();
     if (page->IsError()) return ErrorReply("scan", *page);
     if (page->elements.size() != 2) return Malformed("scan");
     cursor = page->elements[0].str;
     for (const RedisValue& key : page->elements[1].elements) {
-      // item:{<product>}:reservation:<order id>
-      const std::string& k = key.str;
-      const std::size_t open = k.find('{'), close = k.find('}');
-      const std::size_t colon = k.rfind(':');
-      if (open == std::string::npos || close == std::string::npos || colon == std::string::npos) {
-        continue;
-      }
-      RedisValue id_text{RedisValue::Type::kString, k.substr(open + 1, close - open - 1)};
-      std::optional<std::int64_t> product = ToInt(id_text);
-      std::optional<OrderId> order = OrderId::Parse(std::string_view(k).substr(colon + 1));
-      if (!product || !order) continue;
-      Result<RedisValue> marker = Call({"GET", k});
+      std::optional<OrderId> id = OrderId::Parse(std::string_view(key.str).substr(6));
+      if (!id) continue;
+      Result<RedisValue> marker = Call({"GET", key.str});
       if (!marker.has_value()) return marker.error();
-      // "R|<user>|<amount>|<price>|<took_last_unit>"; "X" = released; nil = expired.
-      if (marker->type != RedisValue::Type::kString || !marker->str.starts_with("R|")) continue;
-      const std::string& v = marker->str;
-      const std::size_t a = v.find('|', 2);
-      const std::size_t b = a == std::string::npos ? a : v.find('|', a + 1);
-      if (b == std::string::npos) continue;
-      std::optional<std::int64_t> user = ToInt({RedisValue::Type::kString, v.substr(2, a - 2)});
-      std::optional<std::int64_t> amount =
-          ToInt({RedisValue::Type::kString, v.substr(a + 1, b - a - 1)});
-      std::int64_t created = 0;
-      const std::string_view hex = order->view().substr(0, 11);
-      std::from_chars(hex.data(), hex.data() + hex.size(), created, 16);
-      if (!user || !amount) continue;
-      out.push_back(Reservation{*product, *user, *amount, *order, created});
+      if (marker->type != RedisValue::Type::kString) continue;  // expired meanwhile
+      if (std::optional<Order> o = ParseOrderMarker(*id, marker->str)) {
+        out.push_back(Reservation{o->product, o->user, o->quantity, o->id, o->created_at});
+      }
     }
   } while (cursor != "0");
   return out;

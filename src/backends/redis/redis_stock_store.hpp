@@ -25,8 +25,9 @@ namespace flashsale::redis {
 class RedisStockStore final : public StockStore {
  public:
   struct Options {
-    std::int64_t order_ttl_s = 86'400;    // ARGV[6] of reserve_stock.lua: order:<id> TTL
-    std::int64_t marker_ttl_s = 604'800;  // per-order marker TTL (> audit's grace period)
+    // ARGV[6] of reserve_stock.lua: TTL of order:<id>, the in-flight order and
+    // per-order marker (longer than audit --repair's grace period).
+    std::int64_t order_ttl_s = 86'400;
   };
 
   // `connection` must outlive the store.

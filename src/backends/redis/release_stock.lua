@@ -1,22 +1,20 @@
 --[[ release_stock.lua — gives back one reservation (SPEC §1, definite hand-off failure, and
 audit --repair). Same semantics as MemoryStockStore::Release: units back to stock (capped at the
 product's stock), the user's record reduced (deleted at 0 units, latest order id with it), the
-L2 flag cleared, the restock epoch incremented; plus order:<order_id> deleted. Idempotent per
-order id. Keys use the hash-tagged form item:{<id>}:... always (see reserve_stock.lua).
+L2 flag cleared, the restock epoch incremented; order:<order_id> marked released (its "R"
+becomes "X", TTL kept: GET /orders/{id} no longer finds it). Idempotent per order id. Keys use the hash-tagged form item:{<id>}:... always (see reserve_stock.lua).
 
 KEYS[1]  item:{<id>}:meta      hash: stock (total ever sellable), restock_epoch (HINCRBY here)
 KEYS[2]  item:{<id>}:stock     string: remaining units
 KEYS[3]  item:{<id>}:sold_out  the L2 flag: deleted
 KEYS[4]  item:{<id>}:buyers    hash: user id -> units held
 KEYS[5]  item:{<id>}:latest    hash: user id -> latest order id (deleted with the record)
-KEYS[6]  item:{<id>}:reservation:<order_id>
-                               per-order marker written by reserve_stock.lua; set to "X"
-                               (released) here, TTL ARGV[3]
-KEYS[7]  order:<order_id>      the in-flight order hash: deleted
+KEYS[6]  order:<order_id>      the order/marker written by reserve_stock.lua
+                               ("R|<user>|<product>|<amount>|..."): "X|..." here
 
 ARGV[1]  user id
 ARGV[2]  amount reserved: canonical decimal integer, 1 .. 9223372036854775807
-ARGV[3]  TTL of the per-order marker in seconds
+ARGV[3]  TTL in seconds of the "X" marker written when the order key had expired
 
 Returns {code, restock_epoch}:
   "RELEASED"          units given back; restock_epoch is the new epoch
@@ -62,12 +60,14 @@ if not marker_ttl or marker_ttl <= 0 then return redis.error_reply('FLASHSALE ba
 if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('FLASHSALE unknown product') end
 
 local marker = redis.call('GET', KEYS[6])
-if marker == 'X' then
+if marker and string.sub(marker, 1, 1) == 'X' then
   return {'ALREADY_RELEASED', tonumber(redis.call('HGET', KEYS[1], 'restock_epoch')) or 0}
 end
-local prefix = 'R|' .. user .. '|' .. amount .. '|'
-if marker and string.sub(marker, 1, #prefix) ~= prefix then
-  return redis.error_reply('FLASHSALE release without a matching reservation')
+if marker then
+  local _, _, muser, mamount = string.find(marker, '^R|([^|]*)|[^|]*|([^|]*)|')
+  if muser ~= user or mamount ~= amount then
+    return redis.error_reply('FLASHSALE release without a matching reservation')
+  end
 end
 local held = canonical(redis.call('HGET', KEYS[4], user))
 if cmp(held, amount) < 0 then
@@ -92,6 +92,9 @@ end
 
 redis.call('DEL', KEYS[3])
 local epoch = redis.call('HINCRBY', KEYS[1], 'restock_epoch', 1)
-redis.call('DEL', KEYS[7])
-redis.call('SET', KEYS[6], 'X', 'EX', marker_ttl)
+if marker then
+  redis.call('SET', KEYS[6], 'X' .. string.sub(marker, 2), 'KEEPTTL')
+else
+  redis.call('SET', KEYS[6], 'X|' .. user .. '||' .. amount .. '|||', 'EX', marker_ttl)
+end
 return {'RELEASED', epoch}

@@ -18,19 +18,20 @@ KEYS[2]  item:{<id>}:stock     string: remaining units (absent = 0)
 KEYS[3]  item:{<id>}:sold_out  string "1", TTL 3600 s: the L2 flag
 KEYS[4]  item:{<id>}:buyers    hash: user id -> units held
 KEYS[5]  item:{<id>}:latest    hash: user id -> the user's latest order id for the product
-KEYS[6]  item:{<id>}:reservation:<order_id>
-                               string, per-order marker (idempotency), TTL ARGV[7]:
-                               "R|<user>|<amount>|<price>|<took_last_unit>" reserved,
-                               "X" released (written by release_stock.lua)
-KEYS[7]  order:<order_id>      hash: user, product, quantity, price, status PENDING,
-                               created_at; TTL ARGV[6]. NOTE: this key is not in the
-                               product's slot; on a Redis Cluster write it outside the script.
+KEYS[6]  order:<order_id>      string, TTL ARGV[6]: the order while it is in flight (GET
+                               /orders/{id} answers PENDING from it) AND the per-order marker
+                               that makes this script and release_stock.lua idempotent:
+                               "R|<user>|<product>|<amount>|<price>|<took_last_unit>|<created_at>"
+                               reserved; the same with "X" in front of the first "|" once
+                               released. One key per order, not two: creating keys (and their
+                               expiry entries) is what this script spends most of its time on.
+                               NOTE: not in the product's slot; on a Redis Cluster it would
+                               have to be written outside the script.
 
 ARGV[1]  product id           ARGV[2]  user id
 ARGV[3]  amount: canonical decimal integer, 1 .. 9223372036854775807
 ARGV[4]  order id             ARGV[5]  now, ms since epoch
-ARGV[6]  TTL of order:<order_id> in seconds
-ARGV[7]  TTL of the per-order marker in seconds (longer than audit --repair's grace period)
+ARGV[6]  TTL of order:<order_id> in seconds (longer than audit --repair's grace period)
 
 Returns {code, price_cents, took_last_unit (0/1), latest_order_id or "", restock_epoch}:
   "RESERVED"            units taken (or already taken by an earlier call with this order id:
@@ -76,7 +77,11 @@ local function sub(a, b)
 end
 
 local function canonical(s)  -- nil/false/"" -> "0"; "-1" etc. (never written) -> "0"
-  if not s or s == '' or not string.match(s, '^%d+$') then return '0' end
+  if not s or s == '' then return '0' end
+  -- Fast path: what this script and Redis' INCRBY write is canonical already.
+  local first = string.byte(s, 1)
+  if first >= 49 and first <= 57 and not string.find(s, '%D') then return s end
+  if not string.match(s, '^%d+$') then return '0' end
   s = (s:gsub('^0+', ''))
   return s == '' and '0' or s
 end
@@ -87,17 +92,15 @@ if not string.match(amount, '^[1-9]%d*$') or cmp(amount, '9223372036854775807') 
 end
 local now = tonumber(ARGV[5])
 local order_ttl = tonumber(ARGV[6])
-local marker_ttl = tonumber(ARGV[7])
-if not now or not order_ttl or order_ttl <= 0 or not marker_ttl or marker_ttl <= 0 then
+if not now or not order_ttl or order_ttl <= 0 then
   return redis.error_reply('FLASHSALE bad now/ttl arguments')
 end
 local user, order_id = ARGV[2], ARGV[4]
 
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return {'UNKNOWN_PRODUCT', 0, 0, '', 0}
-end
+-- Every product has a price (Put and Seed always write it): no price, no product.
 local meta = redis.call('HMGET', KEYS[1], 'price', 'limit_per_user', 'starts_at', 'ends_at',
                         'restock_epoch')
+if not meta[1] then return {'UNKNOWN_PRODUCT', 0, 0, '', 0} end
 local price = tonumber(meta[1]) or 0
 local limit = meta[2] and canonical(meta[2]) or '1'
 local starts_at, ends_at = tonumber(meta[3]), tonumber(meta[4])
@@ -106,8 +109,8 @@ local epoch = tonumber(meta[5]) or 0
 -- Idempotency: an order id is reserved at most once.
 local marker = redis.call('GET', KEYS[6])
 if marker then
-  if marker == 'X' then return {'RELEASED', 0, 0, '', epoch} end
-  local _, _, mprice, mlast = string.find(marker, '^R|[^|]*|[^|]*|([^|]*)|([^|]*)$')
+  if string.sub(marker, 1, 1) == 'X' then return {'RELEASED', 0, 0, '', epoch} end
+  local _, _, mprice, mlast = string.find(marker, '^R|[^|]*|[^|]*|[^|]*|([^|]*)|([^|]*)|')
   return {'RESERVED', tonumber(mprice) or price, tonumber(mlast) or 0, '', epoch}
 end
 
@@ -117,8 +120,16 @@ if ends_at and now >= ends_at then return {'ENDED', 0, 0, '', epoch} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'SOLD_OUT', 0, 0, '', epoch} end
 
 local held = canonical(redis.call('HGET', KEYS[4], user))
--- amount > limit - held, without computing held + amount.
-if cmp(held, limit) >= 0 or cmp(amount, sub(limit, held)) > 0 then
+-- amount > limit - held, without computing held + amount. Below 10^15 doubles are
+-- exact, so the common case compares numbers; the string arithmetic is the fallback.
+local over
+if #amount < 16 and #limit < 16 and #held < 16 then
+  local a, l, h = tonumber(amount), tonumber(limit), tonumber(held)
+  over = h >= l or a > l - h
+else
+  over = cmp(held, limit) >= 0 or cmp(amount, sub(limit, held)) > 0
+end
+if over then
   local latest = redis.call('HGET', KEYS[5], user)
   return {'LIMIT_EXCEEDED', 0, 0, latest or '', epoch}
 end
@@ -134,14 +145,11 @@ if cmp(left, amount) < 0 then return {'INSUFFICIENT_STOCK', 0, 0, '', epoch} end
 local remaining = redis.call('DECRBY', KEYS[2], amount)
 redis.call('HINCRBY', KEYS[4], user, amount)
 redis.call('HSET', KEYS[5], user, order_id)
-redis.call('HSET', KEYS[7], 'user', user, 'product', ARGV[1], 'quantity', amount,
-           'price', meta[1] or '0', 'status', 'PENDING', 'created_at', ARGV[5])
-redis.call('EXPIRE', KEYS[7], order_ttl)
 local took_last = 0
 if remaining == 0 then
   redis.call('SET', KEYS[3], '1', 'EX', L2_TTL_S)
   took_last = 1
 end
-redis.call('SET', KEYS[6], 'R|' .. user .. '|' .. amount .. '|' .. (meta[1] or '0') .. '|' ..
-           took_last, 'EX', marker_ttl)
+redis.call('SET', KEYS[6], 'R|' .. user .. '|' .. ARGV[1] .. '|' .. amount .. '|' .. meta[1] ..
+           '|' .. took_last .. '|' .. ARGV[5], 'EX', order_ttl)
 return {'RESERVED', price, took_last, '', epoch}
