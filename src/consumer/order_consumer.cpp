@@ -87,7 +87,8 @@ bool OrderConsumer::DeadLetterOrWait(std::size_t index, const std::string& reaso
     Status s = source_.DeadLetter(index, reason);
     if (s.ok()) return true;
     if (stopping_.load()) return false;
-    spdlog::warn("consumer: dead-lettering failed, retrying in {} ms: {}", backoff_ms, s.ToString());
+    spdlog::warn("consumer: dead-lettering failed, retrying in {} ms: {}", backoff_ms,
+                 s.ToString());
     std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
     backoff_ms = std::min(backoff_ms * 2, options_.max_backoff_ms);
   }

@@ -42,8 +42,9 @@ void JournalOrderSource::Wake() {
 }
 
 Status JournalOrderSource::DeadLetter(std::size_t index, std::string_view reason) {
-  spdlog::error("consumer: journalled order #{} of the batch cannot be persisted ({}); left PENDING",
-                index, reason);
+  spdlog::error(
+      "consumer: journalled order #{} of the batch cannot be persisted ({}); left PENDING", index,
+      reason);
   return Status::Ok();
 }
 
