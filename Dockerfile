@@ -29,7 +29,7 @@ ENV DEBIAN_FRONTEND=noninteractive
 # health check (GET /readyz); ca-certificates for TLS to managed Redis/Kafka/PostgreSQL.
 RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends \
-      libboost-json1.81.0 libspdlog1.10 libfmt9 libsqlite3-0 \
+      libboost-json1.81.0 libboost-container1.81.0 libspdlog1.10 libfmt9 libsqlite3-0 \
       libhiredis0.14 librdkafka1 librdkafka++1 libpq5 \
       curl ca-certificates \
  && rm -rf /var/lib/apt/lists/*
