@@ -1,8 +1,10 @@
+#include <algorithm>
 #include <cstdio>
 #include <map>
 
 #include "backends/embedded/sqlite_database.hpp"
 #include "backends/kafka/kafka_options.hpp"
+#include "backends/kafka/kafka_status_broadcast.hpp"
 #include "commands.hpp"
 #include "distributed_stack.hpp"
 #include "record_database.hpp"
@@ -179,6 +181,7 @@ int RepairHeldReservations(const Config& config, RecordDatabase& db,
   }
   const UnixMillis cutoff = NowMillis() - config.repair_grace_s * 1000;
   std::int64_t returned = 0, checked = 0;
+  std::map<ProductId, std::int64_t> reopened;  // product -> restock epoch after the release
   for (const Reservation& r : *held) {
     if (r.now > cutoff) continue;  // its hand-off may still be running
     ++checked;
@@ -188,17 +191,34 @@ int RepairHeldReservations(const Config& config, RecordDatabase& db,
       return 2;
     }
     if (found->has_value()) continue;
-    if (Result<std::int64_t> epoch = stock.Release(r); !epoch) {
+    Result<std::int64_t> epoch = stock.Release(r);
+    if (!epoch) {
       std::fprintf(stderr, "flashsale audit --repair: release of %s: %s\n",
                    std::string(r.order.view()).c_str(), epoch.error().ToString().c_str());
       return 2;
     }
+    reopened[r.product] = std::max(reopened[r.product], *epoch);
     ++returned;
     std::printf(
         "[repair] order %s never reached the database: %lld units of product %lld "
         "returned (user %lld)\n",
         std::string(r.order.view()).c_str(), static_cast<long long>(r.quantity),
         static_cast<long long>(r.product), static_cast<long long>(r.user));
+  }
+  if (!reopened.empty()) {
+    // Units are back: every server's L1 must forget its SOLD_OUT flag (SPEC §1),
+    // as after an admin restock. The producer is flushed when it goes.
+    Status topics = kafka::EnsureTopics(KafkaOptionsOf(config));
+    auto broadcast = kafka::KafkaStatusBroadcast::Create(KafkaOptionsOf(config));
+    if (!topics.ok() || !broadcast) {
+      std::fprintf(stderr, "flashsale audit --repair: units returned, but RESTOCKED not sent: %s\n",
+                   (!topics.ok() ? topics : broadcast.error()).ToString().c_str());
+      return 2;
+    }
+    for (const auto& [product, epoch] : reopened) {
+      (*broadcast)->Publish(product, ProductStatusChange::kRestocked, epoch);
+    }
+    std::printf("[repair] RESTOCKED sent for %zu products\n", reopened.size());
   }
   std::printf("[repair] %zu reservations held, %lld older than %lld s checked, %lld returned\n",
               held->size(), static_cast<long long>(checked),

@@ -5,6 +5,7 @@ rest of the stock still sells exactly."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
 
@@ -49,6 +50,13 @@ def test_kill9_of_a_server_mid_sale_then_repair(stack):
     repair = run_cli(["audit", "--repair", "--grace-seconds", "0", *b.backend_args()], timeout=120)
     assert repair.returncode == 0, repair.stdout + repair.stderr
     assert "[repair]" in repair.stdout
+    # Products that got units back are announced RESTOCKED on the status topic (every L1 forgets).
+    repaired = {int(line.split("units of product ")[1].split(" ")[0])
+                for line in repair.stdout.splitlines() if "units of product " in line}
+    if repaired:
+        news = [json.loads(m["payload"]) for m in b.consume_all("product_status_change_topic")]
+        restocked = {m["item_id"] for m in news if m["status"] == "RESTOCKED"}
+        assert repaired <= restocked, (repaired, news)
     audit = s.audit()
     assert audit.returncode == 0, audit.stdout + audit.stderr
     # The rest sells exactly: accepted overall == stock.
