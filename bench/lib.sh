@@ -1,13 +1,13 @@
 # bench/lib.sh — helpers shared by the distributed benchmarks (sourced, not run).
-# Copied from bench/run_bench.sh (which keeps its own copy, unchanged, so its behaviour is
-# exactly what it was): process bookkeeping + cleanup trap, logging, CPU accounting, the
-# nginx ceiling and the wrk runner with medians.
+# Sourced by bench/run_bench.sh and bench/run_dist_bench.sh: process bookkeeping + cleanup
+# trap, logging, CPU accounting, the nginx ceiling and the wrk runner with medians.
 #
 # The sourcing script sets before sourcing: ROOT, KEEP, WAIT_IDLE, THREADS, WRK_THREADS,
 # COUNT, RUNS, DURATION, WARMUP, CONN_LIST (array), PIN_SERVER / PIN_WRK (arrays, may be
-# empty), PURCHASE_LUA, NOFILE, BENCH_NAME; and gets WORK (a fresh work directory).
+# empty), PURCHASE_LUA, NOFILE, BENCH_NAME (and BENCH_TMP, the work directory's name,
+# default BENCH_NAME); and gets WORK (a fresh work directory).
 
-WORK="$(mktemp -d "/tmp/${BENCH_NAME:-flashsale-bench}.XXXXXX")"
+WORK="$(mktemp -d "/tmp/${BENCH_TMP:-${BENCH_NAME:-flashsale-bench}}.XXXXXX")"
 PIDS=()          # every process started here and not yet reaped; killed on exit
 forget() { local p keep=(); for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done; PIDS=("${keep[@]}"); }
 PROBLEMS=()
