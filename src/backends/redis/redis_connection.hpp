@@ -1,6 +1,6 @@
 #pragma once
 // RedisConnection: one pipelined connection to a Redis server over a Boost.Asio
-// TCP socket. Commands are encoded with hiredis' redisFormatCommandArgv and
+// TCP socket. Commands are encoded here (RESP arrays of bulk strings) and
 // replies parsed with hiredis' redisReader; hiredis does no I/O here.
 //
 // Pipelining: every command queued while the socket is idle (or while a write
@@ -60,9 +60,10 @@ class RedisCommander {
  public:
   using Callback = std::function<void(Result<RedisValue>)>;
   virtual ~RedisCommander() = default;
-  // Queues one command (argv[0] is the command name); `done` runs exactly once,
-  // on an I/O thread of the connection: it must not block.
-  virtual void Send(std::vector<std::string> argv, Callback done) = 0;
+  // Queues one command (argv[0] is the command name; encoded before Send
+  // returns, so `argv` is not kept); `done` runs exactly once, on an I/O thread
+  // of the connection: it must not block.
+  virtual void Send(const std::vector<std::string>& argv, Callback done) = 0;
 };
 
 class RedisConnection final : public RedisCommander {
@@ -85,7 +86,7 @@ class RedisConnection final : public RedisCommander {
 
   // Queues one command (argv[0] is the command name); `done` runs exactly once
   // on the connection's strand.
-  void Send(std::vector<std::string> argv, Callback done) override;
+  void Send(const std::vector<std::string>& argv, Callback done) override;
 
   // Number of async_write calls issued so far (each carries one or more
   // commands): with concurrent callers this stays well below the commands sent.
@@ -138,7 +139,7 @@ class RedisConnection final : public RedisCommander {
 class RedisPool final : public RedisCommander {
  public:
   RedisPool(boost::asio::io_context& io, const RedisConnection::Options& options, int connections);
-  void Send(std::vector<std::string> argv, Callback done) override;
+  void Send(const std::vector<std::string>& argv, Callback done) override;
   [[nodiscard]] std::uint64_t CommandsWritten() const;
   [[nodiscard]] std::uint64_t BatchesWritten() const;
 

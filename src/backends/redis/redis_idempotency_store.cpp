@@ -60,8 +60,8 @@ void RedisIdempotencyStore::TryClaim(std::string key, PurchaseFingerprint fp, Cl
                                 "GET",
                                 "PX",
                                 std::to_string(options_.pending_ttl_ms)};
-  redis_.Send(std::move(argv), [this, key = std::move(key), fp, done = std::move(done),
-                                give_up_at_ms](Result<RedisValue> r) mutable {
+  redis_.Send(argv, [this, key = std::move(key), fp, done = std::move(done),
+                     give_up_at_ms](Result<RedisValue> r) mutable {
     if (!r.has_value()) return done(Unavailable(r.error()));
     if (r->IsError()) return done(Unavailable(Status::Unavailable("redis: " + r->str)));
     if (r->type == RedisValue::Type::kNil) return done(ClaimResult{ClaimState::kFirst, {}});

@@ -189,25 +189,26 @@ void RedisStockStore::EvalSha(const Script& script, std::vector<std::string> key
   argv.push_back(script.sha1);
   argv.push_back(std::to_string(num_keys));
   for (std::string& s : keys_and_args) argv.push_back(std::move(s));
-  auto retry_argv = std::make_shared<std::vector<std::string>>(argv);
-  connection_.Send(std::move(argv), [this, &script, retry_argv,
-                                     done = std::move(done)](Result<RedisValue> r) mutable {
-    if (!r.has_value() || !r->IsError() || !r->str.starts_with("NOSCRIPT")) {
-      done(std::move(r));
-      return;
-    }
-    // The server lost its script cache (restart, SCRIPT FLUSH): load, retry once.
-    // Both commands are queued back to back on one connection, so they run in order.
-    connection_.Send({"SCRIPT", "LOAD", std::string(script.source)}, [](Result<RedisValue>) {});
-    connection_.Send(std::move(*retry_argv), std::move(done));
-  });
+  // Kept (moved, not copied) in case the script cache was lost and the call
+  // must be repeated.
+  auto args = std::make_shared<const std::vector<std::string>>(std::move(argv));
+  connection_.Send(
+      *args, [this, &script, args, done = std::move(done)](Result<RedisValue> r) mutable {
+        if (!r.has_value() || !r->IsError() || !r->str.starts_with("NOSCRIPT")) {
+          done(std::move(r));
+          return;
+        }
+        // The server lost its script cache (restart, SCRIPT FLUSH): load, retry once.
+        // Both commands are queued back to back on one connection, so they run in order.
+        connection_.Send({"SCRIPT", "LOAD", std::string(script.source)}, [](Result<RedisValue>) {});
+        connection_.Send(*args, std::move(done));
+      });
 }
 
 Result<RedisValue> RedisStockStore::Call(std::vector<std::string> argv) {
   auto promise = std::make_shared<std::promise<Result<RedisValue>>>();
   std::future<Result<RedisValue>> future = promise->get_future();
-  connection_.Send(std::move(argv),
-                   [promise](Result<RedisValue> r) { promise->set_value(std::move(r)); });
+  connection_.Send(argv, [promise](Result<RedisValue> r) { promise->set_value(std::move(r)); });
   return future.get();
 }
 
