@@ -339,6 +339,12 @@ Result<PersistSummary> SqliteDatabase::PersistBatch(std::span<const Order> order
   return summary;
 }
 
+Status SqliteDatabase::Ping() {
+  std::lock_guard lock(read_mu_);
+  SqliteStatement st(reader_, "SELECT 1");
+  return st.Step() == SQLITE_ROW ? Status::Ok() : Error(reader_, "ping");
+}
+
 Result<std::optional<Order>> SqliteDatabase::FindOrder(const OrderId& id) {
   std::lock_guard lock(read_mu_);
   SqliteStatement st(

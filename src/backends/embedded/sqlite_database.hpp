@@ -64,6 +64,9 @@ class SqliteDatabase final : public OrderRepository {
   Result<std::optional<Order>> FindOrder(const OrderId& id) override;
   Result<std::vector<Order>> OrdersOfUser(UserId user, std::int64_t limit) override;
 
+  // OK when the database answers a query (for /readyz).
+  Status Ping();
+
   // Journal: inserts PENDING rows in one transaction (group commit).
   // NotDelivered when the transaction was rolled back, Unknown when COMMIT
   // failed in a way that may have persisted it.
