@@ -16,8 +16,9 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import pytest
 
@@ -198,3 +199,25 @@ def wait_orders(backends: Backends, expected: int, timeout: float = 60, consumer
     except AssertionError as e:
         tail = consumer.log_tail() if consumer else ""
         raise AssertionError(f"{e}; database has {backends.order_count()}\n{tail}") from None
+
+
+@contextmanager
+def running_stack(tmp_path_factory: Any, *, servers: int = 1, consumer: bool = True,
+                  database_url: str | None = None) -> Iterator[tuple[Backends, list[DistServer],
+                                                                     Consumer | None]]:
+    """Fresh backends (reset), `servers` distributed servers and optionally a consumer; all
+    stopped (servers first) on exit. `database_url` replaces the PostgreSQL one (sqlite:...)."""
+    b = Backends()
+    b.reset()
+    if database_url is not None:
+        b.database_url = database_url
+    started = [DistServer(tmp_path_factory.mktemp(f"api{i}"), b).start(timeout=60)
+               for i in range(servers)]
+    c = Consumer(tmp_path_factory.mktemp("consumer"), b).start() if consumer else None
+    try:
+        yield b, started, c
+    finally:
+        for srv in started:
+            srv.stop()
+        if c is not None:
+            c.stop()

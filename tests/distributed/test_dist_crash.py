@@ -11,19 +11,14 @@ import time
 
 import pytest
 
-from dist_harness import Backends, Consumer, DistServer, wait_orders
+from dist_harness import running_stack, wait_orders
 from harness import Storm, assert_sale, run_cli, tally
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    b = Backends()
-    b.reset()
-    s = DistServer(tmp_path_factory.mktemp("api"), b).start(timeout=60)
-    consumer = Consumer(tmp_path_factory.mktemp("consumer"), b).start()
-    yield b, s, consumer
-    s.stop()
-    consumer.stop()
+    with running_stack(tmp_path_factory) as (b, (s,), consumer):
+        yield b, s, consumer
 
 
 def test_kill9_of_a_server_mid_sale_then_repair(stack):

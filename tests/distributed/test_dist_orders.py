@@ -11,17 +11,14 @@ import time
 
 import pytest
 
-from dist_harness import Backends, Consumer, DistServer, wait_orders
+from dist_harness import Consumer, running_stack, wait_orders
 from harness import Storm, assert_sale, tally, wait_until
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    b = Backends()
-    b.reset()
-    s = DistServer(tmp_path_factory.mktemp("api"), b).start(timeout=60)
-    yield b, s, tmp_path_factory
-    s.stop()
+    with running_stack(tmp_path_factory, consumer=False) as (b, (s,), _):
+        yield b, s, tmp_path_factory
 
 
 def test_order_is_pending_until_the_consumer_runs(stack):

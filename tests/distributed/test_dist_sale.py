@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from dist_harness import Backends, Consumer, DistServer, wait_orders
+from dist_harness import running_stack, wait_orders
 from harness import Storm, assert_sale, systematic_plan, tally
 
 PRODUCTS = {301: (40, 1), 302: (150, 3), 303: (7, 2)}
@@ -21,15 +21,8 @@ USERS = list(range(5000, 5080))
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    b = Backends()
-    b.reset()
-    a = DistServer(tmp_path_factory.mktemp("a"), b).start(timeout=60)
-    c = DistServer(tmp_path_factory.mktemp("b"), b).start(timeout=60)
-    consumer = Consumer(tmp_path_factory.mktemp("consumer"), b).start()
-    yield b, a, c, consumer
-    for p in (a, c):
-        p.stop()
-    consumer.stop()
+    with running_stack(tmp_path_factory, servers=2) as (b, (a, c), consumer):
+        yield b, a, c, consumer
 
 
 def test_race_across_two_instances_sells_exactly_the_stock(stack):

@@ -5,21 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from dist_harness import Backends, Consumer, DistServer
+from dist_harness import running_stack
 from harness import assert_sale, db_query, wait_until
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    b = Backends()
-    b.reset()
     db = tmp_path_factory.mktemp("db") / "orders.db"
-    b.database_url = f"sqlite:{db}"
-    s = DistServer(tmp_path_factory.mktemp("api"), b).start(timeout=60)
-    consumer = Consumer(tmp_path_factory.mktemp("consumer"), b).start()
-    yield b, s, consumer, db
-    s.stop()
-    consumer.stop()
+    with running_stack(tmp_path_factory, database_url=f"sqlite:{db}") as (b, (s,), consumer):
+        yield b, s, consumer, db
 
 
 def test_orders_land_in_sqlite_and_read_back_confirmed(stack):
