@@ -222,6 +222,31 @@ Result<RedisValue> RedisStockStore::CallEval(const Script& script,
   return future.get();
 }
 
+std::vector<Result<RedisValue>> RedisStockStore::CallEvalAll(
+    const Script& script, std::vector<std::vector<std::string>> calls, std::size_t num_keys) {
+  // Every call goes out at once (pipelined); one wait for all the replies.
+  struct Replies {
+    std::mutex mu;
+    std::vector<Result<RedisValue>> values;  // guarded by mu
+    std::size_t left = 0;                    // guarded by mu
+    std::promise<void> all_done;
+  };
+  auto replies = std::make_shared<Replies>();
+  replies->values.assign(calls.size(), Result<RedisValue>(Status::Unknown("no reply")));
+  replies->left = calls.size();
+  if (calls.empty()) return {};
+  for (std::size_t i = 0; i < calls.size(); ++i) {
+    EvalSha(script, std::move(calls[i]), num_keys, [replies, i](Result<RedisValue> v) {
+      std::lock_guard lock(replies->mu);
+      replies->values[i] = std::move(v);
+      if (--replies->left == 0) replies->all_done.set_value();
+    });
+  }
+  replies->all_done.get_future().wait();
+  std::lock_guard lock(replies->mu);
+  return std::move(replies->values);
+}
+
 void RedisStockStore::Reserve(const Reservation& r, ReserveCallback done) {
   std::vector<std::string> kv{keys::Meta(r.product),      keys::Stock(r.product),
                               keys::SoldOut(r.product),   keys::Buyers(r.product),
@@ -319,7 +344,11 @@ Result<PutResult> RedisStockStore::Restock(ProductId id, std::int64_t amount,
 }
 
 Result<std::optional<StockSnapshot>> RedisStockStore::Get(ProductId id) {
-  Result<RedisValue> v = CallEval(get_, {keys::Meta(id), keys::Stock(id), keys::SoldOut(id)}, 3);
+  return ParseGet(id, CallEval(get_, {keys::Meta(id), keys::Stock(id), keys::SoldOut(id)}, 3));
+}
+
+Result<std::optional<StockSnapshot>> RedisStockStore::ParseGet(ProductId id,
+                                                               const Result<RedisValue>& v) {
   if (!v.has_value()) return v.error();
   if (v->IsError()) return ErrorReply("get", *v);
   if (v->type != RedisValue::Type::kArray || v->elements.size() != 3 ||
@@ -365,10 +394,17 @@ Result<std::vector<StockSnapshot>> RedisStockStore::List(std::int64_t offset, st
                                  std::to_string(offset + limit - 1)});
   if (!ids.has_value()) return ids.error();
   if (ids->IsError()) return ErrorReply("list", *ids);
+  std::vector<ProductId> products;
+  std::vector<std::vector<std::string>> calls;
   for (const RedisValue& v : ids->elements) {
     std::optional<std::int64_t> id = ToInt(v);
     if (!id) return Malformed("list: product id");
-    Result<std::optional<StockSnapshot>> snap = Get(*id);
+    products.push_back(*id);
+    calls.push_back({keys::Meta(*id), keys::Stock(*id), keys::SoldOut(*id)});
+  }
+  std::vector<Result<RedisValue>> replies = CallEvalAll(get_, std::move(calls), 3);
+  for (std::size_t i = 0; i < products.size(); ++i) {
+    Result<std::optional<StockSnapshot>> snap = ParseGet(products[i], replies[i]);
     if (!snap.has_value()) return snap.error();
     if (snap->has_value()) out.push_back(std::move(**snap));
   }
@@ -386,17 +422,9 @@ Result<std::int64_t> RedisStockStore::Seed(const std::vector<Product>& products,
                                            const std::vector<SoldUnits>& sold) {
   std::unordered_map<ProductId, std::vector<const SoldUnits*>> by_product;
   for (const SoldUnits& s : sold) by_product[s.product].push_back(&s);
-  // All scripts go out pipelined; the caller waits once for the lot.
-  struct Pending {
-    std::mutex mu;
-    std::int64_t created = 0;
-    std::size_t left = 0;
-    Status error;
-    std::promise<void> all_done;
-  };
-  auto pending = std::make_shared<Pending>();
-  pending->left = products.size();
   if (products.empty()) return std::int64_t{0};
+  std::vector<std::vector<std::string>> calls;
+  calls.reserve(products.size());
   for (const Product& p : products) {
     std::int64_t units = 0;
     std::vector<std::string> kv{keys::Meta(p.id),
@@ -421,22 +449,15 @@ Result<std::int64_t> RedisStockStore::Seed(const std::vector<Product>& products,
     kv[10] = std::to_string(std::max<std::int64_t>(0, p.stock - units));
     connection_.Send({"ZADD", std::string(kIndexKey), std::to_string(p.id), std::to_string(p.id)},
                      [](Result<RedisValue>) {});
-    EvalSha(seed_, std::move(kv), 5, [pending](Result<RedisValue> v) {
-      std::lock_guard lock(pending->mu);
-      if (!v.has_value()) {
-        pending->error = v.error();
-      } else if (v->IsError()) {
-        pending->error = ErrorReply("seed", *v);
-      } else if (v->type == RedisValue::Type::kInteger) {
-        pending->created += v->integer;
-      }
-      if (--pending->left == 0) pending->all_done.set_value();
-    });
+    calls.push_back(std::move(kv));
   }
-  pending->all_done.get_future().wait();
-  std::lock_guard lock(pending->mu);
-  if (!pending->error.ok()) return pending->error;
-  return pending->created;
+  std::int64_t created = 0;
+  for (const Result<RedisValue>& v : CallEvalAll(seed_, std::move(calls), 5)) {
+    if (!v.has_value()) return v.error();
+    if (v->IsError()) return ErrorReply("seed", *v);
+    if (v->type == RedisValue::Type::kInteger) created += v->integer;
+  }
+  return created;
 }
 
 namespace {

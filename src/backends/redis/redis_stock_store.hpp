@@ -79,6 +79,12 @@ class RedisStockStore final : public StockStore {
   Result<RedisValue> Call(std::vector<std::string> argv);
   Result<RedisValue> CallEval(const Script& script, std::vector<std::string> keys_and_args,
                               std::size_t num_keys);
+  // Many calls of one script, pipelined; the replies in the order of `calls`.
+  std::vector<Result<RedisValue>> CallEvalAll(const Script& script,
+                                              std::vector<std::vector<std::string>> calls,
+                                              std::size_t num_keys);
+  // get_'s reply for product `id`.
+  static Result<std::optional<StockSnapshot>> ParseGet(ProductId id, const Result<RedisValue>& v);
 
   RedisCommander& connection_;
   const Options options_;
