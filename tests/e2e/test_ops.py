@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from harness import (HISTOGRAM_NAMES, METRIC_NAMES, HttpConn, Server, assert_error, assert_sale,
-                     build_request, db_columns, describe_cli, free_port, purchase_body, run_cli, wait_until,
-                     wait_orders_confirmed)
+                     build_request, db_columns, describe_cli, free_port, parse_metrics, purchase_body, run_cli,
+                     wait_until, wait_orders_confirmed)
 
 
 @pytest.fixture(scope="module")
@@ -356,7 +356,18 @@ def test_client_that_stops_reading_replies_is_closed(make_server):
 
 def test_max_connections_refuses_beyond_the_limit(make_server):
     srv = make_server(extra_args=["--max-connections", "4"])
-    held = [srv.conn() for _ in range(4)]
+    # The start-up probe's connection (and any other short-lived one) is counted until the
+    # server has seen it close, which happens on an I/O thread a moment after the client is
+    # done. Open the first held connection and watch, through it, for the server to count
+    # only that one before opening the other three: otherwise the 4th can be refused.
+    first = srv.conn()
+
+    def only_first_open() -> bool:
+        r = first.request("GET", "/metrics")
+        return r.status == 200 and parse_metrics(r.body.decode("utf-8")).total("flashsale_connections") == 1
+
+    wait_until(only_first_open, 5, "the start-up probe's connection to be closed", interval=0.05)
+    held = [first] + [srv.conn() for _ in range(3)]
     try:
         for c in held:
             assert c.request("GET", "/healthz").status == 200
