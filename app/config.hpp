@@ -36,7 +36,10 @@ struct Config {
   std::string topic_prefix;              // put in front of the three topic names
   int redis_connections = 1;             // pipelined connections to Redis per server
   std::int64_t kafka_timeout_ms = 5000;  // a hand-off not delivered by then is refused (503)
-  int kafka_linger_ms = 1;               // producer batching: fewer, larger produce requests
+  // Producer batching: fewer, larger produce requests. Under load a purchase
+  // waits for its batch anyway; 2 ms measured the best trade between CPU per
+  // order and the wait at low load (bench/results-distributed-2026-11-25.md).
+  int kafka_linger_ms = 2;
   std::string consumer_group = "flash_customers_group";
   std::int64_t batch_size = 5000;     // consume: orders per database transaction, at most
   std::int64_t batch_wait_ms = 20;    // consume: after a short batch, wait for more

@@ -31,6 +31,8 @@ usage: bench/run_dist_bench.sh [options]
       --wrk-threads N     wrk -t                                           (default 2)
       --count MODE        purchase.lua count= mode: status, http, none     (default status)
       --redis-connections N  flashsale --redis-connections                 (default: server's)
+      --server-arg ARG    one more flashsale serve argument (repeatable), e.g.
+                          --server-arg=--kafka-linger-ms=5
       --topic-prefix P    flashsale --topic-prefix                         (default distbench.)
       --redis-n N         redis-benchmark -n                               (default 1000000)
       --kafka-n N         rdkafka_performance -c                           (default 1000000)
@@ -53,7 +55,7 @@ EOF
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH_NAME=run_dist_bench
 DURATION=10; RUNS=1; THREADS=2; CONNS="256"; WARMUP=1; WRK_THREADS=2; COUNT=status; WAIT_IDLE=0
-REDIS_CONNS=""; PREFIX="distbench."; REDIS_N=1000000; KAFKA_N=1000000; ONLY="nginx,a,b,redis,kafka"
+REDIS_CONNS=""; SERVER_ARGS=(); PREFIX="distbench."; REDIS_N=1000000; KAFKA_N=1000000; ONLY="nginx,a,b,redis,kafka"
 FLUSH=0; PROFILE=0; BIN="$ROOT/build/release/flashsale"; RDKPERF=""; OUTPUT=""; KEEP=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -66,6 +68,8 @@ while [[ $# -gt 0 ]]; do
         --wrk-threads) WRK_THREADS="$2"; shift 2 ;;
         --count) COUNT="$2"; shift 2 ;;
         --redis-connections) REDIS_CONNS="$2"; shift 2 ;;
+        --server-arg) SERVER_ARGS+=("$2"); shift 2 ;;
+        --server-arg=*) SERVER_ARGS+=("${1#--server-arg=}"); shift ;;
         --topic-prefix) PREFIX="$2"; shift 2 ;;
         --redis-n) REDIS_N="$2"; shift 2 ;;
         --kafka-n) KAFKA_N="$2"; shift 2 ;;
@@ -118,7 +122,7 @@ fi
 FLOOR_PID=900001     # Redis-only product of the EVALSHA floor (never in the database)
 bench_cleanup_hook() {
     "${RCLI[@]}" UNLINK "item:{$FLOOR_PID}:meta" "item:{$FLOOR_PID}:stock" "item:{$FLOOR_PID}:sold_out" \
-        "item:{$FLOOR_PID}:buyers" "item:{$FLOOR_PID}:latest" >/dev/null 2>&1 || true
+        "item:{$FLOOR_PID}:buyers" >/dev/null 2>&1 || true
     if [[ $STARTED_SERVERS == 1 ]]; then
         "$ROOT/scripts/servers/all.sh" stop >"$WORK/servers-stop.log" 2>&1 || true
     fi
@@ -131,6 +135,7 @@ start_flashsale_dist() {   # start_flashsale_dist NAME
     port="$(free_port)"
     FS_LOG="$dir/server.log"; FS_URL="http://127.0.0.1:$port"
     [[ -z "$REDIS_CONNS" ]] || extra=(--redis-connections "$REDIS_CONNS")
+    extra+=("${SERVER_ARGS[@]}")
     (cd "$dir" && exec "$BIN" serve --host 127.0.0.1 --port "$port" --redis "$REDIS_URL" \
         --kafka "$KAFKA" --database "$PG_URL" --topic-prefix "$PREFIX" --mock-products 0 \
         --admin-token "$FS_TOKEN" --threads "$THREADS" --log-level warn "${extra[@]}") >"$FS_LOG" 2>&1 &
@@ -274,13 +279,13 @@ if want redis; then
     busy_check "redis floor"
     sha="$("${RCLI[@]}" SCRIPT LOAD "$(cat "$ROOT/src/backends/redis/reserve_stock.lua")")"
     P=$FLOOR_PID
-    "${RCLI[@]}" UNLINK "item:{$P}:buyers" "item:{$P}:latest" "item:{$P}:sold_out" >/dev/null
+    "${RCLI[@]}" UNLINK "item:{$P}:buyers" "item:{$P}:sold_out" >/dev/null
     "${RCLI[@]}" HSET "item:{$P}:meta" price 100 stock 1000000000000 limit_per_user 1000000000 >/dev/null
     "${RCLI[@]}" SET "item:{$P}:stock" 1000000000000 >/dev/null
     s0="$("${RCLI[@]}" GET "item:{$P}:stock")"
     rb=(redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -P 32 -n "$REDIS_N" -c 50 -r 1000000000 --csv
-        EVALSHA "$sha" 6 "item:{$P}:meta" "item:{$P}:stock" "item:{$P}:sold_out" "item:{$P}:buyers"
-        "item:{$P}:latest" "order:__rand_int__"
+        EVALSHA "$sha" 5 "item:{$P}:meta" "item:{$P}:stock" "item:{$P}:sold_out" "item:{$P}:buyers"
+        "order:__rand_int__"
         "$P" __rand_int__ 1 __rand_int__ "$(date +%s%3N)" 120)
     R_FLOOR_CMD="${rb[*]}"
     log "redis floor: ${rb[*]}"
@@ -348,7 +353,7 @@ REPORT="$WORK/report.md"
     echo "#### flashsale distributed benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
     echo
     echo "Machine: ${cpu_model}, $(nproc) cores, Linux $(uname -r), loopback, not pinned. flashsale ${fs_version}" \
-         "(git ${git_rev}) \`serve --redis --kafka --database postgresql --threads $THREADS --log-level warn${REDIS_CONNS:+ --redis-connections $REDIS_CONNS}\`;" \
+         "(git ${git_rev}) \`serve --redis --kafka --database postgresql --threads $THREADS --log-level warn${REDIS_CONNS:+ --redis-connections $REDIS_CONNS}${SERVER_ARGS[*]:+ ${SERVER_ARGS[*]}}\`;" \
          "Redis $(redis-server --version 2>/dev/null | sed -n 's/.*v=\([^ ]*\).*/\1/p'), Kafka ${KAFKA_VERSION:-3.9.2} (1 node), PostgreSQL 15 from scripts/servers;" \
          "nginx \`worker_processes $THREADS\`; wrk \`-t$WRK_THREADS -d${DURATION}s --latency\` with scripts/wrk/purchase.lua count=$COUNT." \
          "Median of $RUNS run(s) per row. errors = socket errors + HTTP >= 400 + non-200, summed over the measured runs."

@@ -279,6 +279,40 @@ TEST_F(RedisStockStoreTest, PipelinedRaceSellsExactlyTheStock) {
               static_cast<unsigned long long>(batches));
 }
 
+TEST_F(RedisStockStoreTest, CommandsSentWhileABatchIsOutGoOutTogetherInTheNextWrite) {
+  RedisConnection::Options opts;
+  opts.port = server_->port();
+  opts.max_batches_in_flight = 1;
+  RedisConnection conn(io_, opts);
+  auto call = [&conn](std::vector<std::string> argv) {
+    std::promise<Result<RedisValue>> p;
+    auto f = p.get_future();
+    conn.Send(argv, [&p](Result<RedisValue> r) { p.set_value(std::move(r)); });
+    return f.get();
+  };
+  ASSERT_TRUE(call({"PING"}).has_value());  // connected: no hand-shake batch below
+  const std::uint64_t before = conn.BatchesWritten();
+  // The server answers the BLPOP only after 300 ms; the 200 commands sent meanwhile wait
+  // for that reply and then leave in one write, and are answered in order.
+  std::promise<void> done;
+  std::vector<std::string> replies;
+  std::mutex mu;
+  conn.Send({"BLPOP", "flashsale:test:never", "0.3"}, [](Result<RedisValue>) {});
+  constexpr int kCommands = 200;
+  for (int i = 0; i < kCommands; ++i) {
+    conn.Send({"ECHO", std::to_string(i)}, [&, i](Result<RedisValue> r) {
+      std::lock_guard lock(mu);
+      replies.push_back(r.has_value() ? r->str : r.error().ToString());
+      if (i == kCommands - 1) done.set_value();
+    });
+  }
+  ASSERT_EQ(done.get_future().wait_for(5s), std::future_status::ready);
+  std::lock_guard lock(mu);
+  ASSERT_EQ(replies.size(), static_cast<std::size_t>(kCommands));
+  for (int i = 0; i < kCommands; ++i) EXPECT_EQ(replies[i], std::to_string(i));
+  EXPECT_EQ(conn.BatchesWritten() - before, 2u);
+}
+
 TEST_F(RedisStockStoreTest, ReleaseRestoresUnitsAndIsIdempotent) {
   PutProduct(1, 1);
   ASSERT_EQ(OutcomeOf(SyncReserve(7, 1)), ReserveOutcome::kReserved);

@@ -89,8 +89,7 @@ class Store:
     @staticmethod
     def keys(pid, order_id):
         k = f"item:{{{pid}}}"
-        return [f"{k}:meta", f"{k}:stock", f"{k}:sold_out", f"{k}:buyers", f"{k}:latest",
-                f"order:{order_id}"]
+        return [f"{k}:meta", f"{k}:stock", f"{k}:sold_out", f"{k}:buyers", f"order:{order_id}"]
 
     def put(self, pid, stock, price=1999, limit=1, starts_at=None, ends_at=None):
         meta = {"price": price, "stock": stock, "limit_per_user": limit, "restock_epoch": 0}
@@ -102,13 +101,13 @@ class Store:
         self.r.set(f"item:{{{pid}}}:stock", stock)
 
     def reserve(self, pid, user, amount, order_id, now=NOW):
-        reply = self.r.evalsha(self.reserve_sha, 6, *self.keys(pid, order_id),
+        reply = self.r.evalsha(self.reserve_sha, 5, *self.keys(pid, order_id),
                                pid, user, amount, order_id, now, ORDER_TTL)
         assert len(reply) == 5, reply
         return list(reply)
 
     def release(self, pid, user, amount, order_id):
-        return self.r.evalsha(self.release_sha, 6, *self.keys(pid, order_id),
+        return self.r.evalsha(self.release_sha, 5, *self.keys(pid, order_id),
                               user, amount, MARKER_TTL)
 
     def stock(self, pid):
@@ -140,7 +139,7 @@ def test_reserved_writes_everything(store, pid):
     assert store.reserve(pid, 7, 2, "o1") == ["RESERVED", 1234, 0, "", 0]
     assert store.stock(pid) == 3
     assert store.units(pid, 7) == 2
-    assert store.r.hget(f"item:{{{pid}}}:latest", 7) == "o1"
+    assert store.r.hget(f"item:{{{pid}}}:buyers", "7:o") == "o1"  # the user's latest order
     # The in-flight order and per-order marker, one string: R|user|product|amount|price|last|time.
     assert store.r.get("order:o1") == f"R|7|{pid}|2|1234|0|{NOW}"
     assert 0 < store.r.ttl("order:o1") <= ORDER_TTL
@@ -218,6 +217,17 @@ def test_huge_amount(store, pid):
     assert store.reserve(pid, 1, INT64_MAX, f"h{pid}d")[0] == "LIMIT_EXCEEDED"
     assert store.reserve(pid, 1, INT64_MAX - 1, f"h{pid}e")[0] == "INSUFFICIENT_STOCK"
     assert store.stock(pid) == 9 and store.units(pid, 1) == 1
+    # Holdings past 10^15 are summed in decimal, exactly (a double would round them).
+    big = 10**16 + 1
+    store.put(pid, stock=INT64_MAX, limit=INT64_MAX)
+    assert store.reserve(pid, 2, big, f"h{pid}x")[0] == "RESERVED"
+    assert store.reserve(pid, 2, big + 2, f"h{pid}y")[0] == "RESERVED"
+    assert store.r.hget(f"item:{{{pid}}}:buyers", 2) == str(2 * big + 2)
+    assert store.r.hget(f"item:{{{pid}}}:buyers", "2:o") == f"h{pid}y"
+    assert store.reserve(pid, 2, INT64_MAX - 2 * big - 3, f"h{pid}z")[0] == "RESERVED"
+    assert store.r.hget(f"item:{{{pid}}}:buyers", 2) == str(INT64_MAX - 1)
+    assert store.stock(pid) == 1
+    assert store.reserve(pid, 2, 2, f"h{pid}w")[0] == "LIMIT_EXCEEDED"  # would hold 2^63
     with pytest.raises(redis.ResponseError, match="bad amount"):
         store.reserve(pid, 1, INT64_MAX + 1, f"h{pid}f")
     with pytest.raises(redis.ResponseError, match="bad amount"):
@@ -256,7 +266,7 @@ def test_release_restores_everything(store, pid):
     # The last unit of the user: the buyer record goes (latest order id with it).
     assert store.release(pid, 1, 1, f"r{pid}a") == ["RELEASED", 2]
     assert store.units(pid, 1) is None
-    assert store.r.hget(f"item:{{{pid}}}:latest", 1) is None
+    assert store.r.hget(f"item:{{{pid}}}:buyers", "1:o") is None
     assert store.stock(pid) == 2
     # The epoch comes back from reserve too.
     assert store.reserve(pid, 2, 1, f"r{pid}c") == ["RESERVED", 1999, 0, "", 2]
@@ -315,6 +325,7 @@ def test_race_no_oversell_no_user_over_limit(store, pid):
     for u, a in reserved:
         per_user[u] = per_user.get(u, 0) + a
     assert max(per_user.values()) <= 2
-    buyers = {int(k): int(v) for k, v in store.r.hgetall(f"item:{{{pid}}}:buyers").items()}
+    buyers = {int(k): int(v) for k, v in store.r.hgetall(f"item:{{{pid}}}:buyers").items()
+              if not k.endswith(":o")}
     assert buyers == per_user
     assert store.r.exists(f"item:{{{pid}}}:sold_out") == 1

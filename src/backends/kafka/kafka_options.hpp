@@ -16,7 +16,7 @@ namespace flashsale::kafka {
 struct KafkaOptions {
   std::string bootstrap;           // "host:port[,host:port]"
   std::string topic_prefix;        // "" in production; tests use a unique prefix per test
-  int linger_ms = 1;               // producer batching
+  int linger_ms = 2;               // producer batching
   int delivery_timeout_ms = 5000;  // message.timeout.ms: after it a message is answered
   std::string client_id = "flashsale";
 };

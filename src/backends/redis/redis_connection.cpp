@@ -152,6 +152,10 @@ void RedisConnection::Connect() {
 
 void RedisConnection::StartWrite() {
   if (writing_ || queued_.empty() || state_ != State::kConnected) return;
+  if (options_.max_batches_in_flight > 0 &&
+      batches_in_flight_.size() >= static_cast<std::size_t>(options_.max_batches_in_flight)) {
+    return;  // the reply that completes the oldest batch writes the next
+  }
   // Everything queued goes out in one write: one syscall for many commands.
   write_buffer_.clear();
   std::uint64_t n = 0;
@@ -162,6 +166,7 @@ void RedisConnection::StartWrite() {
     queued_.pop_front();
     ++n;
   }
+  batches_in_flight_.push_back(n);
   writing_ = true;
   ++batches_written_;
   commands_written_ += n;
@@ -216,11 +221,13 @@ void RedisConnection::StartRead() {
               }
               Callback done = std::move(in_flight_.front().done);
               in_flight_.pop_front();
+              if (--batches_in_flight_.front() == 0) batches_in_flight_.pop_front();
               done(std::move(value));
               if (gen != generation_) return;  // a callback cannot close us, but stay safe
             }
             ArmTimer();
             StartRead();
+            StartWrite();  // a batch may have completed: send what gathered meanwhile
           }));
 }
 
@@ -269,6 +276,7 @@ void RedisConnection::Fail(const Status& unwritten, const Status& written) {
   backoff_ = std::min(backoff_ * 2, options_.max_backoff);
   std::deque<Request> in_flight = std::move(in_flight_);
   std::deque<Request> queued = std::move(queued_);
+  batches_in_flight_.clear();
   in_flight_.clear();
   queued_.clear();
   for (Request& r : in_flight) r.done(written);

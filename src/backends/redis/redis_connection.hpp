@@ -74,6 +74,13 @@ class RedisConnection final : public RedisCommander {
     std::chrono::milliseconds timeout{1000};  // per request, from Send() to its reply
     std::chrono::milliseconds min_backoff{50};
     std::chrono::milliseconds max_backoff{1000};
+    // Writes (batches of pipelined commands) awaiting their replies before the
+    // next write waits: while Redis works on one batch, everything sent
+    // meanwhile is gathered into the next. Under load that turns thousands of
+    // tiny writes (each one a read, an event-loop turn and an AOF write in
+    // Redis) into a few large ones; when idle, a command still goes out at once.
+    // 0 = no limit (every command written as soon as the socket is free).
+    int max_batches_in_flight = 2;
     // Sent first on every new connection, before anything queued (AUTH,
     // SELECT, SCRIPT LOAD ...). An error reply fails the connection.
     std::vector<std::vector<std::string>> on_connect;
@@ -123,6 +130,9 @@ class RedisConnection final : public RedisCommander {
   bool writing_ = false;
   std::deque<Request> queued_;     // not yet written
   std::deque<Request> in_flight_;  // written (or being written), awaiting replies, FIFO
+  // Commands of each written batch still awaiting replies, oldest first (sum =
+  // in_flight_.size()); its length is what max_batches_in_flight bounds.
+  std::deque<std::size_t> batches_in_flight_;
   std::string write_buffer_;
   std::vector<char> read_buffer_;
   std::unique_ptr<redisReader, void (*)(redisReader*)> reader_;

@@ -16,7 +16,6 @@ inline std::string Meta(ProductId id) { return Item(id, "meta"); }
 inline std::string Stock(ProductId id) { return Item(id, "stock"); }
 inline std::string SoldOut(ProductId id) { return Item(id, "sold_out"); }
 inline std::string Buyers(ProductId id) { return Item(id, "buyers"); }
-inline std::string Latest(ProductId id) { return Item(id, "latest"); }
 inline std::string Order(const OrderId& order) { return "order:" + order.str(); }
 
 }  // namespace flashsale::redis::keys

@@ -68,17 +68,16 @@ return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or '',
 )lua";
 
 // Seed: create a product unless it exists. KEYS: meta, stock, sold_out,
-// buyers, latest. ARGV: price, stock, limit_per_user, starts_at, ends_at,
-// remaining, then (user, units, latest order id) triples. Returns 1 created, 0 kept.
+// buyers. ARGV: price, stock, limit_per_user, starts_at, ends_at, remaining,
+// then (user, units, latest order id) triples. Returns 1 created, 0 kept.
 constexpr std::string_view kSeedLua = R"lua(
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'price', ARGV[1], 'stock', ARGV[2], 'limit_per_user', ARGV[3],
            'starts_at', ARGV[4], 'ends_at', ARGV[5], 'restock_epoch', '0')
 redis.call('SET', KEYS[2], ARGV[6])
-redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[3], KEYS[4])
 for i = 7, #ARGV, 3 do
-  redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
-  redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 2])
+  redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1], ARGV[i] .. ':o', ARGV[i + 2])
 end
 return 1
 )lua";
@@ -248,13 +247,18 @@ std::vector<Result<RedisValue>> RedisStockStore::CallEvalAll(
 }
 
 void RedisStockStore::Reserve(const Reservation& r, ReserveCallback done) {
-  std::vector<std::string> kv{keys::Meta(r.product),      keys::Stock(r.product),
-                              keys::SoldOut(r.product),   keys::Buyers(r.product),
-                              keys::Latest(r.product),    keys::Order(r.order),
-                              std::to_string(r.product),  std::to_string(r.user),
-                              std::to_string(r.quantity), r.order.str(),
-                              std::to_string(r.now),      std::to_string(options_.order_ttl_s)};
-  EvalSha(reserve_, std::move(kv), 6, [done = std::move(done)](Result<RedisValue> v) {
+  std::vector<std::string> kv{keys::Meta(r.product),
+                              keys::Stock(r.product),
+                              keys::SoldOut(r.product),
+                              keys::Buyers(r.product),
+                              keys::Order(r.order),
+                              std::to_string(r.product),
+                              std::to_string(r.user),
+                              std::to_string(r.quantity),
+                              r.order.str(),
+                              std::to_string(r.now),
+                              std::to_string(options_.order_ttl_s)};
+  EvalSha(reserve_, std::move(kv), 5, [done = std::move(done)](Result<RedisValue> v) {
     if (!v.has_value()) {
       done(v.error());
       return;
@@ -264,12 +268,12 @@ void RedisStockStore::Reserve(const Reservation& r, ReserveCallback done) {
 }
 
 Result<std::int64_t> RedisStockStore::Release(const Reservation& r) {
-  Result<RedisValue> v = CallEval(
-      release_,
-      {keys::Meta(r.product), keys::Stock(r.product), keys::SoldOut(r.product),
-       keys::Buyers(r.product), keys::Latest(r.product), keys::Order(r.order),
-       std::to_string(r.user), std::to_string(r.quantity), std::to_string(options_.order_ttl_s)},
-      6);
+  Result<RedisValue> v =
+      CallEval(release_,
+               {keys::Meta(r.product), keys::Stock(r.product), keys::SoldOut(r.product),
+                keys::Buyers(r.product), keys::Order(r.order), std::to_string(r.user),
+                std::to_string(r.quantity), std::to_string(options_.order_ttl_s)},
+               5);
   if (!v.has_value()) return v.error();
   if (v->IsError()) {
     if (v->str.find("unknown product") != std::string::npos) return Status::NotFound(v->str);
@@ -431,7 +435,6 @@ Result<std::int64_t> RedisStockStore::Seed(const std::vector<Product>& products,
                                 keys::Stock(p.id),
                                 keys::SoldOut(p.id),
                                 keys::Buyers(p.id),
-                                keys::Latest(p.id),
                                 std::to_string(p.price),
                                 std::to_string(p.stock),
                                 std::to_string(p.limit_per_user),
@@ -446,13 +449,13 @@ Result<std::int64_t> RedisStockStore::Seed(const std::vector<Product>& products,
         kv.push_back(s->latest_order.str());
       }
     }
-    kv[10] = std::to_string(std::max<std::int64_t>(0, p.stock - units));
+    kv[9] = std::to_string(std::max<std::int64_t>(0, p.stock - units));
     connection_.Send({"ZADD", std::string(kIndexKey), std::to_string(p.id), std::to_string(p.id)},
                      [](Result<RedisValue>) {});
     calls.push_back(std::move(kv));
   }
   std::int64_t created = 0;
-  for (const Result<RedisValue>& v : CallEvalAll(seed_, std::move(calls), 5)) {
+  for (const Result<RedisValue>& v : CallEvalAll(seed_, std::move(calls), 4)) {
     if (!v.has_value()) return v.error();
     if (v->IsError()) return ErrorReply("seed", *v);
     if (v->type == RedisValue::Type::kInteger) created += v->integer;

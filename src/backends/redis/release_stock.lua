@@ -7,9 +7,9 @@ becomes "X", TTL kept: GET /orders/{id} no longer finds it). Idempotent per orde
 KEYS[1]  item:{<id>}:meta      hash: stock (total ever sellable), restock_epoch (HINCRBY here)
 KEYS[2]  item:{<id>}:stock     string: remaining units
 KEYS[3]  item:{<id>}:sold_out  the L2 flag: deleted
-KEYS[4]  item:{<id>}:buyers    hash: user id -> units held
-KEYS[5]  item:{<id>}:latest    hash: user id -> latest order id (deleted with the record)
-KEYS[6]  order:<order_id>      the order/marker written by reserve_stock.lua
+KEYS[4]  item:{<id>}:buyers    hash: "<user>" -> units held, "<user>:o" -> latest order id
+                               (both deleted when the user holds no units any more)
+KEYS[5]  order:<order_id>      the order/marker written by reserve_stock.lua
                                ("R|<user>|<product>|<amount>|..."): "X|..." here
 
 ARGV[1]  user id
@@ -59,7 +59,7 @@ if not marker_ttl or marker_ttl <= 0 then return redis.error_reply('FLASHSALE ba
 
 if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('FLASHSALE unknown product') end
 
-local marker = redis.call('GET', KEYS[6])
+local marker = redis.call('GET', KEYS[5])
 if marker and string.sub(marker, 1, 1) == 'X' then
   return {'ALREADY_RELEASED', tonumber(redis.call('HGET', KEYS[1], 'restock_epoch')) or 0}
 end
@@ -75,8 +75,7 @@ if cmp(held, amount) < 0 then
 end
 
 if held == amount then
-  redis.call('HDEL', KEYS[4], user)
-  redis.call('HDEL', KEYS[5], user)
+  redis.call('HDEL', KEYS[4], user, user .. ':o')
 else
   redis.call('HINCRBY', KEYS[4], user, '-' .. amount)
 end
@@ -93,8 +92,8 @@ end
 redis.call('DEL', KEYS[3])
 local epoch = redis.call('HINCRBY', KEYS[1], 'restock_epoch', 1)
 if marker then
-  redis.call('SET', KEYS[6], 'X' .. string.sub(marker, 2), 'KEEPTTL')
+  redis.call('SET', KEYS[5], 'X' .. string.sub(marker, 2), 'KEEPTTL')
 else
-  redis.call('SET', KEYS[6], 'X|' .. user .. '||' .. amount .. '|||', 'EX', marker_ttl)
+  redis.call('SET', KEYS[5], 'X|' .. user .. '||' .. amount .. '|||', 'EX', marker_ttl)
 end
 return {'RELEASED', epoch}

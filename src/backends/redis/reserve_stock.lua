@@ -16,9 +16,10 @@ KEYS[1]  item:{<id>}:meta      hash: price (cents), stock (total ever sellable),
                                absent or "" = open), restock_epoch (default 0)
 KEYS[2]  item:{<id>}:stock     string: remaining units (absent = 0)
 KEYS[3]  item:{<id>}:sold_out  string "1", TTL 3600 s: the L2 flag
-KEYS[4]  item:{<id>}:buyers    hash: user id -> units held
-KEYS[5]  item:{<id>}:latest    hash: user id -> the user's latest order id for the product
-KEYS[6]  order:<order_id>      string, TTL ARGV[6]: the order while it is in flight (GET
+KEYS[4]  item:{<id>}:buyers    hash, two fields per buyer: "<user>" -> units held, and
+                               "<user>:o" -> the user's latest order id for the product (one
+                               hash, not two: one key lookup and one write per reservation)
+KEYS[5]  order:<order_id>      string, TTL ARGV[6]: the order while it is in flight (GET
                                /orders/{id} answers PENDING from it) AND the per-order marker
                                that makes this script and release_stock.lua idempotent:
                                "R|<user>|<product>|<amount>|<price>|<took_last_unit>|<created_at>"
@@ -76,6 +77,20 @@ local function sub(a, b)
   return s == '' and '0' or s
 end
 
+-- a + b for canonical decimal strings (the caller knows the sum fits in 2^63 - 1).
+local function add(a, b)
+  local out, carry, i, j = {}, 0, #a, #b
+  while i >= 1 or j >= 1 or carry > 0 do
+    local d = carry
+    if i >= 1 then d = d + string.byte(a, i) - 48 end
+    if j >= 1 then d = d + string.byte(b, j) - 48 end
+    if d >= 10 then d = d - 10; carry = 1 else carry = 0 end
+    table.insert(out, 1, d)
+    i, j = i - 1, j - 1
+  end
+  return table.concat(out)
+end
+
 local function canonical(s)  -- nil/false/"" -> "0"; "-1" etc. (never written) -> "0"
   if not s or s == '' then return '0' end
   -- Fast path: what this script and Redis' INCRBY write is canonical already.
@@ -97,6 +112,8 @@ if not now or not order_ttl or order_ttl <= 0 then
 end
 local user, order_id = ARGV[2], ARGV[4]
 
+-- Cost: six redis.call per reservation (each is a command lookup, an argument vector and
+-- a key lookup inside Redis), the reads first, in two calls.
 -- Every product has a price (Put and Seed always write it): no price, no product.
 local meta = redis.call('HMGET', KEYS[1], 'price', 'limit_per_user', 'starts_at', 'ends_at',
                         'restock_epoch')
@@ -106,8 +123,11 @@ local limit = meta[2] and canonical(meta[2]) or '1'
 local starts_at, ends_at = tonumber(meta[3]), tonumber(meta[4])
 local epoch = tonumber(meta[5]) or 0
 
+-- The order marker, the L2 flag and the remaining units: one call.
+local strings = redis.call('MGET', KEYS[5], KEYS[3], KEYS[2])
+local marker, flagged = strings[1], strings[2]
+
 -- Idempotency: an order id is reserved at most once.
-local marker = redis.call('GET', KEYS[6])
 if marker then
   if string.sub(marker, 1, 1) == 'X' then return {'RELEASED', 0, 0, '', epoch} end
   local _, _, mprice, mlast = string.find(marker, '^R|[^|]*|[^|]*|[^|]*|([^|]*)|([^|]*)|')
@@ -117,24 +137,25 @@ end
 if starts_at and now < starts_at then return {'NOT_STARTED', 0, 0, '', epoch} end
 if ends_at and now >= ends_at then return {'ENDED', 0, 0, '', epoch} end
 
-if redis.call('EXISTS', KEYS[3]) == 1 then return {'SOLD_OUT', 0, 0, '', epoch} end
+if flagged then return {'SOLD_OUT', 0, 0, '', epoch} end
 
 local held = canonical(redis.call('HGET', KEYS[4], user))
 -- amount > limit - held, without computing held + amount. Below 10^15 doubles are
 -- exact, so the common case compares numbers; the string arithmetic is the fallback.
+local small = #amount < 16 and #limit < 16 and #held < 16
 local over
-if #amount < 16 and #limit < 16 and #held < 16 then
+if small then
   local a, l, h = tonumber(amount), tonumber(limit), tonumber(held)
   over = h >= l or a > l - h
 else
   over = cmp(held, limit) >= 0 or cmp(amount, sub(limit, held)) > 0
 end
 if over then
-  local latest = redis.call('HGET', KEYS[5], user)
+  local latest = redis.call('HGET', KEYS[4], user .. ':o')
   return {'LIMIT_EXCEEDED', 0, 0, latest or '', epoch}
 end
 
-local left = canonical(redis.call('GET', KEYS[2]))
+local left = canonical(strings[3])
 if left == '0' then
   redis.call('SET', KEYS[3], '1', 'EX', L2_TTL_S)
   return {'SOLD_OUT', 0, 0, '', epoch}
@@ -143,13 +164,14 @@ if cmp(left, amount) < 0 then return {'INSUFFICIENT_STOCK', 0, 0, '', epoch} end
 
 -- Reserve. The last unit is sold too: the check above is left >= amount, not left > 0.
 local remaining = redis.call('DECRBY', KEYS[2], amount)
-redis.call('HINCRBY', KEYS[4], user, amount)
-redis.call('HSET', KEYS[5], user, order_id)
+-- held + amount <= limit <= 2^63 - 1: exact as a double below 10^15, else in decimal.
+local now_held = small and string.format('%d', tonumber(held) + tonumber(amount)) or add(held, amount)
+redis.call('HSET', KEYS[4], user, now_held, user .. ':o', order_id)
 local took_last = 0
 if remaining == 0 then
   redis.call('SET', KEYS[3], '1', 'EX', L2_TTL_S)
   took_last = 1
 end
-redis.call('SET', KEYS[6], 'R|' .. user .. '|' .. ARGV[1] .. '|' .. amount .. '|' .. meta[1] ..
+redis.call('SET', KEYS[5], 'R|' .. user .. '|' .. ARGV[1] .. '|' .. amount .. '|' .. meta[1] ..
            '|' .. took_last .. '|' .. ARGV[5], 'EX', order_ttl)
 return {'RESERVED', price, took_last, '', epoch}
