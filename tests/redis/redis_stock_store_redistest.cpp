@@ -160,6 +160,28 @@ class RedisStockStoreTest : public ::testing::Test {
   Reservation last_;
 };
 
+// A connection with its own I/O thread, for tests that need other options than the
+// fixture's. The thread stops before the connection goes (RedisConnection's REQUIRES).
+class OwnConnection {
+ public:
+  explicit OwnConnection(RedisConnection::Options options)
+      : conn_(io_, std::move(options)), thread_([this] { io_.run(); }) {}
+  ~OwnConnection() {
+    work_.reset();
+    io_.stop();
+    thread_.join();
+  }
+  RedisConnection& operator*() { return conn_; }
+  RedisConnection* operator->() { return &conn_; }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_ =
+      boost::asio::make_work_guard(io_);
+  RedisConnection conn_;
+  std::thread thread_;
+};
+
 ReserveOutcome OutcomeOf(const Result<ReserveResult>& r) {
   EXPECT_TRUE(r.has_value()) << r.error().ToString();
   return r.has_value() ? r->outcome : ReserveOutcome::kUnknownProduct;
@@ -283,7 +305,8 @@ TEST_F(RedisStockStoreTest, CommandsSentWhileABatchIsOutGoOutTogetherInTheNextWr
   RedisConnection::Options opts;
   opts.port = server_->port();
   opts.max_batches_in_flight = 1;
-  RedisConnection conn(io_, opts);
+  OwnConnection own(opts);
+  RedisConnection& conn = *own;
   auto call = [&conn](std::vector<std::string> argv) {
     std::promise<Result<RedisValue>> p;
     auto f = p.get_future();
@@ -429,6 +452,70 @@ TEST_F(RedisStockStoreTest, ListAndProductCountFollowPutAndSeed) {
   Result<ReserveResult> over = p.get_future().get();
   ASSERT_EQ(OutcomeOf(over), ReserveOutcome::kLimitExceeded);
   EXPECT_TRUE(over->latest_order == latest);
+}
+
+// Rebuilding Redis from a database that has sold a lot: far more buyer records than one
+// command, or one wait within the 1 s timeout, may carry (it used to time out at start-up).
+TEST_F(RedisStockStoreTest, SeedsHundredsOfThousandsOfBuyersInWavesAndStagedChunks) {
+  constexpr int kBig = 3, kBuyersPerBig = 60'000, kSmall = 2'000;
+  std::vector<Product> products;
+  std::vector<SoldUnits> sold;
+  OrderIdGenerator ids;
+  for (int i = 0; i < kBig; ++i) {
+    const ProductId id = 100 + i;
+    products.push_back({id, 500, 1'000'000, {}, {}, 3});
+    for (int u = 0; u < kBuyersPerBig; ++u) sold.push_back({id, u, 1 + u % 3, ids.Next(Now())});
+  }
+  for (int i = 0; i < kSmall; ++i) {
+    const ProductId id = 10'000 + i;
+    products.push_back({id, 100, 50, {}, {}, 1});
+    for (int u = 0; u < 20; ++u) sold.push_back({id, u, 1, ids.Next(Now())});
+  }
+  // A shorter timeout than the server's 1 s: all of this in one wave takes Redis ~0.6 s.
+  RedisConnection::Options opts;
+  opts.port = server_->port();
+  opts.timeout = 400ms;
+  OwnConnection seeding(opts);
+  RedisStockStore seeder(*seeding);
+  const auto start = std::chrono::steady_clock::now();
+  Result<std::int64_t> created = seeder.Seed(products, sold);
+  ASSERT_TRUE(created) << created.error().ToString();
+  EXPECT_EQ(*created, kBig + kSmall);
+  std::printf("seeded %zu buyer records of %zu products in %lld ms\n", sold.size(), products.size(),
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::steady_clock::now() - start)
+                                         .count()));
+  // Every buyer record is there (two fields each), no staging hash is left behind.
+  std::promise<Result<RedisValue>> hlen;
+  connection_->Send({"HLEN", "item:{101}:buyers"},
+                    [&](Result<RedisValue> v) { hlen.set_value(std::move(v)); });
+  Result<RedisValue> n = hlen.get_future().get();
+  ASSERT_TRUE(n.has_value());
+  EXPECT_EQ(n->integer, 2 * kBuyersPerBig);
+  std::promise<Result<RedisValue>> scan;
+  connection_->Send({"KEYS", "*:seed:*"},
+                    [&](Result<RedisValue> v) { scan.set_value(std::move(v)); });
+  Result<RedisValue> staging = scan.get_future().get();
+  ASSERT_TRUE(staging.has_value());
+  EXPECT_TRUE(staging->elements.empty()) << staging->elements.size() << " staging hashes left";
+  // Remaining = stock - units sold (1+2+3 per 3 buyers), and the limits hold.
+  Result<std::optional<StockSnapshot>> big = store_->Get(102);
+  ASSERT_TRUE(big && big->has_value());
+  EXPECT_EQ((*big)->remaining, 1'000'000 - 2 * kBuyersPerBig);
+  Result<std::optional<StockSnapshot>> small = store_->Get(10'000 + kSmall - 1);
+  ASSERT_TRUE(small && small->has_value());
+  EXPECT_EQ((*small)->remaining, 30);
+  EXPECT_EQ(OutcomeOf(SyncReserve(59'999, 1, 102)), ReserveOutcome::kLimitExceeded);  // holds 3
+  EXPECT_EQ(OutcomeOf(SyncReserve(59'998, 1, 102)), ReserveOutcome::kReserved);       // holds 2
+  EXPECT_EQ(OutcomeOf(SyncReserve(19, 1, 10'000)), ReserveOutcome::kLimitExceeded);
+  // Seeding again keeps everything (and leaves no staging hash either).
+  Result<std::int64_t> again = seeder.Seed(products, sold);
+  ASSERT_TRUE(again) << again.error().ToString();
+  EXPECT_EQ(*again, 0);
+  std::promise<Result<RedisValue>> scan2;
+  connection_->Send({"KEYS", "*:seed:*"},
+                    [&](Result<RedisValue> v) { scan2.set_value(std::move(v)); });
+  EXPECT_TRUE(scan2.get_future().get()->elements.empty());
 }
 
 TEST_F(RedisStockStoreTest, InFlightOrderIsReadableUntilItExpires) {

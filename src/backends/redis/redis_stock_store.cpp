@@ -1,11 +1,13 @@
 #include "backends/redis/redis_stock_store.hpp"
 
+#include <algorithm>
 #include <array>
 #include <boost/uuid/detail/sha1.hpp>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <future>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -68,17 +70,27 @@ return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or '',
 )lua";
 
 // Seed: create a product unless it exists. KEYS: meta, stock, sold_out,
-// buyers. ARGV: price, stock, limit_per_user, starts_at, ends_at, remaining,
-// then (user, units, latest order id) triples. Returns 1 created, 0 kept.
+// buyers, staging (a hash of buyer fields written beforehand in chunks, for a
+// product with more buyers than one command should carry; used when ARGV[7]
+// is "1"). ARGV: price, stock, limit_per_user, starts_at, ends_at, remaining,
+// staged 0/1, then (user, units, latest order id) triples. Returns 1 created,
+// 0 kept (the staging hash is dropped either way).
 constexpr std::string_view kSeedLua = R"lua(
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'price', ARGV[1], 'stock', ARGV[2], 'limit_per_user', ARGV[3],
-           'starts_at', ARGV[4], 'ends_at', ARGV[5], 'restock_epoch', '0')
-redis.call('SET', KEYS[2], ARGV[6])
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if ARGV[7] == '1' then redis.call('DEL', KEYS[5]) end
+  return 0
+end
 redis.call('DEL', KEYS[3], KEYS[4])
-for i = 7, #ARGV, 3 do
+if ARGV[7] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then
+  redis.call('RENAME', KEYS[5], KEYS[4])
+  redis.call('PERSIST', KEYS[4])
+end
+for i = 8, #ARGV, 3 do
   redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1], ARGV[i] .. ':o', ARGV[i + 2])
 end
+redis.call('SET', KEYS[2], ARGV[6])
+redis.call('HSET', KEYS[1], 'price', ARGV[1], 'stock', ARGV[2], 'limit_per_user', ARGV[3],
+           'starts_at', ARGV[4], 'ends_at', ARGV[5], 'restock_epoch', '0')
 return 1
 )lua";
 
@@ -221,8 +233,8 @@ Result<RedisValue> RedisStockStore::CallEval(const Script& script,
   return future.get();
 }
 
-std::vector<Result<RedisValue>> RedisStockStore::CallEvalAll(
-    const Script& script, std::vector<std::vector<std::string>> calls, std::size_t num_keys) {
+std::vector<Result<RedisValue>> RedisStockStore::Gather(
+    std::size_t n, const std::function<void(std::size_t, RedisConnection::Callback)>& send) {
   // Every call goes out at once (pipelined); one wait for all the replies.
   struct Replies {
     std::mutex mu;
@@ -230,12 +242,12 @@ std::vector<Result<RedisValue>> RedisStockStore::CallEvalAll(
     std::size_t left = 0;                    // guarded by mu
     std::promise<void> all_done;
   };
+  if (n == 0) return {};
   auto replies = std::make_shared<Replies>();
-  replies->values.assign(calls.size(), Result<RedisValue>(Status::Unknown("no reply")));
-  replies->left = calls.size();
-  if (calls.empty()) return {};
-  for (std::size_t i = 0; i < calls.size(); ++i) {
-    EvalSha(script, std::move(calls[i]), num_keys, [replies, i](Result<RedisValue> v) {
+  replies->values.assign(n, Result<RedisValue>(Status::Unknown("no reply")));
+  replies->left = n;
+  for (std::size_t i = 0; i < n; ++i) {
+    send(i, [replies, i](Result<RedisValue> v) {
       std::lock_guard lock(replies->mu);
       replies->values[i] = std::move(v);
       if (--replies->left == 0) replies->all_done.set_value();
@@ -244,6 +256,13 @@ std::vector<Result<RedisValue>> RedisStockStore::CallEvalAll(
   replies->all_done.get_future().wait();
   std::lock_guard lock(replies->mu);
   return std::move(replies->values);
+}
+
+std::vector<Result<RedisValue>> RedisStockStore::CallEvalAll(
+    const Script& script, std::vector<std::vector<std::string>> calls, std::size_t num_keys) {
+  return Gather(calls.size(), [&](std::size_t i, RedisConnection::Callback done) {
+    EvalSha(script, std::move(calls[i]), num_keys, std::move(done));
+  });
 }
 
 void RedisStockStore::Reserve(const Reservation& r, ReserveCallback done) {
@@ -424,43 +443,103 @@ Result<std::int64_t> RedisStockStore::ProductCount() {
 
 Result<std::int64_t> RedisStockStore::Seed(const std::vector<Product>& products,
                                            const std::vector<SoldUnits>& sold) {
+  // Size limits: every command must be answered within the connection's
+  // timeout, counted from when it was queued, so the work is sent in waves of
+  // at most kWaveBuyers buyer records, and no command carries more than
+  // kChunkBuyers of them. A product with more buyers gets them written first
+  // into a staging hash of its own (TTL 1 h, in case this process dies), which
+  // the seed script then renames into place: the product appears with all its
+  // buyers at once, or not at all.
+  constexpr std::size_t kChunkBuyers = 2'000;
+  constexpr std::size_t kWaveBuyers = 20'000;
   std::unordered_map<ProductId, std::vector<const SoldUnits*>> by_product;
   for (const SoldUnits& s : sold) by_product[s.product].push_back(&s);
   if (products.empty()) return std::int64_t{0};
-  std::vector<std::vector<std::string>> calls;
-  calls.reserve(products.size());
+  const std::string token = OrderIdGenerator().Next(0).str();  // unique per seeding run
+
+  std::vector<std::vector<std::string>> staging;  // HSET / EXPIRE commands
+  std::vector<std::size_t> staging_weight;        // buyers per command
+  std::vector<std::vector<std::string>> seeds;    // kSeedLua calls
+  std::vector<std::size_t> seed_weight;
   for (const Product& p : products) {
+    const std::vector<const SoldUnits*>* buyers = nullptr;
+    if (auto it = by_product.find(p.id); it != by_product.end()) buyers = &it->second;
+    const std::size_t n = buyers != nullptr ? buyers->size() : 0;
+    const bool staged = n > kChunkBuyers;
+    const std::string staging_key = keys::Buyers(p.id) + ":seed:" + token;
     std::int64_t units = 0;
     std::vector<std::string> kv{keys::Meta(p.id),
                                 keys::Stock(p.id),
                                 keys::SoldOut(p.id),
                                 keys::Buyers(p.id),
+                                staging_key,
                                 std::to_string(p.price),
                                 std::to_string(p.stock),
                                 std::to_string(p.limit_per_user),
                                 OptionalMillis(p.starts_at),
                                 OptionalMillis(p.ends_at),
-                                ""};
-    if (auto it = by_product.find(p.id); it != by_product.end()) {
-      for (const SoldUnits* s : it->second) {
-        units += s->units;
-        kv.push_back(std::to_string(s->user));
-        kv.push_back(std::to_string(s->units));
-        kv.push_back(s->latest_order.str());
+                                "",
+                                staged ? "1" : "0"};
+    for (std::size_t i = 0; i < n; i += kChunkBuyers) {
+      std::vector<std::string> hset{"HSET", staging_key};
+      const std::size_t end = std::min(n, i + kChunkBuyers);
+      for (std::size_t j = i; j < end; ++j) {
+        const SoldUnits& s = *(*buyers)[j];
+        units += s.units;
+        if (!staged) {
+          kv.push_back(std::to_string(s.user));
+          kv.push_back(std::to_string(s.units));
+          kv.push_back(s.latest_order.str());
+          continue;
+        }
+        hset.push_back(std::to_string(s.user));
+        hset.push_back(std::to_string(s.units));
+        hset.push_back(std::to_string(s.user) + ":o");
+        hset.push_back(s.latest_order.str());
+      }
+      if (staged) {
+        staging.push_back(std::move(hset));
+        staging_weight.push_back(end - i);
+        staging.push_back({"EXPIRE", staging_key, "3600"});
+        staging_weight.push_back(0);
       }
     }
-    kv[9] = std::to_string(std::max<std::int64_t>(0, p.stock - units));
+    kv[10] = std::to_string(std::max<std::int64_t>(0, p.stock - units));
     connection_.Send({"ZADD", std::string(kIndexKey), std::to_string(p.id), std::to_string(p.id)},
                      [](Result<RedisValue>) {});
-    calls.push_back(std::move(kv));
+    seeds.push_back(std::move(kv));
+    seed_weight.push_back(staged ? 1 : n + 1);
   }
-  std::int64_t created = 0;
-  for (const Result<RedisValue>& v : CallEvalAll(seed_, std::move(calls), 4)) {
-    if (!v.has_value()) return v.error();
-    if (v->IsError()) return ErrorReply("seed", *v);
-    if (v->type == RedisValue::Type::kInteger) created += v->integer;
-  }
-  return created;
+
+  // Runs `calls` wave by wave; `run` sends one wave and returns its replies.
+  auto in_waves = [](std::vector<std::vector<std::string>>& calls,
+                     const std::vector<std::size_t>& weight, auto run) -> Result<std::int64_t> {
+    std::int64_t created = 0;
+    std::size_t begin = 0;
+    while (begin < calls.size()) {
+      std::size_t end = begin, load = 0;
+      while (end < calls.size() && (end == begin || load + weight[end] <= kWaveBuyers)) {
+        load += weight[end++];
+      }
+      std::vector<std::vector<std::string>> wave(std::make_move_iterator(calls.begin() + begin),
+                                                 std::make_move_iterator(calls.begin() + end));
+      for (const Result<RedisValue>& v : run(std::move(wave))) {
+        if (!v.has_value()) return v.error();
+        if (v->IsError()) return ErrorReply("seed", *v);
+        if (v->type == RedisValue::Type::kInteger) created += v->integer;
+      }
+      begin = end;
+    }
+    return created;
+  };
+  Result<std::int64_t> staged = in_waves(staging, staging_weight, [this](auto wave) {
+    return Gather(wave.size(), [&](std::size_t i, RedisConnection::Callback done) {
+      connection_.Send(wave[i], std::move(done));
+    });
+  });
+  if (!staged) return staged.error();
+  return in_waves(seeds, seed_weight,
+                  [this](auto wave) { return CallEvalAll(seed_, std::move(wave), 5); });
 }
 
 namespace {

@@ -14,6 +14,7 @@
 // script touches one product's hash slot only), for List() and ProductCount().
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -79,6 +80,10 @@ class RedisStockStore final : public StockStore {
   Result<RedisValue> Call(std::vector<std::string> argv);
   Result<RedisValue> CallEval(const Script& script, std::vector<std::string> keys_and_args,
                               std::size_t num_keys);
+  // n calls, pipelined: send(i, done) issues call i; one wait for all the
+  // replies, returned in call order.
+  std::vector<Result<RedisValue>> Gather(
+      std::size_t n, const std::function<void(std::size_t, RedisConnection::Callback)>& send);
   // Many calls of one script, pipelined; the replies in the order of `calls`.
   std::vector<Result<RedisValue>> CallEvalAll(const Script& script,
                                               std::vector<std::vector<std::string>> calls,
