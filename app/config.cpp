@@ -149,10 +149,15 @@ void AddServeOptions(CLI::App& app, Config& c) {
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{86'400}))
       ->capture_default_str();
   app.add_option("--redis-connections", c.redis_connections,
-                 "pipelined Redis connections (distributed mode)")
+                 "pipelined Redis connections shared by admin calls, idempotency keys and "
+                 "(with --redis-shared-connections) reservations (distributed mode)")
       ->envname("FLASHSALE_REDIS_CONNECTIONS")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  app.add_flag("--redis-shared-connections", c.redis_shared_connections,
+               "reservations use the shared connections too, instead of one Redis connection "
+               "per I/O thread on that thread's event loop (distributed mode)")
+      ->envname("FLASHSALE_REDIS_SHARED_CONNECTIONS");
   app.add_option("--kafka-timeout-ms", c.kafka_timeout_ms,
                  "a hand-off Kafka has not confirmed by then is refused with 503 (distributed)")
       ->envname("FLASHSALE_KAFKA_TIMEOUT_MS")

@@ -33,8 +33,11 @@ struct Config {
   std::int64_t request_timeout_s = 10;
   std::int64_t l1_ttl_s = 600;
   // Distributed mode.
-  std::string topic_prefix;              // put in front of the three topic names
-  int redis_connections = 1;             // pipelined connections to Redis per server
+  std::string topic_prefix;   // put in front of the three topic names
+  int redis_connections = 1;  // pipelined connections to Redis per server
+  // Reservations through the shared pool too (default: each HTTP I/O thread
+  // has its own Redis connection for them, on its own event loop).
+  bool redis_shared_connections = false;
   std::int64_t kafka_timeout_ms = 5000;  // a hand-off not delivered by then is refused (503)
   // Producer batching: fewer, larger produce requests. Under load a purchase
   // waits for its batch anyway; 2 ms measured the best trade between CPU per

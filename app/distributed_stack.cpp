@@ -38,7 +38,12 @@ Result<std::unique_ptr<DistributedStack>> DistributedStack::Open(const Config& c
           s->io_.get_executor());
   s->io_thread_ = std::thread([stack = s.get()] { stack->io_.run(); });
   s->redis_ = std::make_unique<redis::RedisPool>(s->io_, redis_options, config.redis_connections);
-  s->stock_ = std::make_unique<redis::RedisStockStore>(*s->redis_);
+  redis::RedisStockStore::Options stock_options;
+  if (!config.redis_shared_connections) {
+    s->per_thread_redis_ = std::make_unique<redis::ThreadLocalRedis>(redis_options);
+    stock_options.per_thread = s->per_thread_redis_.get();
+  }
+  s->stock_ = std::make_unique<redis::RedisStockStore>(*s->redis_, stock_options);
   if (Status st = s->stock_->Ping(); !st.ok()) {
     return Status::Unavailable("redis " + address->host + ":" + std::to_string(address->port) +
                                ": " + st.message());
@@ -113,6 +118,14 @@ std::vector<http::ReadinessCheck> DistributedStack::ReadinessChecks() {
 }
 
 std::string DistributedStack::Describe() const { return description_; }
+
+void DistributedStack::AttachIoThread(boost::asio::io_context& io) {
+  if (per_thread_redis_) per_thread_redis_->AttachThisThread(io);
+}
+
+void DistributedStack::DetachIoThread() {
+  if (per_thread_redis_) per_thread_redis_->DetachThisThread();
+}
 
 void DistributedStack::Shutdown() {
   if (shut_down_) return;

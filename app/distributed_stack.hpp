@@ -71,6 +71,11 @@ class DistributedStack {
   FunnelMetrics& metrics() { return metrics_; }
   // redis, kafka, database: each names its problem when it does not answer.
   std::vector<http::ReadinessCheck> ReadinessChecks();
+  // For http::ServerOptions::on_thread_start / on_thread_stop: each HTTP I/O
+  // thread gets its own Redis connection for reservations (unless
+  // --redis-shared-connections), on its own io_context.
+  void AttachIoThread(boost::asio::io_context& io);
+  void DetachIoThread();
   [[nodiscard]] std::string Describe() const;
 
  private:
@@ -83,6 +88,7 @@ class DistributedStack {
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::thread io_thread_;
   std::unique_ptr<redis::RedisPool> redis_;
+  std::unique_ptr<redis::ThreadLocalRedis> per_thread_redis_;  // null: shared pool only
   std::unique_ptr<redis::RedisStockStore> stock_;
   std::unique_ptr<redis::RedisIdempotencyStore> idempotency_;
   std::unique_ptr<kafka::KafkaOrderQueue> queue_;

@@ -5,6 +5,7 @@
 
 #include <csignal>
 #include <filesystem>
+#include <functional>
 #include <thread>
 
 #include "commands.hpp"
@@ -47,7 +48,9 @@ namespace {
 // The HTTP server over one stack, until SIGINT/SIGTERM. Returns the exit code.
 int ServeUntilSignalled(const Config& config, const sigset_t& signals, PurchaseFunnel& funnel,
                         Catalog& catalog, OrderRepository& orders, FunnelMetrics& metrics,
-                        std::vector<http::ReadinessCheck> checks, const std::string& mode) {
+                        std::vector<http::ReadinessCheck> checks, const std::string& mode,
+                        std::function<void(boost::asio::io_context&)> on_thread_start = {},
+                        std::function<void()> on_thread_stop = {}) {
   if (config.admin_token.empty()) {
     spdlog::warn("no ADMIN_TOKEN configured: the admin API answers 403");
   }
@@ -61,6 +64,8 @@ int ServeUntilSignalled(const Config& config, const sigset_t& signals, PurchaseF
   options.max_connections = config.max_connections;
   options.idle_timeout_ms = config.idle_timeout_s * 1000;
   options.request_timeout_ms = config.request_timeout_s * 1000;
+  options.on_thread_start = std::move(on_thread_start);
+  options.on_thread_stop = std::move(on_thread_stop);
   http::HttpServer server(api, options);
   if (Status st = server.Start(); !st.ok()) {
     spdlog::error("{}", st.ToString());
@@ -119,8 +124,10 @@ int RunDistributedServe(const Config& config) {
     return 1;
   }
   DistributedStack& s = **stack;
-  const int rc = ServeUntilSignalled(config, signals, s.funnel(), s.catalog(), s.orders(),
-                                     s.metrics(), s.ReadinessChecks(), s.Describe());
+  const int rc = ServeUntilSignalled(
+      config, signals, s.funnel(), s.catalog(), s.orders(), s.metrics(), s.ReadinessChecks(),
+      s.Describe(), [&s](boost::asio::io_context& io) { s.AttachIoThread(io); },
+      [&s] { s.DetachIoThread(); });
   s.Shutdown();
   stack->reset();  // librdkafka logs while it closes: before the logger goes
   spdlog::info(rc == 0 ? "stopped cleanly" : "stopped");

@@ -306,9 +306,11 @@ Status Worker::Bind(const tcp::endpoint& endpoint) {
 }
 
 void Worker::Run() {
+  if (options_.on_thread_start) options_.on_thread_start(ctx_);
   Accept();
   ScheduleSweep();
   ctx_.run();
+  if (options_.on_thread_stop) options_.on_thread_stop();
 }
 
 void Worker::Accept() {

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -21,6 +22,10 @@
 
 #include "core/status.hpp"
 #include "http/api.hpp"
+
+namespace boost::asio {
+class io_context;
+}  // namespace boost::asio
 
 namespace flashsale::http {
 
@@ -32,6 +37,11 @@ struct ServerOptions {
   std::int64_t idle_timeout_ms = 60'000;
   std::int64_t request_timeout_ms = 10'000;
   std::int64_t shutdown_grace_ms = 10'000;  // in-flight requests get this long on Stop()
+  // Run on each worker thread just before its event loop starts, and just
+  // after it ended (e.g. a backend connection per I/O thread, on that
+  // thread's io_context). Either may be empty.
+  std::function<void(boost::asio::io_context&)> on_thread_start;
+  std::function<void()> on_thread_stop;
 };
 
 class Worker;

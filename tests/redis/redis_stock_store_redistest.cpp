@@ -336,6 +336,53 @@ TEST_F(RedisStockStoreTest, CommandsSentWhileABatchIsOutGoOutTogetherInTheNextWr
   EXPECT_EQ(conn.BatchesWritten() - before, 2u);
 }
 
+// Each I/O thread that attaches gets its own connection on its own event loop, and
+// reservations made on that thread go through it (no hand-over to the shared one).
+TEST_F(RedisStockStoreTest, ReservationsOnAnAttachedThreadUseThatThreadsConnection) {
+  PutProduct(100, 100);
+  RedisConnection::Options opts;
+  opts.port = server_->port();
+  for (auto& command : RedisStockStore::ScriptLoadCommands()) opts.on_connect.push_back(command);
+  ThreadLocalRedis per_thread(opts);
+  RedisStockStore store(*connection_, {.order_ttl_s = 60, .per_thread = &per_thread});
+  EXPECT_EQ(per_thread.Current(), nullptr);  // this thread never attached
+  constexpr int kThreads = 2, kCalls = 50;
+  std::atomic<int> reserved{0};
+  std::vector<std::uint64_t> own_commands(kThreads, 0);
+  std::vector<std::thread> threads;
+  const std::uint64_t shared_before = connection_->CommandsWritten();
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      boost::asio::io_context io;
+      per_thread.AttachThisThread(io);
+      RedisConnection* mine = per_thread.Current();
+      ASSERT_NE(mine, nullptr);
+      OrderIdGenerator ids;
+      int answered = 0;
+      for (int i = 0; i < kCalls; ++i) {
+        Reservation r{kPhone, static_cast<UserId>(t * 1000 + i), 1, ids.Next(Now()), Now()};
+        store.Reserve(r, [&](Result<ReserveResult> res) {
+          // Answered on this very thread, inside io.run().
+          EXPECT_EQ(per_thread.Current(), mine);
+          if (res.has_value() && res->outcome == ReserveOutcome::kReserved) ++reserved;
+          if (++answered == kCalls) io.stop();
+        });
+      }
+      io.run_for(10s);
+      own_commands[t] = mine->CommandsWritten();
+      per_thread.DetachThisThread();
+      EXPECT_EQ(per_thread.Current(), nullptr);
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(reserved.load(), kThreads * kCalls);
+  for (int t = 0; t < kThreads; ++t) {
+    EXPECT_GE(own_commands[t], static_cast<std::uint64_t>(kCalls)) << "thread " << t;
+  }
+  EXPECT_EQ(connection_->CommandsWritten(), shared_before);  // nothing through the shared one
+  EXPECT_EQ((*store_->Get(kPhone))->remaining, 100 - kThreads * kCalls);
+}
+
 TEST_F(RedisStockStoreTest, ReleaseRestoresUnitsAndIsIdempotent) {
   PutProduct(1, 1);
   ASSERT_EQ(OutcomeOf(SyncReserve(7, 1)), ReserveOutcome::kReserved);

@@ -283,6 +283,37 @@ void RedisConnection::Fail(const Status& unwritten, const Status& written) {
   for (Request& r : queued) r.done(unwritten);
 }
 
+namespace {
+// The connection of this thread and who attached it (several ThreadLocalRedis
+// may exist in one process, e.g. in tests).
+struct ThreadConnection {
+  const ThreadLocalRedis* owner = nullptr;
+  std::unique_ptr<RedisConnection> connection;
+};
+thread_local ThreadConnection tls_connection;
+}  // namespace
+
+ThreadLocalRedis::~ThreadLocalRedis() {
+  // Threads detach themselves; one that did not (and is gone) left nothing
+  // to free here, since its thread_local state went with it.
+}
+
+void ThreadLocalRedis::AttachThisThread(boost::asio::io_context& io) {
+  FLASHSALE_CHECK(tls_connection.connection == nullptr, "thread already has a Redis connection");
+  tls_connection.owner = this;
+  tls_connection.connection = std::make_unique<RedisConnection>(io, options_);
+}
+
+void ThreadLocalRedis::DetachThisThread() {
+  if (tls_connection.owner != this) return;
+  tls_connection.connection.reset();
+  tls_connection.owner = nullptr;
+}
+
+RedisConnection* ThreadLocalRedis::Current() const {
+  return tls_connection.owner == this ? tls_connection.connection.get() : nullptr;
+}
+
 RedisPool::RedisPool(boost::asio::io_context& io, const RedisConnection::Options& options,
                      int connections) {
   FLASHSALE_CHECK(connections > 0, "RedisPool needs a connection");

@@ -158,6 +158,32 @@ class RedisPool final : public RedisCommander {
   std::atomic<std::uint64_t> next_{0};
 };
 
+// One RedisConnection per I/O thread that attaches itself, on that thread's own
+// io_context: a command sent from such a thread is written, and its reply read
+// and answered, by the same event loop, with no hand-over to another thread
+// (the purchase path: HTTP worker -> Redis -> Kafka hand-off, all on one
+// thread). Blocking calls must not use it: the thread waiting would be the one
+// that has to read the reply.
+// Thread safety: Attach/Detach on the thread concerned; Current() from any thread.
+class ThreadLocalRedis {
+ public:
+  explicit ThreadLocalRedis(RedisConnection::Options options) : options_(std::move(options)) {}
+  ~ThreadLocalRedis();
+  ThreadLocalRedis(const ThreadLocalRedis&) = delete;
+  ThreadLocalRedis& operator=(const ThreadLocalRedis&) = delete;
+
+  // On the I/O thread, before `io` runs: creates its connection (connected on
+  // first use).
+  void AttachThisThread(boost::asio::io_context& io);
+  // On the same thread, after `io` stopped running: drops its connection.
+  void DetachThisThread();
+  // The calling thread's connection, or nullptr if it has none.
+  [[nodiscard]] RedisConnection* Current() const;
+
+ private:
+  const RedisConnection::Options options_;
+};
+
 // Where a redis:// URL points: redis://[[user]:password@]host[:port][/db].
 struct RedisAddress {
   std::string host = "127.0.0.1";

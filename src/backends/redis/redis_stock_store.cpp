@@ -192,8 +192,9 @@ std::vector<std::vector<std::string>> RedisStockStore::ScriptLoadCommands() {
   return out;
 }
 
-void RedisStockStore::EvalSha(const Script& script, std::vector<std::string> keys_and_args,
-                              std::size_t num_keys, RedisConnection::Callback done) {
+void RedisStockStore::EvalSha(RedisCommander& via, const Script& script,
+                              std::vector<std::string> keys_and_args, std::size_t num_keys,
+                              RedisConnection::Callback done) {
   std::vector<std::string> argv;
   argv.reserve(keys_and_args.size() + 3);
   argv.emplace_back("EVALSHA");
@@ -203,17 +204,16 @@ void RedisStockStore::EvalSha(const Script& script, std::vector<std::string> key
   // Kept (moved, not copied) in case the script cache was lost and the call
   // must be repeated.
   auto args = std::make_shared<const std::vector<std::string>>(std::move(argv));
-  connection_.Send(
-      *args, [this, &script, args, done = std::move(done)](Result<RedisValue> r) mutable {
-        if (!r.has_value() || !r->IsError() || !r->str.starts_with("NOSCRIPT")) {
-          done(std::move(r));
-          return;
-        }
-        // The server lost its script cache (restart, SCRIPT FLUSH): load, retry once.
-        // Both commands are queued back to back on one connection, so they run in order.
-        connection_.Send({"SCRIPT", "LOAD", std::string(script.source)}, [](Result<RedisValue>) {});
-        connection_.Send(*args, std::move(done));
-      });
+  via.Send(*args, [&via, &script, args, done = std::move(done)](Result<RedisValue> r) mutable {
+    if (!r.has_value() || !r->IsError() || !r->str.starts_with("NOSCRIPT")) {
+      done(std::move(r));
+      return;
+    }
+    // The server lost its script cache (restart, SCRIPT FLUSH): load, retry once.
+    // Both commands are queued back to back on one connection, so they run in order.
+    via.Send({"SCRIPT", "LOAD", std::string(script.source)}, [](Result<RedisValue>) {});
+    via.Send(*args, std::move(done));
+  });
 }
 
 Result<RedisValue> RedisStockStore::Call(std::vector<std::string> argv) {
@@ -228,7 +228,7 @@ Result<RedisValue> RedisStockStore::CallEval(const Script& script,
                                              std::size_t num_keys) {
   auto promise = std::make_shared<std::promise<Result<RedisValue>>>();
   std::future<Result<RedisValue>> future = promise->get_future();
-  EvalSha(script, std::move(keys_and_args), num_keys,
+  EvalSha(connection_, script, std::move(keys_and_args), num_keys,
           [promise](Result<RedisValue> r) { promise->set_value(std::move(r)); });
   return future.get();
 }
@@ -261,7 +261,7 @@ std::vector<Result<RedisValue>> RedisStockStore::Gather(
 std::vector<Result<RedisValue>> RedisStockStore::CallEvalAll(
     const Script& script, std::vector<std::vector<std::string>> calls, std::size_t num_keys) {
   return Gather(calls.size(), [&](std::size_t i, RedisConnection::Callback done) {
-    EvalSha(script, std::move(calls[i]), num_keys, std::move(done));
+    EvalSha(connection_, script, std::move(calls[i]), num_keys, std::move(done));
   });
 }
 
@@ -277,13 +277,15 @@ void RedisStockStore::Reserve(const Reservation& r, ReserveCallback done) {
                               r.order.str(),
                               std::to_string(r.now),
                               std::to_string(options_.order_ttl_s)};
-  EvalSha(reserve_, std::move(kv), 5, [done = std::move(done)](Result<RedisValue> v) {
-    if (!v.has_value()) {
-      done(v.error());
-      return;
-    }
-    done(ParseReserve(*v));
-  });
+  RedisCommander* own = options_.per_thread != nullptr ? options_.per_thread->Current() : nullptr;
+  EvalSha(own != nullptr ? *own : connection_, reserve_, std::move(kv), 5,
+          [done = std::move(done)](Result<RedisValue> v) {
+            if (!v.has_value()) {
+              done(v.error());
+              return;
+            }
+            done(ParseReserve(*v));
+          });
 }
 
 Result<std::int64_t> RedisStockStore::Release(const Reservation& r) {

@@ -5,7 +5,8 @@
 // retried once). Products live under the keys of redis_keys.hpp.
 //
 // Thread safety: all methods are safe for concurrent use. Reserve() answers on
-// the connection's io thread (its callback must not block); the other methods
+// the connection's io thread (its callback must not block; with
+// Options::per_thread, that is the calling I/O thread); the other methods
 // block the caller until Redis answers or the request times out.
 // REQUIRES: the blocking methods are never called on the connection's io thread.
 //
@@ -29,6 +30,9 @@ class RedisStockStore final : public StockStore {
     // ARGV[6] of reserve_stock.lua: TTL of order:<id>, the in-flight order and
     // per-order marker (longer than audit --repair's grace period).
     std::int64_t order_ttl_s = 86'400;
+    // When set, Reserve() sends through the calling thread's own connection
+    // if it has one (the HTTP workers do), and through `connection` otherwise.
+    const ThreadLocalRedis* per_thread = nullptr;
   };
 
   // `connection` must outlive the store.
@@ -74,8 +78,8 @@ class RedisStockStore final : public StockStore {
     std::string sha1;  // hex, computed once at construction
   };
   // EVALSHA, then on NOSCRIPT: SCRIPT LOAD and EVALSHA once more.
-  void EvalSha(const Script& script, std::vector<std::string> keys_and_args, std::size_t num_keys,
-               RedisConnection::Callback done);
+  void EvalSha(RedisCommander& via, const Script& script, std::vector<std::string> keys_and_args,
+               std::size_t num_keys, RedisConnection::Callback done);
   // Send() and wait for the reply.
   Result<RedisValue> Call(std::vector<std::string> argv);
   Result<RedisValue> CallEval(const Script& script, std::vector<std::string> keys_and_args,
