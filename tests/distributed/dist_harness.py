@@ -56,6 +56,13 @@ class Backends:
                             timeout=timeout)
         assert cp.returncode == 0, f"{server}.sh {action} failed: {cp.stdout}\n{cp.stderr}"
 
+    def signal_server(self, server: str, sig: int) -> None:
+        """Sends `sig` to a server of the set (e.g. SIGSTOP/SIGCONT to freeze one without
+        closing its sockets), found by the pid file scripts/servers writes."""
+        var = Path(os.environ.get("FLASHSALE_VAR", str(SERVERS.parent.parent / "var")))
+        pid_file = {"kafka": var / "kafka" / "kafka.pid", "redis": var / "redis" / "redis.pid"}[server]
+        os.kill(int(pid_file.read_text().strip()), sig)
+
     def redis_cli(self, *args: str) -> str:
         cp = subprocess.run([str(SERVERS / "redis.sh"), "cli", *args], capture_output=True, text=True,
                             timeout=30)

@@ -1,9 +1,12 @@
 """Server faults in distributed mode: the Kafka broker stopped mid-sale (503 with nothing
-reserved, /readyz says why, sales resume afterwards and nothing is lost) and Redis restarted
-(AOF: the server reconnects, no oversell across the restart)."""
+reserved, /readyz says why, sales resume afterwards and nothing is lost), the broker frozen
+with an order on the wire (503 UNKNOWN with the order id, the reservation kept, the order
+lands once the broker thaws) and Redis restarted (AOF: the server reconnects, no oversell
+across the restart)."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -61,6 +64,41 @@ def test_kafka_broker_down_refuses_with_503_and_restores_the_reservation(stack):
     wait_orders(b, len(accepted), timeout=120, consumer=consumer)
     assert set(accepted) == set(b.orders())
     assert s.remaining(501) == 100 - len(accepted)
+
+
+def test_broker_frozen_after_the_send_answers_unknown_and_keeps_the_reservation(stack):
+    b, s, consumer = stack
+    base = b.order_count()  # earlier tests of the module waited for theirs
+    s.put_product(502, 10, 5.0, limit_per_user=1, expect=(201,))
+    assert_sale(s.purchase(1, 502), "ACCEPTED")  # producer connected, topic metadata known
+    # SIGSTOP keeps the broker's sockets open: the produce request is written and never
+    # answered, so librdkafka can only say "possibly persisted" when the hand-off timeout
+    # (--kafka-timeout-ms 3000 in the harness) ends.
+    b.signal_server("kafka", signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        r = s.purchase(2, 502)
+        waited = time.monotonic() - t0
+    finally:
+        b.signal_server("kafka", signal.SIGCONT)
+    assert r.status == 503, f"expected 503 while the broker is frozen, got {r!r}"
+    body = r.json()
+    assert body["status"] == "UNKNOWN", body
+    assert r.header("Retry-After"), r
+    order_id = body.get("order_id") or (body.get("data") or {}).get("order_id")
+    assert order_id, f"an UNKNOWN answer names the order to query: {body}"
+    assert waited >= 2.5, f"answered after {waited:.1f} s, before the 3 s hand-off timeout"
+    # The reservation stays (the order may be in Kafka): 2 units out of 10 are held.
+    assert s.remaining(502) == 8
+    assert b.redis_cli("HGET", "item:{502}:buyers", "2") == "1"
+    # The request was on the wire: once the broker thaws it is appended and persisted.
+    wait_orders(b, base + 2, timeout=90, consumer=consumer)
+    assert order_id in b.orders(), f"{order_id} not in the database: {sorted(b.orders())}"
+    wait_until(lambda: s.call("GET", f"/orders/{order_id}").json().get("status") == "CONFIRMED",
+               30, "GET /orders/{id} of the UNKNOWN order answers CONFIRMED")
+    # Sales go on, and the user who got UNKNOWN holds the unit: limit reached.
+    assert_sale(s.purchase(3, 502), "ACCEPTED")
+    assert_sale(s.purchase(2, 502), "LIMIT_EXCEEDED")
 
 
 def test_redis_restart_reconnects_without_oversell(stack):
