@@ -39,6 +39,9 @@ usage: bench/run_dist_bench.sh [options]
       --only LIST         subset of nginx,a,b,redis,kafka                  (default all)
       --flush-redis       FLUSHALL the set's Redis first (orders of earlier runs live 1 day
                           there and slow the key lookups; flashsale re-seeds from PostgreSQL)
+      --fresh             --flush-redis, and empty the set's orders and products tables first
+                          (every run then starts from the same state; the bench's own server
+                          set only: refused unless PG_PORT is the bench default 45432)
       --profile SECS      after the table: one extra (b) wrk run of SECS with
                           `perf record -g` on the server; report in the work dir
       --bin PATH          flashsale binary                    (default build/release/flashsale)
@@ -56,7 +59,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH_NAME=run_dist_bench
 DURATION=10; RUNS=1; THREADS=2; CONNS="256"; WARMUP=1; WRK_THREADS=2; COUNT=status; WAIT_IDLE=0
 REDIS_CONNS=""; SERVER_ARGS=(); PREFIX="distbench."; REDIS_N=1000000; KAFKA_N=1000000; ONLY="nginx,a,b,redis,kafka"
-FLUSH=0; PROFILE=0; BIN="$ROOT/build/release/flashsale"; RDKPERF=""; OUTPUT=""; KEEP=0
+FLUSH=0; FRESH=0; PROFILE=0; BIN="$ROOT/build/release/flashsale"; RDKPERF=""; OUTPUT=""; KEEP=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -d|--duration) DURATION="$2"; shift 2 ;;
@@ -75,6 +78,7 @@ while [[ $# -gt 0 ]]; do
         --kafka-n) KAFKA_N="$2"; shift 2 ;;
         --only) ONLY="$2"; shift 2 ;;
         --flush-redis) FLUSH=1; shift ;;
+        --fresh) FLUSH=1; FRESH=1; shift ;;
         --profile) PROFILE="$2"; shift 2 ;;
         --bin) BIN="$2"; shift 2 ;;
         --rdkafka-perf) RDKPERF="$2"; shift 2 ;;
@@ -194,6 +198,12 @@ fi
 # ---------------------------------------------------------------------------- (a), (b)
 B_CALLS=""; B_PURCH=""; B_ACC=""; B_WRK_ACC=""
 if want a || want b; then
+    if [[ $FRESH == 1 ]]; then
+        [[ "$PG_PORT" == 45432 ]] || { problem "--fresh refused: PG_PORT $PG_PORT is not the bench's own"; exit 1; }
+        log "postgresql: TRUNCATE orders, products (was $(psql -q -X -At "$PG_URL" -c 'SELECT count(*) FROM orders' 2>/dev/null || echo '?') orders)"
+        psql -q -X -v ON_ERROR_STOP=1 "$PG_URL" -c "TRUNCATE orders, products" >/dev/null 2>&1 \
+            || log "postgresql: nothing to truncate (no schema yet)"
+    fi
     if [[ $FLUSH == 1 ]]; then
         log "redis: FLUSHALL (was $("${RCLI[@]}" DBSIZE) keys)"; "${RCLI[@]}" FLUSHALL ASYNC >/dev/null
         for _ in $(seq 1 60); do   # the lazy free and the AOF write keep Redis busy for a while
