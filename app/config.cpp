@@ -89,6 +89,12 @@ void AddConsumeOptions(CLI::App& app, Config& c) {
       ->envname("FLASHSALE_BATCH_SIZE")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{100'000}))
       ->capture_default_str();
+  app.add_option("--workers", c.consumer_workers,
+                 "consumers of the group in this process (each: own partitions, thread, "
+                 "database connection)")
+      ->envname("FLASHSALE_CONSUMER_WORKERS")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{64}))
+      ->capture_default_str();
   app.add_flag("--drain", c.drain,
                "persist what the topic holds, then exit (2 s without new orders); "
                "prints the rate");

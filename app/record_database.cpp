@@ -1,5 +1,6 @@
 #include "record_database.hpp"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "backends/embedded/sqlite_database.hpp"
@@ -54,6 +55,8 @@ Result<std::unique_ptr<RecordDatabase>> RecordDatabase::Open(const Config& confi
   if (config.IsPostgres()) {
     postgres::PgDatabase::Options o;
     o.url = config.database;
+    // One connection per consumer worker, plus room for the other callers.
+    o.pool_size = std::max(o.pool_size, static_cast<int>(config.consumer_workers) + 1);
     auto db = postgres::PgDatabase::Open(o);
     if (!db) return db.error();
     return std::unique_ptr<RecordDatabase>(

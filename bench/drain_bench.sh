@@ -5,7 +5,7 @@
 # it re-reads the same N messages). Prints each run's orders/s (from consume's own log
 # line) and the median; checks SELECT count(*) FROM orders == N after every run.
 #
-#   bench/drain_bench.sh [-n N] [-r RUNS] [--batch-size B] [--profile] [-o FILE] [--keep]
+#   bench/drain_bench.sh [-n N] [-r RUNS] [--batch-size B] [--workers W] [--profile] [-o FILE] [--keep]
 #
 # Server set as bench/run_dist_bench.sh (FLASHSALE_VAR=/tmp/fs-bench, REDIS_PORT 46379,
 # PG_PORT 45432, KAFKA_PORT 49092, KAFKA_CONTROLLER_PORT 49093); started when not running
@@ -15,17 +15,18 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH_NAME=drain_bench
-N=1000000; RUNS=3; BATCH=""; PROFILE=0; OUTPUT=""; KEEP=0; BIN="$ROOT/build/release/flashsale"
+N=1000000; RUNS=3; BATCH=""; WORKERS=""; PROFILE=0; OUTPUT=""; KEEP=0; BIN="$ROOT/build/release/flashsale"
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -n) N="$2"; shift 2 ;;
         -r|--runs) RUNS="$2"; shift 2 ;;
         --batch-size) BATCH="$2"; shift 2 ;;
+        --workers) WORKERS="$2"; shift 2 ;;
         --profile) PROFILE=1; shift ;;
         --bin) BIN="$2"; shift 2 ;;
         -o|--output) OUTPUT="$2"; shift 2 ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "$BENCH_NAME: unknown option: $1" >&2; exit 2 ;;
     esac
 done
@@ -107,6 +108,7 @@ for ((r = 1; r <= RUNS; r++)); do
     group="drain-$(date +%s)-$r"
     cmd=("$BIN" consume --kafka "$KAFKA" --database "$PG_URL" --topic-prefix "$PREFIX" --group "$group" --drain)
     [[ -z "$BATCH" ]] || cmd+=(--batch-size "$BATCH")
+    [[ -z "$WORKERS" ]] || cmd+=(--workers "$WORKERS")
     dir="$WORK/run$r"; mkdir -p "$dir"
     log "run $r: ${cmd[*]}"
     if [[ $PROFILE == 1 && $r == 1 ]] && command -v perf >/dev/null; then
@@ -148,7 +150,7 @@ REPORT="$WORK/report.md"
     echo "#### flashsale consumer drain ($(date -u +%Y-%m-%dT%H:%M:%SZ), git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null))"
     echo
     echo "$N orders pre-filled in \`$TOPIC\` (6 partitions), drained into PostgreSQL 15 by" \
-         "\`flashsale consume --drain${BATCH:+ --batch-size $BATCH}\` with a fresh group per run; orders table truncated before each run."
+         "\`flashsale consume --drain${BATCH:+ --batch-size $BATCH}${WORKERS:+ --workers $WORKERS}\` with a fresh group per run; orders table truncated before each run."
     echo
     echo "| run | orders/s (consume's log line) | seconds | cores: consume | PostgreSQL | Kafka | other processes |"
     echo "|---:|---:|---:|---:|---:|---:|---:|"

@@ -1,6 +1,7 @@
 """The order path of distributed mode: PENDING while in flight, CONFIRMED once `flashsale
 consume` ran; kill -9 of the consumer mid-stream loses and duplicates nothing; PostgreSQL
-down makes the consumer wait and retry; poison messages go to the DLQ without blocking."""
+down makes the consumer wait and retry; poison messages go to the DLQ without blocking;
+`consume --drain` with several workers persists what the topic holds and exits."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 import pytest
 
 from dist_harness import Consumer, running_stack, wait_orders
-from harness import Storm, assert_sale, tally, wait_until
+from harness import Storm, assert_sale, describe_cli, run_cli, tally, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,8 @@ def test_kill9_of_the_consumer_mid_stream_loses_and_duplicates_nothing(stack):
         s.put_product(pid, stock, 1.0, limit_per_user=limit, expect=(201,))
     plan = [(u, pid, 1) for pid in products for u in range(20_000, 20_300)]
     random.Random(3).shuffle(plan)
-    consumer = Consumer(tmp.mktemp("c2"), b, extra=["--batch-size", "100"]).start()
+    # Two workers (two members of the group in one process): kill -9 takes both down at once.
+    consumer = Consumer(tmp.mktemp("c2"), b, extra=["--batch-size", "100", "--workers", "2"]).start()
     storm = Storm(s.port, plan, connections=32).start()
     kills = 0
     deadline = time.monotonic() + 120
@@ -118,3 +120,24 @@ def test_poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing(stack):
         names = headers[0::2]
         assert {"error", "source_partition", "source_offset"} <= set(names), m
     assert consumer.stop() == 0
+
+
+def test_drain_with_two_workers_persists_the_backlog_once_and_exits(stack):
+    b, s, tmp = stack
+    products = {440 + i: 50 for i in range(6)}  # keys spread over the 6 partitions
+    for pid, stock in products.items():
+        s.put_product(pid, stock, 3.0, limit_per_user=1, expect=(201,))
+    before = b.order_count()
+    ids = [assert_sale(s.purchase(u, pid), "ACCEPTED")["order_id"]
+           for pid in products for u in range(50_000, 50_040)]
+    # The group's committed offsets stand after the earlier tests' consumers: the backlog is
+    # exactly these orders.
+    cp = run_cli(["consume", "--drain", "--workers", "2", "--batch-size", "50",
+                  "--log-dir", str(tmp.mktemp("drain")), *b.backend_args()], timeout=120)
+    assert cp.returncode == 0, describe_cli(cp)
+    out = cp.stdout + cp.stderr
+    assert f"drained {len(ids)} orders" in out, describe_cli(cp)
+    assert "(2 workers)" in out, describe_cli(cp)
+    stored = b.orders()
+    assert len(stored) == before + len(ids), "missing or duplicate orders"
+    assert all(stored[i]["status"] == "CONFIRMED" for i in ids)
