@@ -79,10 +79,6 @@ constexpr const char* kLockProducts =
     "SELECT product_id, stock, sold FROM products WHERE product_id = ANY($1::bigint[]) "
     "ORDER BY product_id FOR UPDATE";
 
-// A separate statement after the locks: under READ COMMITTED it sees every
-// batch committed by a consumer we waited for.
-constexpr const char* kExistingOrders =
-    "SELECT order_id FROM orders WHERE order_id = ANY($1::text[])";
 
 // $1: one decision per batch index (0 skip, 1 CONFIRMED, 2 FAILED). Returns
 // how many rows were inserted CONFIRMED and FAILED (a concurrent insert of the
@@ -599,7 +595,7 @@ Result<PersistSummary> PgDatabase::PersistBatch(std::span<const Order> orders) {
     }
     // 3. Which orders were decided before.
     Result<PgResult> stored =
-        c.Exec(server_, "finding stored orders", kExistingOrders, {ids.c_str()});
+        c.Exec(server_, "finding stored orders", PgDatabase::kStoredOrdersSql, {ids.c_str()});
     if (!stored.has_value()) return fail(stored.error());
     std::unordered_set<std::string_view> existing;  // views into `stored`
     for (int row = 0; row < PQntuples(stored->get()); ++row) {
