@@ -48,7 +48,7 @@ struct Config {
   // consume: members of the consumer group in this process, each with its own
   // partitions, thread and database connection (the database's round trips
   // and commits of one overlap the others').
-  std::int64_t consumer_workers = 1;
+  std::int64_t consumer_workers = 2;
   std::int64_t batch_wait_ms = 20;    // consume: after a short batch, wait for more
   std::int64_t repair_grace_s = 600;  // audit --repair: leave younger reservations alone
   bool drain = false;                 // consume: exit once the topic stays empty for 2 s

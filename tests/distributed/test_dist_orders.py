@@ -30,7 +30,7 @@ def test_order_is_pending_until_the_consumer_runs(stack):
     assert order["status"] == "PENDING", order
     assert (order["user_id"], order["product_id"], order["amount"]) == (1, 401, 1)
     assert order["price"] == 12.5
-    consumer = Consumer(tmp.mktemp("c1"), b).start()
+    consumer = Consumer(tmp.mktemp("c1"), b, extra=["--workers", "1"]).start()  # default: 2
     try:
         wait_until(lambda: s.get_json(f"/orders/{body['order_id']}")["status"] == "CONFIRMED", 30,
                    "order CONFIRMED")
@@ -46,7 +46,8 @@ def test_kill9_of_the_consumer_mid_stream_loses_and_duplicates_nothing(stack):
         s.put_product(pid, stock, 1.0, limit_per_user=limit, expect=(201,))
     plan = [(u, pid, 1) for pid in products for u in range(20_000, 20_300)]
     random.Random(3).shuffle(plan)
-    # Two workers (two members of the group in one process): kill -9 takes both down at once.
+    # Two workers (the default; two members of the group in one process): kill -9 takes both
+    # down at once.
     consumer = Consumer(tmp.mktemp("c2"), b, extra=["--batch-size", "100", "--workers", "2"]).start()
     storm = Storm(s.port, plan, connections=32).start()
     kills = 0
