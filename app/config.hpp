@@ -44,7 +44,7 @@ struct Config {
   // order and the wait at low load (bench/results-distributed-2026-11-25.md).
   int kafka_linger_ms = 2;
   std::string consumer_group = "flash_customers_group";
-  std::int64_t batch_size = 5000;     // consume: orders per database transaction, at most
+  std::int64_t batch_size = 5000;  // consume: orders per database transaction, at most
   // consume: members of the consumer group in this process, each with its own
   // partitions, thread and database connection (the database's round trips
   // and commits of one overlap the others').

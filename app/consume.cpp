@@ -29,7 +29,7 @@ void Drain(std::vector<std::unique_ptr<OrderConsumer>>& consumers, const FunnelM
   std::mutex mu;
   // Joining the group takes a few seconds: wait up to 30 s for the first order.
   std::int64_t last_activity = MonotonicNanos() + 28'000'000'000LL;  // guarded by mu
-  std::int64_t total = 0, timed = 0, first_ns = 0, last_ns = 0;       // guarded by mu
+  std::int64_t total = 0, timed = 0, first_ns = 0, last_ns = 0;      // guarded by mu
   auto idle = [&] {
     std::lock_guard lock(mu);
     return MonotonicNanos() - last_activity >= kIdleNs;
@@ -58,10 +58,11 @@ void Drain(std::vector<std::unique_ptr<OrderConsumer>>& consumers, const FunnelM
   }
   for (auto& t : threads) t.join();
   const double secs = last_ns > first_ns ? static_cast<double>(last_ns - first_ns) / 1e9 : 0.0;
-  spdlog::info("drained {} orders in {:.3f} s ({:.0f} orders/s): {} confirmed, {} failed ({} worker{})",
-               total, secs, secs > 0 ? static_cast<double>(timed) / secs : 0.0,
-               metrics.orders_persisted_confirmed.Value(), metrics.orders_persisted_failed.Value(),
-               consumers.size(), consumers.size() == 1 ? "" : "s");
+  spdlog::info(
+      "drained {} orders in {:.3f} s ({:.0f} orders/s): {} confirmed, {} failed ({} worker{})",
+      total, secs, secs > 0 ? static_cast<double>(timed) / secs : 0.0,
+      metrics.orders_persisted_confirmed.Value(), metrics.orders_persisted_failed.Value(),
+      consumers.size(), consumers.size() == 1 ? "" : "s");
 }
 
 }  // namespace
@@ -111,9 +112,9 @@ int RunConsume(const Config& config) {
     Drain(consumers, metrics);
   } else {
     for (auto& consumer : consumers) consumer->Start();
-    spdlog::info("flashsale {} consuming {}{} as group {} ({} worker{}) into {}",
-                 FLASHSALE_VERSION, config.topic_prefix, "product_orders", config.consumer_group,
-                 workers, workers == 1 ? "" : "s", (*db)->Describe());
+    spdlog::info("flashsale {} consuming {}{} as group {} ({} worker{}) into {}", FLASHSALE_VERSION,
+                 config.topic_prefix, "product_orders", config.consumer_group, workers,
+                 workers == 1 ? "" : "s", (*db)->Describe());
     WaitForStopSignal(signals, "committing what was persisted");
     // Stop them all first: a worker that leaves the group hands its
     // partitions to the others, which must not take them up any more.

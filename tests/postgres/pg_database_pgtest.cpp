@@ -520,9 +520,9 @@ TEST_F(PgDatabaseTest, StoredOrdersCheckProbesThePrimaryKeyNotTheWholeTable) {
   EXPECT_EQ(plan.find("Seq Scan"), std::string::npos) << plan;
   EXPECT_NE(plan.find("orders_pkey"), std::string::npos) << plan;
   // And it finds exactly the stored half of those ids.
-  const std::string found = Sql("SET search_path = " + schema_ + "; PREPARE c(text[]) AS " +
-                                "SELECT count(*) FROM (" + PgDatabase::kStoredOrdersSql +
-                                ") s; EXECUTE c('" + ids + "')");
+  const std::string found =
+      Sql("SET search_path = " + schema_ + "; PREPARE c(text[]) AS " + "SELECT count(*) FROM (" +
+          PgDatabase::kStoredOrdersSql + ") s; EXECUTE c('" + ids + "')");
   EXPECT_EQ(found, std::to_string(kBatch));
 }
 

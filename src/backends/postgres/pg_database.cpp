@@ -79,7 +79,6 @@ constexpr const char* kLockProducts =
     "SELECT product_id, stock, sold FROM products WHERE product_id = ANY($1::bigint[]) "
     "ORDER BY product_id FOR UPDATE";
 
-
 // $1: one decision per batch index (0 skip, 1 CONFIRMED, 2 FAILED). Returns
 // how many rows were inserted CONFIRMED and FAILED (a concurrent insert of the
 // same id wins: ON CONFLICT skips the row and its units are not counted).
