@@ -20,6 +20,7 @@
 #include <map>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "run_concurrently.hpp"
 
@@ -39,19 +40,29 @@ bool InCi() {
 }
 
 // Runs SQL on a connection of its own (schema set-up and clean-up, checks
-// behind PgDatabase's back). Returns the first value of the result, if any.
-std::string Sql(const std::string& sql) {
+// behind PgDatabase's back). Returns the first column of every row of the
+// last statement's result (EXPLAIN output: one plan line per row).
+std::vector<std::string> SqlRows(const std::string& sql) {
   PGconn* pg = PQconnectdb(TestUrl().c_str());
   PQsetNoticeProcessor(
       pg, [](void*, const char*) {}, nullptr);  // "drop cascades to ..."
-  std::string out;
+  std::vector<std::string> out;
   PGresult* r = PQexec(pg, sql.c_str());
   const ExecStatusType st = PQresultStatus(r);
-  EXPECT_TRUE(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) << sql << ": " << PQerrorMessage(pg);
-  if (st == PGRES_TUPLES_OK && PQntuples(r) > 0) out = PQgetvalue(r, 0, 0);
+  EXPECT_TRUE(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+      << sql.substr(0, 200) << ": " << PQerrorMessage(pg);
+  if (st == PGRES_TUPLES_OK) {
+    for (int row = 0; row < PQntuples(r); ++row) out.emplace_back(PQgetvalue(r, row, 0));
+  }
   PQclear(r);
   PQfinish(pg);
   return out;
+}
+
+// The first value of the result, if any.
+std::string Sql(const std::string& sql) {
+  std::vector<std::string> rows = SqlRows(sql);
+  return rows.empty() ? std::string() : std::move(rows.front());
 }
 
 std::string UniqueSchema() {
@@ -483,18 +494,6 @@ TEST(PgDatabase, BadUrlIsInvalid) {
   EXPECT_EQ(db.error().code(), Status::Code::kInvalid);
 }
 
-// Every row of a query's result, one per line (EXPLAIN output).
-std::string SqlRows(const std::string& sql) {
-  PGconn* pg = PQconnectdb(TestUrl().c_str());
-  std::string out;
-  PGresult* r = PQexec(pg, sql.c_str());
-  EXPECT_EQ(PQresultStatus(r), PGRES_TUPLES_OK) << sql.substr(0, 200) << ": " << PQerrorMessage(pg);
-  for (int row = 0; row < PQntuples(r); ++row) out += std::string(PQgetvalue(r, row, 0)) + "\n";
-  PQclear(r);
-  PQfinish(pg);
-  return out;
-}
-
 // A growing orders table must not make each batch slower than the last: the
 // stored-orders check probes the primary key once per id, where `order_id =
 // ANY($1)` made the planner scan the whole table (20k rows here, and still at
@@ -514,9 +513,12 @@ TEST_F(PgDatabaseTest, StoredOrdersCheckProbesThePrimaryKeyNotTheWholeTable) {
     ids += (ids.size() > 1 ? "," : "") + std::string(Id(n).view());
   }
   ids += "}";
-  const std::string plan =
-      SqlRows("SET search_path = " + schema_ + "; PREPARE q(text[]) AS " +
-              PgDatabase::kStoredOrdersSql + "; EXPLAIN EXECUTE q('" + ids + "')");
+  std::string plan;
+  for (const std::string& line :
+       SqlRows("SET search_path = " + schema_ + "; PREPARE q(text[]) AS " +
+               PgDatabase::kStoredOrdersSql + "; EXPLAIN EXECUTE q('" + ids + "')")) {
+    plan += line + "\n";
+  }
   EXPECT_EQ(plan.find("Seq Scan"), std::string::npos) << plan;
   EXPECT_NE(plan.find("orders_pkey"), std::string::npos) << plan;
   // And it finds exactly the stored half of those ids.

@@ -594,7 +594,7 @@ Result<PersistSummary> PgDatabase::PersistBatch(std::span<const Order> orders) {
     }
     // 3. Which orders were decided before.
     Result<PgResult> stored =
-        c.Exec(server_, "finding stored orders", PgDatabase::kStoredOrdersSql, {ids.c_str()});
+        c.Exec(server_, "finding stored orders", kStoredOrdersSql, {ids.c_str()});
     if (!stored.has_value()) return fail(stored.error());
     std::unordered_set<std::string_view> existing;  // views into `stored`
     for (int row = 0; row < PQntuples(stored->get()); ++row) {
