@@ -87,11 +87,6 @@ std::optional<OrderStatus> ParseOrderStatus(std::string_view s) {
   return std::nullopt;
 }
 
-UnixMillis NowMillis() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
 std::optional<UnixMillis> ParseRfc3339(std::string_view s) {
   // YYYY-MM-DDTHH:MM:SS[.fff...](Z|+HH:MM|-HH:MM)
   int year, month, day, hour, minute, second;

@@ -8,12 +8,12 @@
 #include <string>
 #include <string_view>
 
+#include "core/clock.hpp"
+
 namespace flashsale {
 
 using ProductId = std::int64_t;
 using UserId = std::int64_t;
-// Milliseconds since the Unix epoch, UTC.
-using UnixMillis = std::int64_t;
 // Money in hundredths (prices have at most 2 decimals, SPEC §4).
 using Cents = std::int64_t;
 
@@ -70,8 +70,6 @@ struct Order {
   UnixMillis created_at = 0;
   std::string idempotency_key;  // empty when none
 };
-
-UnixMillis NowMillis();
 
 // RFC 3339 ("2026-11-25T10:00:00Z", offsets and fractions accepted).
 std::optional<UnixMillis> ParseRfc3339(std::string_view text);

@@ -57,11 +57,6 @@ void Histogram::Render(std::string& out, std::string_view name, std::string_view
   out.append(std::to_string(cumulative)).append("\n");
 }
 
-std::int64_t MonotonicNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 namespace {
 void RenderScalar(std::string& out, std::string_view name, std::string_view type,

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <string>
 
+#include "core/clock.hpp"
+
 namespace flashsale {
 
 namespace metrics_detail {
@@ -58,9 +60,6 @@ class Histogram {
   };
   std::array<Shard, metrics_detail::kShards> shards_{};
 };
-
-// Monotonic nanoseconds for durations.
-std::int64_t MonotonicNanos();
 
 // The funnel's, the stores' and the consumer's metrics. The HTTP layer owns
 // the per-route request metrics and renders both.

@@ -9,12 +9,6 @@ constexpr std::size_t kMaxProbes = 16;
 constexpr std::size_t kStripes = 64;
 }  // namespace
 
-std::int64_t SteadyMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 LocalSoldOutCache::LocalSoldOutCache(std::int64_t ttl_ms, std::size_t capacity)
     : ttl_ms_(ttl_ms),
       mask_(std::bit_ceil(capacity < 16 ? std::size_t{16} : capacity) - 1),

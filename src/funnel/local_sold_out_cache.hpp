@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 
+#include "core/clock.hpp"
 #include "core/domain.hpp"
 
 namespace flashsale {
@@ -50,8 +51,5 @@ class LocalSoldOutCache {
   std::unique_ptr<Slot[]> slots_;
   std::unique_ptr<std::mutex[]> write_stripes_;
 };
-
-// Monotonic milliseconds, the clock of the L1 TTL.
-std::int64_t SteadyMillis();
 
 }  // namespace flashsale
