@@ -13,7 +13,7 @@ LocalSoldOutCache::LocalSoldOutCache(std::int64_t ttl_ms, std::size_t capacity)
     : ttl_ms_(ttl_ms),
       mask_(std::bit_ceil(capacity < 16 ? std::size_t{16} : capacity) - 1),
       slots_(new Slot[mask_ + 1]),
-      write_stripes_(new std::mutex[kStripes]) {}
+      write_stripes_(new Mutex[kStripes]) {}
 
 std::size_t LocalSoldOutCache::Home(ProductId id) const {
   // Fibonacci hashing spreads consecutive ids.
@@ -46,7 +46,7 @@ LocalSoldOutCache::Slot* LocalSoldOutCache::FindOrClaim(ProductId id) {
 void LocalSoldOutCache::MarkSoldOut(ProductId id, std::int64_t epoch, std::int64_t now_ms) {
   Slot* slot = FindOrClaim(id);
   if (slot == nullptr) return;  // probe window full: not caching is always safe
-  std::lock_guard lock(write_stripes_[static_cast<std::size_t>(slot - slots_.get()) % kStripes]);
+  MutexLock lock(&write_stripes_[static_cast<std::size_t>(slot - slots_.get()) % kStripes]);
   if (epoch < slot->epoch) return;  // a restock happened after this sell-out
   slot->epoch = epoch;
   slot->expires_ms.store(now_ms + ttl_ms_, std::memory_order_release);
@@ -55,7 +55,7 @@ void LocalSoldOutCache::MarkSoldOut(ProductId id, std::int64_t epoch, std::int64
 void LocalSoldOutCache::Clear(ProductId id, std::int64_t epoch) {
   Slot* slot = FindOrClaim(id);
   if (slot == nullptr) return;
-  std::lock_guard lock(write_stripes_[static_cast<std::size_t>(slot - slots_.get()) % kStripes]);
+  MutexLock lock(&write_stripes_[static_cast<std::size_t>(slot - slots_.get()) % kStripes]);
   if (epoch > slot->epoch) slot->epoch = epoch;
   slot->expires_ms.store(0, std::memory_order_release);
 }

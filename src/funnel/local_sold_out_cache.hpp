@@ -18,10 +18,10 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 
 #include "core/clock.hpp"
 #include "core/domain.hpp"
+#include "core/mutex.hpp"
 
 namespace flashsale {
 
@@ -49,7 +49,10 @@ class LocalSoldOutCache {
   const std::int64_t ttl_ms_;
   const std::size_t mask_;
   std::unique_ptr<Slot[]> slots_;
-  std::unique_ptr<std::mutex[]> write_stripes_;
+  // Stripe i serializes writers of the slots whose index is i modulo the
+  // stripe count; the slots themselves are atomics (readers take no lock), so
+  // there is no GUARDED_BY to state.
+  std::unique_ptr<Mutex[]> write_stripes_;
 };
 
 }  // namespace flashsale

@@ -145,9 +145,9 @@ void KafkaStatusBroadcast::Rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
   rd_kafka_assign(rk, parts);
   spdlog::info("kafka status broadcast: assigned {} partitions of {}, from offset {}", parts->cnt,
                self->topics_.status, parts->cnt > 0 ? parts->elems[0].offset : -1);
-  std::lock_guard lock(self->mu_);
+  MutexLock lock(&self->mu_);
   self->assigned_ = true;
-  self->assigned_cv_.notify_all();
+  self->assigned_cv_.SignalAll();
 }
 
 Status KafkaStatusBroadcast::Start() {
@@ -159,8 +159,11 @@ Status KafkaStatusBroadcast::Start() {
   }
   stop_.store(false);
   thread_ = std::thread([this] { ConsumeLoop(); });
-  std::unique_lock lock(mu_);
-  if (!assigned_cv_.wait_for(lock, std::chrono::seconds(10), [this] { return assigned_; })) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  MutexLock lock(&mu_);
+  while (!assigned_ && std::chrono::steady_clock::now() < deadline)
+    assigned_cv_.WaitUntil(&mu_, deadline);
+  if (!assigned_) {
     spdlog::warn("kafka status broadcast: no partition assignment after 10 s, going on");
   }
   return Status::Ok();

@@ -14,15 +14,14 @@
 // thread. Listeners run on the publisher's thread and on the consumer thread.
 
 #include <atomic>
-#include <condition_variable>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "backends/kafka/kafka_options.hpp"
+#include "core/mutex.hpp"
 #include "core/status_broadcast.hpp"
 
 namespace flashsale::kafka {
@@ -60,9 +59,9 @@ class KafkaStatusBroadcast final : public StatusBroadcast {
   std::map<std::int32_t, std::int64_t> position_;
 
   std::atomic<bool> stop_{false};
-  std::mutex mu_;  // guards assigned_
-  std::condition_variable assigned_cv_;
-  bool assigned_ = false;
+  Mutex mu_;
+  CondVar assigned_cv_;
+  bool assigned_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace flashsale::kafka
