@@ -3,14 +3,17 @@
 // no duplicates, and bounded by age, count and orders per user. Time is given
 // explicitly; nothing sleeps. The decorator is checked over the
 // RecordingOrderQueue fake: only an OK hand-off is recorded, before the answer.
+// The race test records and lists from 8 threads at once (run it under TSan).
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <string>
 #include <vector>
 
 #include "funnel/recently_accepted_orders.hpp"
 #include "recording_order_queue.hpp"
+#include "run_concurrently.hpp"
 
 namespace flashsale {
 namespace {
@@ -111,6 +114,28 @@ TEST(RecentlyAcceptedOrders, KeepsAtMostMaxOrdersAndMaxPerUser) {
   // Many users: the total stays bounded.
   for (UserId u = 100; u < 1100; ++u) accepted.Record(MakeOrder(ids, u, kT0 + 6), kT0 + 6);
   EXPECT_LE(accepted.Size(), 32u);
+}
+
+TEST(RecentlyAcceptedOrders, RecordsAndListsFromManyThreadsAtOnce) {
+  RecentlyAcceptedOrders accepted(
+      {.max_age_ms = 3'600'000, .max_orders = 1'600, .max_per_user = 50});
+  OrderIdGenerator ids;
+  constexpr int kThreads = 8;
+  constexpr int kCalls = 400;
+  std::atomic<int> too_long{0};
+  testutil::RunConcurrently(kThreads, kCalls, [&](int i) {
+    const UserId user = i % 40;
+    if (i % 2 == 0) {
+      accepted.Record(MakeOrder(ids, user, kT0 + i), kT0 + i);
+    } else if (accepted.MergeWithStored(user, {}, 1000, kT0 + i).size() > 50) {
+      too_long.fetch_add(1);
+    }
+  });
+  EXPECT_EQ(too_long.load(), 0);
+  EXPECT_LE(accepted.Size(), 1'600u);
+  std::size_t listed = 0;
+  for (UserId u = 0; u < 40; ++u) listed += accepted.MergeWithStored(u, {}, 1000, kT0).size();
+  EXPECT_EQ(listed, accepted.Size());
 }
 
 TEST(AcceptanceRecordingQueue, RecordsOnlyAcceptedHandOffsBeforeTheAnswer) {
