@@ -1,7 +1,7 @@
 #include "config.hpp"
 
 #include <spdlog/async.h>
-#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -118,6 +118,16 @@ void AddLogOptions(CLI::App& app, Config& c) {
   app.add_option("--log-file", c.log.file, "log file name")
       ->envname("LOG_FILE")
       ->capture_default_str();
+  app.add_option("--log-max-bytes", c.log.max_bytes,
+                 "the log file rotates before it grows past this many bytes")
+      ->envname("LOG_MAX_BYTES")
+      ->check(CLI::Range(std::int64_t{1024}, std::int64_t{1} << 40))
+      ->capture_default_str();
+  app.add_option("--log-max-files", c.log.max_files,
+                 "log files kept, the current one included (the oldest is deleted)")
+      ->envname("LOG_MAX_FILES")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1000}))
+      ->capture_default_str();
 }
 
 void AddServeOptions(CLI::App& app, Config& c) {
@@ -185,8 +195,10 @@ void SetUpLogging(const LogConfig& log) {
     std::error_code ec;
     std::filesystem::create_directories(log.dir, ec);
     try {
-      sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(
-          (std::filesystem::path(log.dir) / log.file).string()));
+      // spdlog's max_files counts the rotated files only.
+      sinks.push_back(std::make_shared<spdlog::sinks::rotating_file_sink_mt>(
+          (std::filesystem::path(log.dir) / log.file).string(),
+          static_cast<std::size_t>(log.max_bytes), static_cast<std::size_t>(log.max_files - 1)));
     } catch (const spdlog::spdlog_ex& e) {
       std::fprintf(stderr, "flashsale: cannot open log file: %s\n", e.what());
     }

@@ -15,6 +15,11 @@ struct LogConfig {
   std::string level = "info";
   std::string dir = "logs";
   std::string file = "app.log";
+  // The file rotates when the next line would take it past max_bytes: app.log
+  // becomes app.1.log, ...; max_files in all (app.log included), the oldest
+  // deleted, so the logs take at most about max_bytes * max_files of disk.
+  std::int64_t max_bytes = 100 * 1024 * 1024;
+  std::int64_t max_files = 5;
 };
 
 struct Config {
@@ -75,8 +80,8 @@ void AddLogOptions(CLI::App& app, Config& c);
 void AddServeOptions(CLI::App& app, Config& c);
 void AddConsumeOptions(CLI::App& app, Config& c);
 
-// Sets up spdlog: stderr and LOG_DIR/LOG_FILE, asynchronous so I/O threads
-// never wait for the disk.
+// Sets up spdlog: stderr and LOG_DIR/LOG_FILE (rotated by size), asynchronous
+// so I/O threads never wait for the disk.
 void SetUpLogging(const LogConfig& log);
 
 }  // namespace flashsale::app

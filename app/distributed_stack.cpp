@@ -21,6 +21,13 @@ Result<std::optional<Order>> InFlightAwareOrders::FindOrder(const OrderId& id) {
   return stock_.FindInFlightOrder(id);
 }
 
+Result<std::vector<Order>> InFlightAwareOrders::OrdersOfUser(UserId user, std::int64_t limit) {
+  Result<std::vector<Order>> stored = db_.OrdersOfUser(user, limit);
+  if (!stored) return stored;
+  return accepted_.MergeWithStored(user, std::move(*stored), static_cast<std::size_t>(limit),
+                                   NowMillis());
+}
+
 Result<std::unique_ptr<DistributedStack>> DistributedStack::Open(const Config& config) {
   std::unique_ptr<DistributedStack> s(new DistributedStack());
   auto db = RecordDatabase::Open(config);
@@ -57,16 +64,17 @@ Result<std::unique_ptr<DistributedStack>> DistributedStack::Open(const Config& c
   auto queue = kafka::KafkaOrderQueue::Create(kafka_options);
   if (!queue) return queue.error();
   s->queue_ = std::move(*queue);
+  s->recording_queue_ = std::make_unique<AcceptanceRecordingQueue>(*s->queue_, s->accepted_);
   auto broadcast = kafka::KafkaStatusBroadcast::Create(kafka_options);
   if (!broadcast) return broadcast.error();
   s->broadcast_ = std::move(*broadcast);
 
-  s->funnel_ = std::make_unique<PurchaseFunnel>(*s->stock_, *s->queue_, *s->idempotency_,
+  s->funnel_ = std::make_unique<PurchaseFunnel>(*s->stock_, *s->recording_queue_, *s->idempotency_,
                                                 *s->broadcast_, s->metrics_,
                                                 PurchaseFunnel::Options{config.l1_ttl_s * 1000});
   if (Status st = s->broadcast_->Start(); !st.ok()) return st;
   s->catalog_ = std::make_unique<Catalog>(*s->stock_, *s->db_, *s->funnel_);
-  s->orders_ = std::make_unique<InFlightAwareOrders>(*s->db_, *s->stock_);
+  s->orders_ = std::make_unique<InFlightAwareOrders>(*s->db_, *s->stock_, s->accepted_);
   s->description_ =
       "distributed: redis " + address->host + ":" + std::to_string(address->port) + "/" +
       std::to_string(address->db) + ", kafka " + config.kafka +
@@ -144,6 +152,7 @@ DistributedStack::~DistributedStack() {
   catalog_.reset();
   funnel_.reset();
   broadcast_.reset();
+  recording_queue_.reset();
   queue_.reset();
   idempotency_.reset();
   stock_.reset();

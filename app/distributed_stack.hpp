@@ -31,29 +31,33 @@
 #include "config.hpp"
 #include "funnel/catalog.hpp"
 #include "funnel/purchase_funnel.hpp"
+#include "funnel/recently_accepted_orders.hpp"
 #include "http/api.hpp"
 #include "record_database.hpp"
 
 namespace flashsale::app {
 
 // Order reads of distributed mode: the database, and for an order the consumer
-// has not persisted yet, its in-flight copy in Redis (PENDING).
+// has not persisted yet, its in-flight copy in Redis (PENDING). A buyer's list
+// adds the orders this instance accepted that the database does not have yet
+// (`accepted`, fed by an AcceptanceRecordingQueue around the Kafka queue);
+// other instances list them once they are stored.
 class InFlightAwareOrders final : public OrderRepository {
  public:
-  InFlightAwareOrders(RecordDatabase& db, redis::RedisStockStore& stock) : db_(db), stock_(stock) {}
+  InFlightAwareOrders(RecordDatabase& db, redis::RedisStockStore& stock,
+                      RecentlyAcceptedOrders& accepted)
+      : db_(db), stock_(stock), accepted_(accepted) {}
   Status UpsertProduct(const Product& p) override { return db_.UpsertProduct(p); }
   Result<PersistSummary> PersistBatch(std::span<const Order> orders) override {
     return db_.PersistBatch(orders);
   }
   Result<std::optional<Order>> FindOrder(const OrderId& id) override;
-  // The database's orders only: in-flight orders show up once persisted.
-  Result<std::vector<Order>> OrdersOfUser(UserId user, std::int64_t limit) override {
-    return db_.OrdersOfUser(user, limit);
-  }
+  Result<std::vector<Order>> OrdersOfUser(UserId user, std::int64_t limit) override;
 
  private:
   RecordDatabase& db_;
   redis::RedisStockStore& stock_;
+  RecentlyAcceptedOrders& accepted_;
 };
 
 class DistributedStack {
@@ -91,7 +95,10 @@ class DistributedStack {
   std::unique_ptr<redis::ThreadLocalRedis> per_thread_redis_;  // null: shared pool only
   std::unique_ptr<redis::RedisStockStore> stock_;
   std::unique_ptr<redis::RedisIdempotencyStore> idempotency_;
+  // Outlives queue_: the recording wrapper's answers write into it.
+  RecentlyAcceptedOrders accepted_;
   std::unique_ptr<kafka::KafkaOrderQueue> queue_;
+  std::unique_ptr<AcceptanceRecordingQueue> recording_queue_;  // queue_, as the funnel sees it
   std::unique_ptr<kafka::KafkaStatusBroadcast> broadcast_;
   std::unique_ptr<PurchaseFunnel> funnel_;
   std::unique_ptr<Catalog> catalog_;

@@ -35,6 +35,7 @@ usage: bench/run_bench.sh [options]
       --server-cpus LIST  pin servers with taskset -c LIST                 (default: not pinned)
       --wrk-cpus LIST     pin wrk with taskset -c LIST                     (default: not pinned)
       --bin PATH          flashsale binary                    (default build/release/flashsale)
+      --log-level LEVEL   flashsale --log-level (info: the server's default) (default warn)
   -o, --output FILE       also write the final markdown report to FILE
       --keep              keep the work directory (logs, databases, wrk output)
   -h, --help
@@ -44,7 +45,7 @@ EOF
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DURATION=10; RUNS=1; THREADS=2; CONNS="64,256"; WARMUP=1; WRK_THREADS=2; IDLE=10000
 ONLY="nginx,a,b,c"; SERVER_CPUS=""; WRK_CPUS=""; BIN="$ROOT/build/release/flashsale"
-OUTPUT=""; KEEP=0; COUNT=status; WAIT_IDLE=0
+OUTPUT=""; KEEP=0; COUNT=status; WAIT_IDLE=0; LOG_LEVEL=warn
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -d|--duration) DURATION="$2"; shift 2 ;;
@@ -60,6 +61,7 @@ while [[ $# -gt 0 ]]; do
         --server-cpus) SERVER_CPUS="$2"; shift 2 ;;
         --wrk-cpus) WRK_CPUS="$2"; shift 2 ;;
         --bin) BIN="$2"; shift 2 ;;
+        --log-level) LOG_LEVEL="$2"; shift 2 ;;
         -o|--output) OUTPUT="$2"; shift 2 ;;
         --keep) KEEP=1; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -115,7 +117,7 @@ start_flashsale() {   # start_flashsale NAME [extra serve flags...]
     # cwd = $dir: the server's logs/ directory and .env lookup stay out of the repo.
     (cd "$dir" && exec "${PIN_SERVER[@]}" "$BIN" serve --host 127.0.0.1 --port "$port" \
         --database "sqlite:$FS_DB" --admin-token "$FS_TOKEN" --threads "$THREADS" \
-        --log-level warn "$@") >"$FS_LOG" 2>&1 &
+        --log-level "$LOG_LEVEL" "$@") >"$FS_LOG" 2>&1 &
     FS_PID=$!
     PIDS+=("$FS_PID")
     wait_ready "$FS_PID" "$FS_URL/healthz" "$FS_LOG"
