@@ -58,7 +58,7 @@ bool OrderConsumer::PersistOrPark(std::span<const Order> orders, std::size_t fir
   for (;;) {
     Result<PersistSummary> persisted = repository_.PersistBatch(orders);
     if (persisted) return Account(*persisted, orders, first_index);
-    const Status& error = persisted.error();
+    const Status error = persisted.error();
     if (error.code() == Status::Code::kInvalid) {
       // The database refuses something in these orders for its data (a
       // constraint, a value out of range): retrying the same transaction
