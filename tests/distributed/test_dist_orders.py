@@ -147,10 +147,13 @@ def test_an_order_the_database_refuses_goes_to_the_dlq_and_the_others_land(stack
         stored = b.orders()
         assert set(good) | {later} <= set(stored)
         assert f"{0xdb0000 + 3:024x}" not in stored
-        wait_until(lambda: any(m["payload"] == order(3, 10_000_000_000_000.0).decode()
-                               for m in b.consume_all("product_orders.dlq")), 30, "the refused order in the DLQ")
-        letter = next(m for m in b.consume_all("product_orders.dlq")
-                      if m["payload"] == order(3, 10_000_000_000_000.0).decode())
+        refused = order(3, 10_000_000_000_000.0).decode()
+
+        def parked() -> list[dict]:
+            return [m for m in b.consume_all("product_orders.dlq") if m["payload"] == refused]
+
+        wait_until(lambda: parked(), 30, "the refused order in the DLQ")
+        letter = parked()[0]
         headers = dict(zip(letter["headers"][0::2], letter["headers"][1::2]))
         assert "numeric field overflow" in headers["error"], headers
         assert headers["source_offset"].isdigit(), headers

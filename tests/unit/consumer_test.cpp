@@ -193,7 +193,7 @@ TEST(OrderConsumer, RetryableFailuresBackOffThenPersistEveryOrderOnce) {
   std::vector<Order> batch;
   for (UserId u = 0; u < 10; ++u) batch.push_back(MakeOrder(u));
   source.Push(batch);
-  // Three refusals, the last one after the batch was stored (an unknown
+  // Three failures, the last one after the batch was stored (an unknown
   // COMMIT outcome): the retry must find them stored, not store them twice.
   repo.Script({Status::Unavailable("database is down"), Status::Unavailable("database is down"),
                Status::Unknown("COMMIT: server closed the connection")});
