@@ -370,7 +370,8 @@ TEST_F(PgDatabaseTest, AnOrderTheDatabaseRefusesIsDeadLetteredAndTheOthersLand) 
   std::vector<testutil::MemoryOrderSource::Letter> letters = source.DeadLetters();
   ASSERT_EQ(letters.size(), 1u);
   EXPECT_EQ(letters[0].order.id, batch[3].id);
-  EXPECT_NE(letters[0].reason.find("numeric field overflow"), std::string::npos) << letters[0].reason;
+  EXPECT_NE(letters[0].reason.find("numeric field overflow"), std::string::npos)
+      << letters[0].reason;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     Result<std::optional<Order>> found = db_->FindOrder(batch[i].id);
     ASSERT_TRUE(found.has_value()) << found.error().ToString();
