@@ -36,42 +36,15 @@ std::size_t OrderConsumer::RunOnce() {
   }
   metrics_.consumer_lag.Set(source_.Lag());
   if (polled->empty()) return 0;
-  int backoff_ms = 10;
-  for (;;) {
-    Result<PersistSummary> persisted = repository_.PersistBatch(*polled);
-    if (persisted) {
-      metrics_.orders_persisted_confirmed.Inc(persisted->confirmed);
-      metrics_.orders_persisted_failed.Inc(persisted->failed);
-      metrics_.queue_depth.Add(-static_cast<std::int64_t>(persisted->confirmed + persisted->failed +
-                                                          persisted->duplicates));
-      // debug: at a trickle every batch is one order (the metrics count them).
-      spdlog::debug("orders persisted: {} confirmed, {} failed, {} already done",
-                    persisted->confirmed, persisted->failed, persisted->duplicates);
-      for (const std::size_t i : persisted->unknown_product) {
-        const Order& o = (*polled)[i];
-        spdlog::error("consumer: order {} names unknown product {}: sent to the dead-letter queue",
-                      o.id.view(), o.product);
-        if (!DeadLetterOrWait(i, "unknown product " + std::to_string(o.product))) {
-          return 0;  // stopping: leave the batch uncommitted, it is re-read next start
-        }
-      }
-      if (persisted->failed > 0) {
-        spdlog::error("stock guard refused {} orders (stored FAILED): the stock store lost writes",
-                      persisted->failed);
-      }
-      break;
-    }
-    // Never skip a batch: wait for the database to come back. On shutdown,
-    // leave it uncommitted: the source hands it out again after a restart.
-    if (stopping_.load()) {
-      spdlog::warn("consumer: stopping with {} orders not persisted (kept for the next start)",
-                   polled->size());
-      return 0;
-    }
-    spdlog::warn("consumer: persisting {} orders failed, retrying in {} ms: {}", polled->size(),
-                 backoff_ms, persisted.error().ToString());
-    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
-    backoff_ms = std::min(backoff_ms * 2, options_.max_backoff_ms);
+  // Stopping before every order was stored or parked: leave the batch
+  // uncommitted, the source hands it out again after a restart (the stored
+  // part is then a duplicate, skipped by the repository).
+  if (!PersistOrPark(*polled, 0)) {
+    spdlog::warn(
+        "consumer: stopping with orders of a batch of {} not persisted (kept for the "
+        "next start)",
+        polled->size());
+    return 0;
   }
   if (Status s = source_.Commit(); !s.ok()) {
     spdlog::warn("consumer: commit failed (orders will be re-read, idempotently): {}",
@@ -80,10 +53,70 @@ std::size_t OrderConsumer::RunOnce() {
   return polled->size();
 }
 
+bool OrderConsumer::PersistOrPark(std::span<const Order> orders, std::size_t first_index) {
+  int backoff_ms = kFirstBackoffMs;
+  for (;;) {
+    Result<PersistSummary> persisted = repository_.PersistBatch(orders);
+    if (persisted) return Account(*persisted, orders, first_index);
+    const Status error = persisted.error();
+    if (error.code() == Status::Code::kInvalid) {
+      // The database refuses something in these orders for its data (a
+      // constraint, a value out of range): retrying the same transaction
+      // would fail forever. Halve until the refused orders stand alone; the
+      // others are stored by the halves that pass, in batch order.
+      if (orders.size() == 1) {
+        spdlog::error("consumer: the database refuses order {}: {}: sent to the dead-letter queue",
+                      orders[0].id.view(), error.message());
+        return DeadLetterOrWait(first_index, "refused by the database: " + error.message());
+      }
+      const std::size_t half = orders.size() / 2;
+      return PersistOrPark(orders.first(half), first_index) &&
+             PersistOrPark(orders.subspan(half), first_index + half);
+    }
+    // Anything else is about the database, not these orders (down, a
+    // timeout, an unknown COMMIT outcome: the retry is idempotent): wait for
+    // it, never skip the orders.
+    if (stopping_.load()) return false;
+    if (error.IsRetryable()) {
+      spdlog::warn("consumer: persisting {} orders failed, retrying in {} ms: {}", orders.size(),
+                   backoff_ms, error.ToString());
+    } else {
+      spdlog::error("consumer: persisting {} orders failed, retrying in {} ms: {}", orders.size(),
+                    backoff_ms, error.ToString());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+    backoff_ms = std::min(backoff_ms * 2, options_.max_backoff_ms);
+  }
+}
+
+bool OrderConsumer::Account(const PersistSummary& persisted, std::span<const Order> orders,
+                            std::size_t first_index) {
+  metrics_.orders_persisted_confirmed.Inc(persisted.confirmed);
+  metrics_.orders_persisted_failed.Inc(persisted.failed);
+  metrics_.queue_depth.Add(
+      -static_cast<std::int64_t>(persisted.confirmed + persisted.failed + persisted.duplicates));
+  // debug: at a trickle every batch is one order (the metrics count them).
+  spdlog::debug("orders persisted: {} confirmed, {} failed, {} already done", persisted.confirmed,
+                persisted.failed, persisted.duplicates);
+  if (persisted.failed > 0) {
+    spdlog::error("stock guard refused {} orders (stored FAILED): the stock store lost writes",
+                  persisted.failed);
+  }
+  for (const std::size_t i : persisted.unknown_product) {
+    const Order& o = orders[i];
+    spdlog::error("consumer: order {} names unknown product {}: sent to the dead-letter queue",
+                  o.id.view(), o.product);
+    if (!DeadLetterOrWait(first_index + i, "unknown product " + std::to_string(o.product))) {
+      return false;
+    }
+  }
+  return true;
+}
+
 bool OrderConsumer::DeadLetterOrWait(std::size_t index, const std::string& reason) {
   // The commit that follows skips the order for good, so it must be parked
   // first; wait for the dead-letter queue like for the database.
-  int backoff_ms = 10;
+  int backoff_ms = kFirstBackoffMs;
   for (;;) {
     Status s = source_.DeadLetter(index, reason);
     if (s.ok()) return true;

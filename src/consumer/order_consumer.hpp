@@ -1,13 +1,26 @@
 #pragma once
 // OrderConsumer: drains an OrderSource into an OrderRepository in batches
 // (SPEC §5): one transaction per batch, idempotent by order id, the source's
-// progress committed only after the database commit. A failed batch is
-// retried with backoff, never skipped, so every handed-off order lands once.
+// progress committed only after every order of the batch is stored or parked
+// in the source's dead-letter queue.
+//
+// Errors, by the Status of PersistBatch:
+// - Invalid: the database refuses something in the batch for its data (a
+//   constraint, a value out of range). The batch is split in halves until the
+//   refused orders stand alone (k bad orders in n: about 2k·log2(n) extra
+//   transactions); each is sent to the dead-letter queue, the others are
+//   stored, and the stream keeps flowing.
+// - Anything else (database down, timeout, unknown COMMIT outcome, or an
+//   error that is not about the data): retried with bounded exponential
+//   backoff (10 ms doubling to max_backoff_ms), never skipped, so every
+//   handed-off order lands once (the repository ignores replays).
+// Orders naming an unknown product are parked in the dead-letter queue too.
 //
 // Thread safety: Start()/Stop() from one owner thread; the work runs on the
 // consumer's own thread.
 
 #include <atomic>
+#include <span>
 #include <string>
 #include <thread>
 
@@ -24,7 +37,7 @@ class OrderConsumer {
     // After a batch that was not full, wait this long so the next one is
     // bigger: fewer transactions (and fsyncs) competing with the journal.
     int batch_interval_ms = 20;
-    int max_backoff_ms = 2000;
+    int max_backoff_ms = 2000;  // cap of the backoff between retries
   };
   OrderConsumer(OrderSource& source, OrderRepository& repository, FunnelMetrics& metrics,
                 Options options);
@@ -40,6 +53,16 @@ class OrderConsumer {
   std::size_t RunOnce();
 
  private:
+  static constexpr int kFirstBackoffMs = 10;
+
+  // Persists `orders` (order `first_index` onward of the last Poll()), parking
+  // the ones the database refuses; true once every one is stored or parked,
+  // false when stopping before that.
+  bool PersistOrPark(std::span<const Order> orders, std::size_t first_index);
+  // Metrics and logs of a stored part, and parks its unknown-product orders;
+  // false when stopping before they are parked.
+  bool Account(const PersistSummary& persisted, std::span<const Order> orders,
+               std::size_t first_index);
   // Parks order `index` of the current batch in the source's dead-letter
   // queue, retrying with backoff; false when stopping before it succeeded.
   bool DeadLetterOrWait(std::size_t index, const std::string& reason);

@@ -1,7 +1,8 @@
 """The order path of distributed mode: PENDING while in flight, CONFIRMED once `flashsale
 consume` ran; kill -9 of the consumer mid-stream loses and duplicates nothing; PostgreSQL
 down makes the consumer wait and retry; poison messages go to the DLQ without blocking;
-`consume --drain` with several workers persists what the topic holds and exits."""
+an order the database refuses goes to the DLQ while the rest of its batch lands; `consume
+--drain` with several workers persists what the topic holds and exits."""
 
 from __future__ import annotations
 
@@ -121,6 +122,43 @@ def test_poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing(stack):
         names = headers[0::2]
         assert {"error", "source_partition", "source_offset"} <= set(names), m
     assert consumer.stop() == 0
+
+
+def test_an_order_the_database_refuses_goes_to_the_dlq_and_the_others_land(stack):
+    b, s, tmp = stack
+    s.put_product(435, 100, 1.0, limit_per_user=5, expect=(201,))
+    before = b.order_count()
+
+    def order(n: int, price: float) -> bytes:
+        return json.dumps({"order_id": f"{0xdb0000 + n:024x}", "item_id": 435, "user_id": 60_000 + n,
+                           "quantity": 1, "price": price, "time": 1764000000000 + n}).encode()
+
+    # One batch (produced before the consumer starts, same key: same partition, in order) whose
+    # 4th order PostgreSQL refuses: 10^13 is past NUMERIC(14,2) (SQLSTATE 22003). Before the fix
+    # the consumer retried that batch forever and nothing behind it landed.
+    for n in range(8):
+        b.produce_raw("product_orders", "435", order(n, 10_000_000_000_000.0 if n == 3 else 1.0))
+    consumer = Consumer(tmp.mktemp("c5"), b, extra=["--workers", "1"]).start()
+    try:
+        good = [f"{0xdb0000 + n:024x}" for n in range(8) if n != 3]
+        wait_orders(b, before + len(good), timeout=60, consumer=consumer)
+        later = assert_sale(s.purchase(60_100, 435), "ACCEPTED")["order_id"]  # the partition flows
+        wait_orders(b, before + len(good) + 1, timeout=60, consumer=consumer)
+        stored = b.orders()
+        assert set(good) | {later} <= set(stored)
+        assert f"{0xdb0000 + 3:024x}" not in stored
+        refused = order(3, 10_000_000_000_000.0).decode()
+
+        def parked() -> list[dict]:
+            return [m for m in b.consume_all("product_orders.dlq") if m["payload"] == refused]
+
+        wait_until(lambda: parked(), 30, "the refused order in the DLQ")
+        letter = parked()[0]
+        headers = dict(zip(letter["headers"][0::2], letter["headers"][1::2]))
+        assert "numeric field overflow" in headers["error"], headers
+        assert headers["source_offset"].isdigit(), headers
+    finally:
+        assert consumer.stop() == 0
 
 
 def test_drain_with_two_workers_persists_the_backlog_once_and_exits(stack):

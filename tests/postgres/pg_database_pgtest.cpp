@@ -22,6 +22,8 @@
 #include <thread>
 #include <vector>
 
+#include "consumer/order_consumer.hpp"
+#include "memory_order_source.hpp"
 #include "run_concurrently.hpp"
 
 namespace flashsale::postgres {
@@ -333,6 +335,80 @@ TEST_F(PgDatabaseTest, DuplicateInsideOneBatchCountsOnce) {
   EXPECT_EQ(s.confirmed, 2);
   EXPECT_EQ(s.duplicates, 1);
   EXPECT_EQ(Sold(1), 3);
+}
+
+// A row PostgreSQL refuses for its data (price past NUMERIC(14,2): SQLSTATE
+// 22003) is not a passing failure: PersistBatch says Invalid, and the
+// consumer parks exactly that order in the dead-letter queue while the
+// others of its batch are stored and the stream is committed.
+TEST_F(PgDatabaseTest, AnOrderTheDatabaseRefusesIsDeadLetteredAndTheOthersLand) {
+  ASSERT_TRUE(db_->UpsertProduct(MakeProduct(1, 100)).ok());
+  std::vector<Order> batch;
+  for (std::int64_t n = 1; n <= 6; ++n) batch.push_back(MakeOrder(n, 1, 10 + n, 1));
+  batch[3].price = 1'000'000'000'000'000;  // 10^13 units: out of NUMERIC(14,2)'s range
+  Result<PersistSummary> refused = db_->PersistBatch(batch);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code(), Status::Code::kInvalid) << refused.error().ToString();
+  EXPECT_EQ(Sql("SELECT count(*) FROM " + schema_ + ".orders"), "0");  // one transaction
+
+  testutil::MemoryOrderSource source;
+  source.Push(batch);
+  FunnelMetrics metrics;
+  OrderConsumer::Options options;
+  options.max_batch = batch.size();
+  options.poll_wait_ms = 1;
+  options.batch_interval_ms = 0;
+  options.max_backoff_ms = 50;
+  OrderConsumer consumer(source, *db_, metrics, options);
+  consumer.Start();
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (source.Committed() < batch.size() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  consumer.Stop(false);
+  EXPECT_EQ(source.Committed(), batch.size()) << "the stream stalled on the refused order";
+  std::vector<testutil::MemoryOrderSource::Letter> letters = source.DeadLetters();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].order.id, batch[3].id);
+  EXPECT_NE(letters[0].reason.find("numeric field overflow"), std::string::npos)
+      << letters[0].reason;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    Result<std::optional<Order>> found = db_->FindOrder(batch[i].id);
+    ASSERT_TRUE(found.has_value()) << found.error().ToString();
+    EXPECT_EQ(found->has_value(), i != 3) << "order #" << i;
+  }
+  EXPECT_EQ(Sold(1), 5);
+}
+
+// Rows written behind our back that do not parse are errors naming the row
+// (table, key, column), never an empty id or a PENDING order.
+TEST_F(PgDatabaseTest, ACorruptOrderRowIsAnErrorNamingTheRow) {
+  ASSERT_TRUE(db_->UpsertProduct(MakeProduct(1, 100)).ok());
+  Persist({MakeOrder(1, 1, 77, 1)});
+  Sql("INSERT INTO " + schema_ +
+      ".orders (order_id, user_id, product_id, quantity, price, status, created_at) "
+      "VALUES ('not-an-order-id', 77, 1, 1, 19.99, 'CONFIRMED', now())");
+  Result<std::vector<Order>> mine = db_->OrdersOfUser(77, 10);
+  ASSERT_FALSE(mine.has_value()) << "a corrupt order id was read as " << (*mine)[0].id.view();
+  EXPECT_NE(mine.error().message().find("orders"), std::string::npos) << mine.error().message();
+  EXPECT_NE(mine.error().message().find("not-an-order-id"), std::string::npos);
+  EXPECT_NE(mine.error().message().find("order_id"), std::string::npos);
+  Result<std::vector<Order>> all = db_->LoadAllOrders();
+  EXPECT_FALSE(all.has_value());
+  Result<std::vector<SoldUnits>> sold = db_->LoadSoldUnits();  // max(order_id) of user 77
+  ASSERT_FALSE(sold.has_value());
+  EXPECT_NE(sold.error().message().find("not-an-order-id"), std::string::npos);
+
+  // A status that is not one (a schema without the CHECK, e.g. an older one).
+  Sql("DELETE FROM " + schema_ + ".orders WHERE order_id = 'not-an-order-id'; ALTER TABLE " +
+      schema_ + ".orders DROP CONSTRAINT IF EXISTS orders_status_check; UPDATE " + schema_ +
+      ".orders SET status = 'SHIPPED'");
+  Result<std::optional<Order>> found = db_->FindOrder(Id(1));
+  ASSERT_FALSE(found.has_value()) << "status SHIPPED was read as " << ToString((*found)->status);
+  const std::string why = found.error().message();
+  EXPECT_NE(why.find(std::string(Id(1).view())), std::string::npos) << why;
+  EXPECT_NE(why.find("status"), std::string::npos) << why;
+  EXPECT_NE(why.find("SHIPPED"), std::string::npos) << why;
 }
 
 TEST_F(PgDatabaseTest, OrdersOfUserNewestFirst) {

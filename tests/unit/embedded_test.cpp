@@ -76,6 +76,17 @@ OrderStatus StatusOf(SqliteDatabase& db, const Order& o) {
   return found && found->has_value() ? (*found)->status : OrderStatus::kPending;
 }
 
+// Runs `sql` on a connection of its own: a change behind SqliteDatabase's back.
+void ExecBehindTheBack(const TempDir& dir, const std::string& sql) {
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(dir.File("flashsale.db").c_str(), &raw), SQLITE_OK);
+  char* err = nullptr;
+  EXPECT_EQ(sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK)
+      << (err != nullptr ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(raw);
+}
+
 // ----------------------------------------------------------- SqliteDatabase ---
 
 TEST(SqliteDatabase, OpenCreatesTheFileAndItsDirectory) {
@@ -357,6 +368,39 @@ TEST(SqliteDatabase, LoadKeyedOrdersSince) {
   EXPECT_EQ(keyed->front().idempotency_key, "new");
 }
 
+// Rows written behind our back that do not parse are errors naming the row
+// (table, key, column), never an empty id, a 0 or a PENDING order.
+TEST(SqliteDatabase, ACorruptOrderRowIsAnErrorNamingTheRow) {
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  const Order good = MakeOrder(kPhone, 1);
+  ASSERT_TRUE(db->AppendPending(std::vector<Order>{good}).ok());
+  ExecBehindTheBack(
+      dir, "UPDATE orders SET status = 'SHIPPED' WHERE order_id = '" + good.id.str() + "'");
+  Result<std::optional<Order>> found = db->FindOrder(good.id);
+  ASSERT_FALSE(found) << "status SHIPPED was read as " << ToString((*found)->status);
+  const std::string why = found.error().message();
+  EXPECT_NE(why.find("orders"), std::string::npos) << why;
+  EXPECT_NE(why.find(good.id.str()), std::string::npos) << why;
+  EXPECT_NE(why.find("status"), std::string::npos) << why;
+  EXPECT_NE(why.find("SHIPPED"), std::string::npos) << why;
+
+  ExecBehindTheBack(dir, "UPDATE orders SET status = 'PENDING', quantity = 'lots'");
+  Result<std::vector<Order>> pending = db->LoadPending();  // start-up reads these
+  ASSERT_FALSE(pending) << "quantity 'lots' was read as " << pending->front().quantity;
+  EXPECT_NE(pending.error().message().find("quantity"), std::string::npos)
+      << pending.error().message();
+
+  ExecBehindTheBack(dir, "UPDATE orders SET quantity = 1, order_id = 'not-an-order-id'");
+  Result<std::vector<Order>> mine = db->OrdersOfUser(1, 10);
+  ASSERT_FALSE(mine) << "a corrupt order id was read as '" << mine->front().id.view() << "'";
+  EXPECT_NE(mine.error().message().find("not-an-order-id"), std::string::npos)
+      << mine.error().message();
+  Result<std::vector<SoldUnits>> sold = db->LoadSoldUnits();  // max(order_id)
+  EXPECT_FALSE(sold);
+}
+
 // -------------------------------------------------------- SqliteOrderJournal ---
 
 void ExpectJournalGroupCommits(JournalSync sync, int threads, int per_thread) {
@@ -580,6 +624,48 @@ TEST(OrderConsumer, CountsGuardRefusalsAsFailed) {
   EXPECT_EQ(consumer.RunOnce(), 0u);
   EXPECT_EQ(metrics.orders_persisted_confirmed.Value(), 1);
   EXPECT_EQ(metrics.orders_persisted_failed.Value(), 1);
+}
+
+// An order SQLite refuses for its data (here a trigger stands in for a
+// constraint: SQLITE_CONSTRAINT) must not stall the consumer: the others of
+// its batch are decided, the refused one is handed to the source's dead-letter
+// path (the journal leaves it PENDING), and later orders keep flowing.
+TEST(OrderConsumer, AnOrderTheDatabaseRefusesDoesNotStallTheOthers) {
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->UpsertProduct(MakeProduct(kPhone, 100)).ok());
+  ExecBehindTheBack(dir,
+                    "CREATE TRIGGER refuse_user_666 BEFORE UPDATE OF status ON orders "
+                    "WHEN NEW.user_id = 666 BEGIN SELECT RAISE(ABORT, 'user 666 refused'); END");
+  std::vector<Order> batch;
+  for (UserId u = 1; u <= 7; ++u) batch.push_back(MakeOrder(kPhone, u == 4 ? 666 : u));
+  ASSERT_TRUE(db->AppendPending(batch).ok());
+  JournalOrderSource source;
+  source.Prime(batch);
+  FunnelMetrics metrics;
+  OrderConsumer::Options options;
+  options.poll_wait_ms = 1;
+  options.batch_interval_ms = 0;
+  options.max_backoff_ms = 20;
+  OrderConsumer consumer(source, *db, metrics, options);
+  consumer.Start();
+  const Order later = MakeOrder(kPhone, 8);
+  ASSERT_TRUE(db->AppendPending(std::vector<Order>{later}).ok());
+  std::vector<Order> pushed = {later};
+  source.Push(pushed);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (metrics.orders_persisted_confirmed.Value() < 7 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  consumer.Stop(false);
+  EXPECT_EQ(metrics.orders_persisted_confirmed.Value(), 7) << "the consumer stalled";
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    EXPECT_EQ(StatusOf(*db, batch[i]), i == 3 ? OrderStatus::kPending : OrderStatus::kConfirmed)
+        << "order #" << i;
+  }
+  EXPECT_EQ(StatusOf(*db, later), OrderStatus::kConfirmed);
 }
 
 // ---------------------------------------------------------- MemoryStockStore ---

@@ -1,6 +1,8 @@
 #include "backends/embedded/sqlite_database.hpp"
 
+#include <charconv>
 #include <filesystem>
+#include <span>
 
 namespace flashsale::embedded {
 namespace {
@@ -31,16 +33,85 @@ CREATE INDEX IF NOT EXISTS orders_by_user ON orders(user_id, created_at);
 constexpr const char* kOrderColumns =
     "order_id, user_id, product_id, quantity, price, status, created_at, idempotency_key";
 
-Order ReadOrder(const SqliteStatement& st) {
+// The cells of one row of `table`, parsed strictly: SQLite stores whatever
+// it is given (an INTEGER column keeps 'lots' as text, which sqlite3's own
+// accessors read as 0), so a value that does not parse makes error() an
+// Internal naming the table, the row's key and the column, never a 0, an
+// empty id or PENDING. `columns` names the result's columns in order; the
+// first `key_columns` of them identify the row.
+class RowReader {
+ public:
+  RowReader(const SqliteStatement& st, std::string_view table, std::span<const char* const> columns,
+            int key_columns)
+      : st_(st), table_(table), columns_(columns), key_columns_(key_columns) {}
+
+  std::int64_t Int(int col) {
+    std::optional<std::int64_t> v = OptionalInt(col);
+    if (!v && st_.IsNull(col)) Corrupt(col, "is NULL");
+    return v.value_or(0);
+  }
+  std::optional<std::int64_t> OptionalInt(int col) {
+    if (st_.IsNull(col)) return std::nullopt;
+    const std::string_view text = st_.Text(col);
+    std::int64_t v = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || end != text.data() + text.size()) {
+      Corrupt(col, "is not an integer");
+      return std::nullopt;
+    }
+    return v;
+  }
+  OrderId Id(int col) {
+    std::optional<OrderId> id = OrderId::Parse(st_.Text(col));
+    if (!id) Corrupt(col, "is not an order id");
+    return id.value_or(OrderId());
+  }
+  OrderStatus StatusAt(int col) {
+    std::optional<OrderStatus> s = ParseOrderStatus(st_.Text(col));
+    if (!s) Corrupt(col, "is not an order status");
+    return s.value_or(OrderStatus::kPending);
+  }
+  // OK, or the first value that did not parse.
+  [[nodiscard]] const Status& error() const { return error_; }
+
+ private:
+  void Corrupt(int col, std::string_view why) {
+    if (!error_.ok()) return;
+    std::string msg = "corrupt row in " + std::string(table_) + " (";
+    for (int key = 0; key < key_columns_; ++key) {
+      if (key > 0) msg += ", ";
+      msg += std::string(columns_[static_cast<std::size_t>(key)]) + " '" +
+             std::string(st_.Text(key)) + "'";
+    }
+    msg += "): " + std::string(columns_[static_cast<std::size_t>(col)]) + " '" +
+           std::string(st_.Text(col)) + "' " + std::string(why);
+    error_ = Status::Internal(std::move(msg));
+  }
+
+  const SqliteStatement& st_;
+  std::string_view table_;
+  std::span<const char* const> columns_;
+  int key_columns_;
+  Status error_;
+};
+
+// The columns of kOrderColumns, for RowReader's messages.
+constexpr const char* kOrderColumnNames[] = {"order_id",   "user_id",        "product_id",
+                                             "quantity",   "price",          "status",
+                                             "created_at", "idempotency_key"};
+
+Result<Order> ReadOrder(const SqliteStatement& st) {
+  RowReader cells(st, "orders", kOrderColumnNames, 1);
   Order o;
-  o.id = OrderId::Parse(st.Text(0)).value_or(OrderId());
-  o.user = st.Int(1);
-  o.product = st.Int(2);
-  o.quantity = st.Int(3);
-  o.price = st.Int(4);
-  o.status = ParseOrderStatus(st.Text(5)).value_or(OrderStatus::kPending);
-  o.created_at = st.Int(6);
+  o.id = cells.Id(0);
+  o.user = cells.Int(1);
+  o.product = cells.Int(2);
+  o.quantity = cells.Int(3);
+  o.price = cells.Int(4);
+  o.status = cells.StatusAt(5);
+  o.created_at = cells.Int(6);
   if (!st.IsNull(7)) o.idempotency_key = std::string(st.Text(7));
+  if (!cells.error().ok()) return cells.error();
   return o;
 }
 
@@ -90,7 +161,18 @@ std::string_view SqliteStatement::Text(int c) const {
 bool SqliteStatement::IsNull(int c) const { return sqlite3_column_type(stmt_, c) == SQLITE_NULL; }
 
 Status SqliteDatabase::Error(sqlite3* db, std::string_view what) {
-  return Status::Unavailable(std::string(what) + ": " + sqlite3_errmsg(db) + " (" + path_ + ")");
+  std::string msg = std::string(what) + ": " + sqlite3_errmsg(db) + " (" + path_ + ")";
+  // Refusals caused by the values themselves fail again on a retry: Invalid,
+  // so that the consumer isolates and parks those orders instead of waiting.
+  switch (sqlite3_errcode(db)) {
+    case SQLITE_CONSTRAINT:
+    case SQLITE_TOOBIG:
+    case SQLITE_MISMATCH:
+    case SQLITE_RANGE:
+      return Status::Invalid(std::move(msg));
+    default:
+      return Status::Unavailable(std::move(msg));
+  }
 }
 
 Status SqliteDatabase::Exec(sqlite3* db, const char* sql) {
@@ -352,7 +434,11 @@ Result<std::optional<Order>> SqliteDatabase::FindOrder(const OrderId& id) {
       (std::string("SELECT ") + kOrderColumns + " FROM orders WHERE order_id = ?1").c_str());
   st.Bind(1, id.view());
   const int rc = st.Step();
-  if (rc == SQLITE_ROW) return std::optional<Order>(ReadOrder(st));
+  if (rc == SQLITE_ROW) {
+    Result<Order> order = ReadOrder(st);
+    if (!order) return order.error();
+    return std::optional<Order>(std::move(*order));
+  }
   if (rc == SQLITE_DONE) return std::optional<Order>();
   return Error(reader_, "reading order");
 }
@@ -373,9 +459,13 @@ Result<std::vector<Product>> SqliteDatabase::LoadProducts() {
                      "products ORDER BY product_id");
   std::vector<Product> out;
   int rc;
+  constexpr const char* kColumns[] = {"product_id", "price",   "stock",
+                                      "starts_at",  "ends_at", "limit_per_user"};
   while ((rc = st.Step()) == SQLITE_ROW) {
-    out.push_back(
-        {st.Int(0), st.Int(1), st.Int(2), st.OptionalInt(3), st.OptionalInt(4), st.Int(5)});
+    RowReader cells(st, "products", kColumns, 1);
+    out.push_back({cells.Int(0), cells.Int(1), cells.Int(2), cells.OptionalInt(3),
+                   cells.OptionalInt(4), cells.Int(5)});
+    if (!cells.error().ok()) return cells.error();
   }
   if (rc != SQLITE_DONE) return Error(reader_, "reading products");
   return out;
@@ -388,9 +478,11 @@ Result<std::vector<SoldUnits>> SqliteDatabase::LoadSoldUnits() {
                      "status != 'FAILED' GROUP BY product_id, user_id");
   std::vector<SoldUnits> out;
   int rc;
+  constexpr const char* kColumns[] = {"product_id", "user_id", "SUM(quantity)", "MAX(order_id)"};
   while ((rc = st.Step()) == SQLITE_ROW) {
-    out.push_back(
-        {st.Int(0), st.Int(1), st.Int(2), OrderId::Parse(st.Text(3)).value_or(OrderId())});
+    RowReader cells(st, "orders", kColumns, 2);
+    out.push_back({cells.Int(0), cells.Int(1), cells.Int(2), cells.Id(3)});
+    if (!cells.error().ok()) return cells.error();
   }
   if (rc != SQLITE_DONE) return Error(reader_, "reading sold units");
   return out;
@@ -425,7 +517,11 @@ Result<std::vector<Order>> QueryOrders(sqlite3* db, const std::string& sql,
   for (std::int64_t arg : args) st.Bind(index++, arg);
   std::vector<Order> out;
   int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) out.push_back(ReadOrder(st));
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    Result<Order> order = ReadOrder(st);
+    if (!order) return order.error();
+    out.push_back(std::move(*order));
+  }
   if (rc != SQLITE_DONE) {
     return Status::Unavailable(std::string("reading orders: ") + sqlite3_errmsg(db));
   }

@@ -7,6 +7,11 @@
 // consumer and admin changes take turns, so SQLite never answers BUSY inside
 // the process) and one reader connection behind `read_mu_`. WAL lets readers
 // run beside the writer. Other processes (`flashsale audit`) may read.
+//
+// Errors: a constraint, type or size refusal of the values (SQLITE_CONSTRAINT,
+// MISMATCH, TOOBIG, RANGE) is Invalid; other SQLite errors are Unavailable; a
+// stored row that does not parse is Internal, naming the table, the row's key
+// and the column.
 
 #include <sqlite3.h>
 

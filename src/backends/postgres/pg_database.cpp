@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <span>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
@@ -150,38 +151,111 @@ struct ResultDeleter {
 };
 using PgResult = std::unique_ptr<PGresult, ResultDeleter>;
 
-std::int64_t Int(const PGresult* r, int row, int col) {
-  const char* v = PQgetvalue(r, row, col);
-  std::int64_t out = 0;
-  std::from_chars(v, v + PQgetlength(r, row, col), out);
-  return out;
-}
-
-std::optional<std::int64_t> OptionalInt(const PGresult* r, int row, int col) {
-  if (PQgetisnull(r, row, col)) return std::nullopt;
-  return Int(r, row, col);
-}
-
 std::string_view Text(const PGresult* r, int row, int col) {
   return {PQgetvalue(r, row, col), static_cast<std::size_t>(PQgetlength(r, row, col))};
 }
 
-Order ReadOrder(const PGresult* r, int row) {
+std::optional<std::int64_t> ParseInt(std::string_view text) {
+  std::int64_t out = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return out;
+}
+
+// A value the server computes from NOT NULL BIGINT columns (counts, stock):
+// it always parses unless libpq or the SQL text is broken, a bug.
+std::int64_t Int(const PGresult* r, int row, int col) {
+  std::optional<std::int64_t> v =
+      PQgetisnull(r, row, col) ? std::nullopt : ParseInt(Text(r, row, col));
+  FLASHSALE_CHECK(v.has_value(), "PostgreSQL answered a non-integer where the SQL yields one");
+  return *v;
+}
+
+// The cells of one row of `table`, parsed strictly: a value that does not
+// parse (written behind our back, or a schema that drifted from ours) makes
+// error() an Internal naming the table, the row's key and the column, never
+// a 0, an empty id or PENDING. `columns` names the result's columns in
+// order; the first `key_columns` of them identify the row.
+class RowReader {
+ public:
+  RowReader(const PGresult* r, int row, std::string_view table,
+            std::span<const char* const> columns, int key_columns)
+      : r_(r), row_(row), table_(table), columns_(columns), key_columns_(key_columns) {}
+
+  std::int64_t Int(int col) {
+    std::optional<std::int64_t> v = OptionalInt(col);
+    if (!v && PQgetisnull(r_, row_, col)) Corrupt(col, "is NULL");
+    return v.value_or(0);
+  }
+  std::optional<std::int64_t> OptionalInt(int col) {
+    if (PQgetisnull(r_, row_, col)) return std::nullopt;
+    std::optional<std::int64_t> v = ParseInt(Text(r_, row_, col));
+    if (!v) Corrupt(col, "is not an integer");
+    return v;
+  }
+  OrderId Id(int col) {
+    std::optional<OrderId> id = OrderId::Parse(Text(r_, row_, col));
+    if (!id) Corrupt(col, "is not an order id");
+    return id.value_or(OrderId());
+  }
+  OrderStatus StatusAt(int col) {
+    std::optional<OrderStatus> s = ParseOrderStatus(Text(r_, row_, col));
+    if (!s) Corrupt(col, "is not an order status");
+    return s.value_or(OrderStatus::kPending);
+  }
+  // OK, or the first value that did not parse.
+  [[nodiscard]] const Status& error() const { return error_; }
+
+ private:
+  void Corrupt(int col, std::string_view why) {
+    if (!error_.ok()) return;
+    std::string msg = "corrupt row in " + std::string(table_) + " (";
+    for (int key = 0; key < key_columns_; ++key) {
+      if (key > 0) msg += ", ";
+      msg += std::string(columns_[static_cast<std::size_t>(key)]) + " '" +
+             std::string(Text(r_, row_, key)) + "'";
+    }
+    msg += "): " + std::string(columns_[static_cast<std::size_t>(col)]) + " '" +
+           std::string(Text(r_, row_, col)) + "' " + std::string(why);
+    error_ = Status::Internal(std::move(msg));
+  }
+
+  const PGresult* r_;
+  int row_;
+  std::string_view table_;
+  std::span<const char* const> columns_;
+  int key_columns_;
+  Status error_;
+};
+
+// The columns of kOrderColumns and kProductColumns, for RowReader's messages.
+constexpr const char* kOrderColumnNames[] = {"order_id",   "user_id",        "product_id",
+                                             "quantity",   "price",          "status",
+                                             "created_at", "idempotency_key"};
+constexpr const char* kProductColumnNames[] = {"product_id", "price",   "stock",
+                                               "starts_at",  "ends_at", "limit_per_user"};
+
+Result<Order> ReadOrder(const PGresult* r, int row) {
+  RowReader cells(r, row, "orders", kOrderColumnNames, 1);
   Order o;
-  o.id = OrderId::Parse(Text(r, row, 0)).value_or(OrderId());
-  o.user = Int(r, row, 1);
-  o.product = Int(r, row, 2);
-  o.quantity = Int(r, row, 3);
-  o.price = Int(r, row, 4);
-  o.status = ParseOrderStatus(Text(r, row, 5)).value_or(OrderStatus::kPending);
-  o.created_at = Int(r, row, 6);
+  o.id = cells.Id(0);
+  o.user = cells.Int(1);
+  o.product = cells.Int(2);
+  o.quantity = cells.Int(3);
+  o.price = cells.Int(4);
+  o.status = cells.StatusAt(5);
+  o.created_at = cells.Int(6);
   if (!PQgetisnull(r, row, 7)) o.idempotency_key = std::string(Text(r, row, 7));
+  if (!cells.error().ok()) return cells.error();
   return o;
 }
 
-Product ReadProduct(const PGresult* r, int row) {
-  return {Int(r, row, 0),         Int(r, row, 1),         Int(r, row, 2),
-          OptionalInt(r, row, 3), OptionalInt(r, row, 4), Int(r, row, 5)};
+Result<Product> ReadProduct(const PGresult* r, int row) {
+  RowReader cells(r, row, "products", kProductColumnNames, 1);
+  Product p{cells.Int(0),         cells.Int(1),         cells.Int(2),
+            cells.OptionalInt(3), cells.OptionalInt(4), cells.Int(5)};
+  if (!cells.error().ok()) return cells.error();
+  return p;
 }
 
 // libpq messages end with a newline; keep them on one line.
@@ -254,7 +328,9 @@ struct PgDatabase::Connection {
   [[nodiscard]] bool broken() const { return PQstatus(pg) != CONNECTION_OK; }
 
   // A failure as a Status: connection trouble and transient server states
-  // are Unavailable (retry), everything else Internal.
+  // are Unavailable (retry); the server refusing the data itself is Invalid
+  // (the same rows fail again: the consumer isolates and parks them);
+  // everything else Internal.
   Status Error(const PGresult* r, std::string_view what, const std::string& server) const {
     std::string msg = std::string(what) + ": ";
     msg += Trimmed(r != nullptr && PQresultErrorMessage(r)[0] != '\0' ? PQresultErrorMessage(r)
@@ -268,6 +344,10 @@ struct PgDatabase::Connection {
     if (cls == "08" || cls == "40" || cls == "53" || cls == "57" || cls == "58") {
       return Status::Unavailable(std::move(msg));
     }
+    // 22 data exception (a value out of range, bad encoding), 23 integrity
+    // constraint (check, not null, unique), 54 program limit (e.g. an index
+    // row too big): caused by the values sent, not by the server's state.
+    if (cls == "22" || cls == "23" || cls == "54") return Status::Invalid(std::move(msg));
     return Status::Internal(std::move(msg));
   }
 
@@ -654,7 +734,9 @@ Result<std::optional<Order>> PgDatabase::FindOrder(const OrderId& id) {
     Result<PgResult> r = c.Exec(server_, "reading order", sql.c_str(), {key.c_str()});
     if (!r.has_value()) return r.error();
     if (PQntuples(r->get()) == 0) return std::optional<Order>();
-    return std::optional<Order>(ReadOrder(r->get(), 0));
+    Result<Order> order = ReadOrder(r->get(), 0);
+    if (!order.has_value()) return order.error();
+    return std::optional<Order>(std::move(*order));
   });
 }
 
@@ -663,7 +745,11 @@ Result<std::vector<Order>> ReadOrders(Result<PgResult> r) {
   if (!r.has_value()) return r.error();
   std::vector<Order> out;
   out.reserve(static_cast<std::size_t>(PQntuples(r->get())));
-  for (int row = 0; row < PQntuples(r->get()); ++row) out.push_back(ReadOrder(r->get(), row));
+  for (int row = 0; row < PQntuples(r->get()); ++row) {
+    Result<Order> order = ReadOrder(r->get(), row);
+    if (!order.has_value()) return order.error();
+    out.push_back(std::move(*order));
+  }
   return out;
 }
 }  // namespace
@@ -685,7 +771,11 @@ Result<std::vector<Product>> PgDatabase::LoadProducts() {
     Result<PgResult> r = c.Exec(server_, "reading products", sql.c_str());
     if (!r.has_value()) return r.error();
     std::vector<Product> out;
-    for (int row = 0; row < PQntuples(r->get()); ++row) out.push_back(ReadProduct(r->get(), row));
+    for (int row = 0; row < PQntuples(r->get()); ++row) {
+      Result<Product> product = ReadProduct(r->get(), row);
+      if (!product.has_value()) return product.error();
+      out.push_back(*product);
+    }
     return out;
   });
 }
@@ -699,10 +789,11 @@ Result<std::vector<SoldUnits>> PgDatabase::LoadSoldUnits() {
     Result<PgResult> r = c.Exec(server_, "reading sold units", kSql);
     if (!r.has_value()) return r.error();
     std::vector<SoldUnits> out;
+    constexpr const char* kColumns[] = {"product_id", "user_id", "sum(quantity)", "max(order_id)"};
     for (int row = 0; row < PQntuples(r->get()); ++row) {
-      const PGresult* res = r->get();
-      out.push_back({Int(res, row, 0), Int(res, row, 1), Int(res, row, 2),
-                     OrderId::Parse(Text(res, row, 3)).value_or(OrderId())});
+      RowReader cells(r->get(), row, "orders", kColumns, 2);
+      out.push_back({cells.Int(0), cells.Int(1), cells.Int(2), cells.Id(3)});
+      if (!cells.error().ok()) return cells.error();
     }
     return out;
   });

@@ -28,7 +28,11 @@
 //
 // Errors: connection trouble and transient server states (deadlock,
 // serialization failure, shutdown) are Unavailable; a COMMIT whose outcome is
-// unclear is Unknown; other SQL errors are Internal.
+// unclear is Unknown; the server refusing the values themselves (SQLSTATE
+// class 22 data exception, 23 integrity constraint, 54 program limit) is
+// Invalid: the same rows fail again, so OrderConsumer isolates and parks
+// them; other SQL errors are Internal. A stored row that does not parse is
+// Internal, naming the table, the row's key and the column.
 
 #include <condition_variable>
 #include <cstdint>
