@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS products (
   starts_at      TIMESTAMPTZ NULL,
   ends_at        TIMESTAMPTZ NULL,
   limit_per_user BIGINT NOT NULL DEFAULT 1,
-  sold           BIGINT NOT NULL DEFAULT 0
+  sold           BIGINT NOT NULL DEFAULT 0,
+  version        BIGINT NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS orders (
   order_id        TEXT PRIMARY KEY,
@@ -37,6 +38,7 @@ CREATE TABLE IF NOT EXISTS orders (
 );
 CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, created_at DESC);
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS idempotency_key TEXT NULL;
+ALTER TABLE products ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 0;
 )sql";
 
 // Tables created by an older schema (SPEC §5 without our `sold`): add the
@@ -111,21 +113,24 @@ FROM delta
 
 constexpr const char* kProductColumns =
     "product_id, (price * 100)::bigint, stock, (extract(epoch FROM starts_at) * 1000)::bigint, "
-    "(extract(epoch FROM ends_at) * 1000)::bigint, limit_per_user";
+    "(extract(epoch FROM ends_at) * 1000)::bigint, limit_per_user, version";
 
 constexpr const char* kOrderColumns =
     "order_id, user_id, product_id, quantity, (price * 100)::bigint, status, "
     "(extract(epoch FROM created_at) * 1000)::bigint, idempotency_key";
 
-// $1..$6: id, cents, stock, starts_ms, ends_ms, limit (as arrays for the seed).
+// $1..$7: id, cents, stock, starts_ms, ends_ms, limit, version. The row is
+// kept only if not older (OrderRepository::UpsertProduct): racing admin
+// changes persisted out of order converge to the last one.
 constexpr const char* kUpsertProduct = R"sql(
-INSERT INTO products (product_id, price, stock, starts_at, ends_at, limit_per_user)
+INSERT INTO products (product_id, price, stock, starts_at, ends_at, limit_per_user, version)
 VALUES ($1, $2::bigint::numeric / 100, $3,
         TIMESTAMPTZ 'epoch' + $4::bigint * INTERVAL '1 millisecond',
-        TIMESTAMPTZ 'epoch' + $5::bigint * INTERVAL '1 millisecond', $6)
+        TIMESTAMPTZ 'epoch' + $5::bigint * INTERVAL '1 millisecond', $6, $7)
 ON CONFLICT (product_id) DO UPDATE SET
   price = excluded.price, stock = excluded.stock, starts_at = excluded.starts_at,
-  ends_at = excluded.ends_at, limit_per_user = excluded.limit_per_user
+  ends_at = excluded.ends_at, limit_per_user = excluded.limit_per_user, version = excluded.version
+WHERE products.version <= excluded.version
 )sql";
 
 constexpr const char* kInsertProductsSelect = R"sql(
@@ -181,7 +186,8 @@ Order ReadOrder(const PGresult* r, int row) {
 
 Product ReadProduct(const PGresult* r, int row) {
   return {Int(r, row, 0),         Int(r, row, 1),         Int(r, row, 2),
-          OptionalInt(r, row, 3), OptionalInt(r, row, 4), Int(r, row, 5)};
+          OptionalInt(r, row, 3), OptionalInt(r, row, 4), Int(r, row, 5),
+          Int(r, row, 6)};
 }
 
 // libpq messages end with a newline; keep them on one line.
@@ -460,7 +466,8 @@ Result<T> PgDatabase::Run(const std::function<Result<T>(Connection&)>& body) {
 
 Status PgDatabase::UpsertProduct(const Product& p) {
   const std::string id = std::to_string(p.id), price = std::to_string(p.price),
-                    stock = std::to_string(p.stock), limit = std::to_string(p.limit_per_user);
+                    stock = std::to_string(p.stock), limit = std::to_string(p.limit_per_user),
+                    version = std::to_string(p.version);
   const std::optional<std::string> starts =
       p.starts_at ? std::optional(std::to_string(*p.starts_at)) : std::nullopt;
   const std::optional<std::string> ends =
@@ -469,7 +476,7 @@ Status PgDatabase::UpsertProduct(const Product& p) {
     Status s =
         c.Command(server_, "saving product", kUpsertProduct,
                   {id.c_str(), price.c_str(), stock.c_str(), starts ? starts->c_str() : nullptr,
-                   ends ? ends->c_str() : nullptr, limit.c_str()});
+                   ends ? ends->c_str() : nullptr, limit.c_str(), version.c_str()});
     if (!s.ok()) return s;
     return true;
   });
