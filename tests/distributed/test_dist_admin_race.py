@@ -15,7 +15,7 @@ from typing import Any, Callable
 import pytest
 
 from dist_harness import running_stack, wait_orders
-from harness import assert_sale
+from harness import assert_sale, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +124,20 @@ def test_every_admin_change_after_the_race_still_agrees(stack):
     row = _assert_stores_agree(b, a, c, pid)
     assert row == {"stock": sold + 5, "price": 400, "limit_per_user": 2}
     assert_sale(a.purchase(9100, pid, 2), "ACCEPTED")
+
+
+def test_audit_reports_a_row_that_missed_its_write_and_repair_writes_it(stack):
+    b, a, c, _ = stack
+    pid = 403
+    a.put_product(pid, 8, 1.25, limit_per_user=2, expect=(201,))
+    assert a.restock(pid, 4).status == 200
+    # As if the database write of the restock had failed (or the server died before it).
+    b.sql(f"UPDATE products SET stock = 8 WHERE product_id = {pid}")
+    audit = a.audit()
+    assert audit.returncode == 1, audit.stdout + audit.stderr
+    assert f"product {pid}: the database row differs from redis" in audit.stdout, audit.stdout
+    repaired = run_cli(["audit", "--repair", *b.backend_args()], timeout=60, cwd=a.workdir)
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert f"[repair] product {pid}: database row written from redis" in repaired.stdout
+    row = _assert_stores_agree(b, a, c, pid)
+    assert row["stock"] == 12
