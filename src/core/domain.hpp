@@ -58,6 +58,11 @@ struct Product {
   std::optional<UnixMillis> starts_at;
   std::optional<UnixMillis> ends_at;
   std::int64_t limit_per_user = 1;
+  // Admin version: numbered by the stock store for every admin change (PUT,
+  // restock), strictly increasing per product. The database keeps a product
+  // row only if its version is not older (OrderRepository::UpsertProduct), so
+  // racing persists converge to the last decision. 0 = never changed.
+  std::int64_t version = 0;
 };
 
 struct Order {

@@ -26,6 +26,10 @@ class OrderRepository {
  public:
   virtual ~OrderRepository() = default;
 
+  // Creates or replaces a product row unless the stored row has a newer
+  // version (p.version < stored version: a no-op, OK): admin changes persisted
+  // out of order converge to the last one. Equal versions replace (the same
+  // decision, or callers that do not number their changes).
   virtual Status UpsertProduct(const Product& p) = 0;
 
   // Persists a batch in one transaction, idempotent by order id: an order

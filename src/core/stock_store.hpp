@@ -42,8 +42,14 @@ struct PutResult {
 class StockStore {
  public:
   using ReserveCallback = std::function<void(Result<ReserveResult>)>;
-  // Called while the store holds the product: persist the admin change to the
-  // database; a non-OK status aborts the change.
+  // Persists an admin change to the database: the product as the store
+  // decided it, with the change's version (Product::version, strictly
+  // increasing per product). Racing calls may arrive out of order: the
+  // database must keep the row of the highest version (UpsertProduct does).
+  // Embedded store: called under the product's lock before the change is
+  // applied; a non-OK status aborts it. Redis store: called once Redis has
+  // decided and applied it; a non-OK status is returned (the change stays in
+  // effect, the row catches up later; see redis_stock_store.hpp).
   using PersistProduct = std::function<Status(const Product&)>;
 
   virtual ~StockStore() = default;

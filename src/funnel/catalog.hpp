@@ -1,9 +1,11 @@
 #pragma once
-// Catalog: product reads and admin changes (SPEC §4 admin routes). A change is
-// written to the database while the stock store holds the product, so the
-// store and the database never disagree about stock; a change that gives a
-// product units again clears L2 (in the store) and every instance's L1
-// (through the funnel's broadcast). Safe for concurrent use.
+// Catalog: product reads and admin changes (SPEC §4 admin routes). Each change
+// is one decision of the stock store, numbered (Product::version) and written
+// to the database row, which keeps the newest version, so racing changes leave
+// the store and the database with the same product (see
+// StockStore::PersistProduct); a change that gives a product units again
+// clears L2 (in the store) and every instance's L1 (through the funnel's
+// broadcast). Safe for concurrent use.
 
 #include "core/order_repository.hpp"
 #include "core/stock_store.hpp"

@@ -169,6 +169,7 @@ TEST_F(PgDatabaseTest, OpenAddsSoldToAnOlderSchemaAndCountsConfirmedOrders) {
       PgDatabase::Open({.url = TestUrl(), .pool_size = 1, .schema = old});
   ASSERT_TRUE(db.has_value()) << db.error().ToString();
   EXPECT_EQ(Sql("SELECT sold FROM " + old + ".products WHERE product_id = 1"), "3");
+  EXPECT_EQ((*db)->LoadProducts()->front().version, 0);  // products.version added too
   // The guard now knows 7 of 10 units are left.
   PersistSummary s = *(*db)->PersistBatch(std::vector<Order>{MakeOrder(1, 1, 5, 8)});
   EXPECT_EQ(s.failed, 1);
@@ -235,6 +236,30 @@ TEST_F(PgDatabaseTest, ProductsRoundTripExactly) {
   EXPECT_FALSE((*loaded)[1].starts_at.has_value());
   EXPECT_EQ((*loaded)[1].ends_at, windowed.ends_at);
   EXPECT_EQ((*loaded)[0].price, 10);
+  EXPECT_EQ(Sold(1), 2);
+}
+
+TEST_F(PgDatabaseTest, UpsertProductKeepsTheNewestVersion) {
+  // Admin changes persisted out of order (the stock store numbers them)
+  // converge to the last one; equal versions replace; sold is kept.
+  Product p = MakeProduct(1, 10);
+  p.version = 3;
+  ASSERT_TRUE(db_->UpsertProduct(p).ok());
+  ASSERT_TRUE(db_->PersistBatch(std::vector<Order>{MakeOrder(1, 1, 2, 2)}).has_value());
+  Product older = MakeProduct(1, 99, 5);
+  older.version = 2;
+  ASSERT_TRUE(db_->UpsertProduct(older).ok());  // a no-op, not an error
+  Result<std::vector<Product>> loaded = db_->LoadProducts();
+  ASSERT_TRUE(loaded.has_value());
+  EXPECT_EQ((*loaded)[0].stock, 10);
+  EXPECT_EQ((*loaded)[0].price, 1999);
+  EXPECT_EQ((*loaded)[0].version, 3);
+  p.version = 4;
+  p.stock = 15;
+  ASSERT_TRUE(db_->UpsertProduct(p).ok());
+  loaded = db_->LoadProducts();
+  EXPECT_EQ((*loaded)[0].stock, 15);
+  EXPECT_EQ((*loaded)[0].version, 4);
   EXPECT_EQ(Sold(1), 2);
 }
 

@@ -230,15 +230,60 @@ TEST_F(RedisStockStoreTest, PutIsConflictBelowSoldAndSkipsPersist) {
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code(), Status::Code::kConflict);
   EXPECT_FALSE(persisted);
+  // Redis decides first: a database that fails afterwards is reported, and the
+  // change stays in effect (the row catches up with the next change).
   Result<PutResult> failed = store_->Put(Product{kPhone, 1999, 9, {}, {}, 3}, [](const Product&) {
     return Status::Unavailable("db down");
   });
   ASSERT_FALSE(failed.has_value());
-  EXPECT_EQ((*store_->Get(kPhone))->product.stock, 5);  // nothing written
-  Result<PutResult> ok = store_->Put(Product{kPhone, 1999, 9, {}, {}, 3}, kNoPersist);
+  EXPECT_EQ(failed.error().code(), Status::Code::kInternal);
+  EXPECT_NE(failed.error().message().find("db down"), std::string::npos);
+  EXPECT_EQ((*store_->Get(kPhone))->product.stock, 9);
+  Product recorded;
+  Result<PutResult> ok = store_->Put(Product{kPhone, 1999, 10, {}, {}, 3}, [&](const Product& p) {
+    recorded = p;
+    return Status::Ok();
+  });
   ASSERT_TRUE(ok.has_value());
   EXPECT_FALSE(ok->created);
-  EXPECT_EQ((*store_->Get(kPhone))->remaining, 6);
+  EXPECT_EQ((*store_->Get(kPhone))->remaining, 7);
+  EXPECT_EQ(recorded.stock, 10);
+  EXPECT_EQ(recorded.version, (*store_->Get(kPhone))->product.version);
+}
+
+TEST_F(RedisStockStoreTest, AdminChangesAreNumberedAndPersistWhatRedisHolds) {
+  PutProduct(5, 3);
+  const std::int64_t v0 = (*store_->Get(kPhone))->product.version;
+  ASSERT_EQ(OutcomeOf(SyncReserve(1, 2)), ReserveOutcome::kReserved);
+  std::vector<Product> persisted;
+  auto record = [&](const Product& p) {
+    persisted.push_back(p);
+    return Status::Ok();
+  };
+  Product windowed{kPhone, 2500, 8, Now() - 1000, Now() + 3'600'000, 4};
+  ASSERT_TRUE(store_->Put(windowed, record).has_value());
+  ASSERT_TRUE(store_->Restock(kPhone, 3, record).has_value());
+  ASSERT_EQ(persisted.size(), 2u);
+  EXPECT_EQ(persisted[0].version, v0 + 1);
+  // The restock persists the whole product as Redis holds it after the change.
+  const Product& restocked = persisted[1];
+  EXPECT_EQ(restocked.version, v0 + 2);
+  EXPECT_EQ(restocked.stock, 11);
+  EXPECT_EQ(restocked.price, 2500);
+  EXPECT_EQ(restocked.limit_per_user, 4);
+  EXPECT_EQ(restocked.starts_at, windowed.starts_at);
+  EXPECT_EQ(restocked.ends_at, windowed.ends_at);
+  Result<std::optional<StockSnapshot>> snap = store_->Get(kPhone);
+  EXPECT_EQ((*snap)->product.version, v0 + 2);
+  EXPECT_EQ((*snap)->remaining, 9);
+  // A refused change is neither numbered nor persisted.
+  EXPECT_FALSE(store_->Put(Product{kPhone, 2500, 1, {}, {}, 4}, record).has_value());
+  EXPECT_EQ(persisted.size(), 2u);
+  EXPECT_EQ((*store_->Get(kPhone))->product.version, v0 + 2);
+  Result<PutResult> overflow = store_->Restock(kPhone, INT64_MAX, record);
+  ASSERT_FALSE(overflow.has_value());
+  EXPECT_EQ(overflow.error().code(), Status::Code::kInvalid);
+  EXPECT_EQ((*store_->Get(kPhone))->product.stock, 11);
 }
 
 TEST_F(RedisStockStoreTest, RestockReopensASoldOutProduct) {
@@ -483,7 +528,7 @@ TEST_F(RedisStockStoreTest, ListAndProductCountFollowPutAndSeed) {
   EXPECT_EQ(*store_->ProductCount(), 0);
   PutProduct(5, 1);
   // Seed: creates what is missing (with what the database says was sold), keeps the rest.
-  std::vector<Product> products = {{kPhone, 1, 99, {}, {}, 1}, {7, 250, 10, {}, {}, 2}};
+  std::vector<Product> products = {{kPhone, 1, 99, {}, {}, 1}, {7, 250, 10, {}, {}, 2, 41}};
   OrderIdGenerator ids;
   const OrderId latest = ids.Next(Now());
   std::vector<SoldUnits> sold = {{7, 42, 2, latest}, {7, 43, 1, ids.Next(Now())}};
@@ -498,6 +543,15 @@ TEST_F(RedisStockStoreTest, ListAndProductCountFollowPutAndSeed) {
   EXPECT_EQ((*all)[0].product.stock, 5);  // kept, not overwritten by the seed
   EXPECT_EQ((*all)[1].product.id, 7);
   EXPECT_EQ((*all)[1].remaining, 7);  // 10 - 3 sold
+  // The database row's version came along: the next admin change is numbered above it.
+  EXPECT_EQ((*all)[1].product.version, 41);
+  Product restocked;
+  ASSERT_TRUE(store_->Restock(7, 1, [&](const Product& q) {
+    restocked = q;
+    return Status::Ok();
+  }));
+  EXPECT_EQ(restocked.version, 42);
+  EXPECT_EQ(restocked.stock, 11);
   EXPECT_EQ(store_->List(1, 10)->size(), 1u);
   EXPECT_TRUE(store_->List(5, 10)->empty());
   // The buyer records came along: user 42 holds 2 of a limit of 2.

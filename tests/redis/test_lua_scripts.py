@@ -85,6 +85,10 @@ class Store:
         self.r = r
         self.reserve_sha = r.script_load((SCRIPTS / "reserve_stock.lua").read_text())
         self.release_sha = r.script_load((SCRIPTS / "release_stock.lua").read_text())
+        self.put_sha = r.script_load((SCRIPTS / "put_product.lua").read_text())
+        self.restock_sha = r.script_load((SCRIPTS / "restock_product.lua").read_text())
+        self.get_sha = r.script_load((SCRIPTS / "get_product.lua").read_text())
+        self.seed_sha = r.script_load((SCRIPTS / "seed_product.lua").read_text())
 
     @staticmethod
     def keys(pid, order_id):
@@ -109,6 +113,32 @@ class Store:
     def release(self, pid, user, amount, order_id):
         return self.r.evalsha(self.release_sha, 5, *self.keys(pid, order_id),
                               user, amount, MARKER_TTL)
+
+    @staticmethod
+    def product_keys(pid):
+        k = f"item:{{{pid}}}"
+        return [f"{k}:meta", f"{k}:stock", f"{k}:sold_out"]
+
+    def put_product(self, pid, stock, price=1999, limit=1, starts_at="", ends_at=""):
+        return self.r.evalsha(self.put_sha, 3, *self.product_keys(pid), price, stock, limit,
+                              starts_at, ends_at)
+
+    def restock(self, pid, amount):
+        return self.r.evalsha(self.restock_sha, 3, *self.product_keys(pid), amount)
+
+    def get(self, pid):
+        return self.r.evalsha(self.get_sha, 3, *self.product_keys(pid))
+
+    def seed(self, pid, stock, remaining, version, buyers=(), price=1999, limit=1):
+        k = f"item:{{{pid}}}"
+        args = [price, stock, limit, "", "", remaining, 0, version]
+        for user, units, order in buyers:
+            args += [user, units, order]
+        return self.r.evalsha(self.seed_sha, 5, *self.product_keys(pid), f"{k}:buyers",
+                              f"{k}:buyers:seed:t", *args)
+
+    def version(self, pid):
+        return int(self.r.hget(f"item:{{{pid}}}:meta", "version") or 0)
 
     def stock(self, pid):
         return int(self.r.get(f"item:{{{pid}}}:stock"))
@@ -329,3 +359,104 @@ def test_race_no_oversell_no_user_over_limit(store, pid):
               if not k.endswith(":o")}
     assert buyers == per_user
     assert store.r.exists(f"item:{{{pid}}}:sold_out") == 1
+
+
+# -- admin scripts: put_product.lua, restock_product.lua, get_product.lua, seed_product.lua ----
+
+
+def test_put_creates_replaces_and_numbers_each_change(store, pid):
+    assert store.put_product(pid, 5, price=700, limit=2) == ["OK", 1, 0, "0", 1]
+    assert store.version(pid) == 1
+    assert store.reserve(pid, 1, 2, f"p{pid}")[0] == "RESERVED"
+    # Replaced: remaining = stock - sold; units remain, so a replaced product is reopened.
+    assert store.put_product(pid, 9, price=800, limit=3, starts_at=NOW, ends_at=NOW + 10) == \
+        ["OK", 0, 1, "1", 2]
+    assert store.stock(pid) == 7
+    meta = store.r.hgetall(f"item:{{{pid}}}:meta")
+    assert meta["price"] == "800" and meta["stock"] == "9" and meta["limit_per_user"] == "3"
+    assert meta["starts_at"] == str(NOW) and meta["ends_at"] == str(NOW + 10)
+    # stock == sold: remaining 0, not reopened, still a numbered change.
+    assert store.put_product(pid, 2) == ["OK", 0, 0, "1", 3]
+    assert store.stock(pid) == 0
+
+
+def test_put_below_sold_is_a_conflict_that_changes_nothing(store, pid):
+    store.put_product(pid, 5, limit=5)
+    assert store.reserve(pid, 1, 3, f"c{pid}")[0] == "RESERVED"
+    before = store.r.hgetall(f"item:{{{pid}}}:meta")
+    assert store.put_product(pid, 2, limit=5) == ["CONFLICT", 3]
+    assert store.r.hgetall(f"item:{{{pid}}}:meta") == before
+    assert store.stock(pid) == 2
+
+
+def test_restock_returns_the_product_as_now_held(store, pid):
+    assert store.restock(pid, 3) == ["NOT_FOUND"]
+    assert not store.r.exists(f"item:{{{pid}}}:meta")
+    store.put_product(pid, 1, price=450, limit=4, starts_at=NOW)
+    assert store.reserve(pid, 1, 1, f"r{pid}")[0] == "RESERVED"
+    assert store.r.exists(f"item:{{{pid}}}:sold_out") == 1
+    reply = store.restock(pid, 5)
+    # OK, reopened, epoch, version, price, stock, limit, starts_at, ends_at
+    assert reply == ["OK", 1, "1", 2, "450", "6", "4", str(NOW), ""]
+    assert store.stock(pid) == 5
+    assert store.r.exists(f"item:{{{pid}}}:sold_out") == 0
+
+
+def test_restock_overflow_and_bad_amount_change_nothing(store, pid):
+    store.put(pid, INT64_MAX - 1)  # direct writes: put_product.lua computes in doubles
+    before = store.r.hgetall(f"item:{{{pid}}}:meta")
+    assert store.restock(pid, 2) == ["OVERFLOW"]
+    for bad in ("0", "-1", "x"):
+        with pytest.raises(redis.ResponseError, match="FLASHSALE bad amount"):
+            store.restock(pid, bad)
+    assert store.r.hgetall(f"item:{{{pid}}}:meta") == before
+    assert store.restock(pid, 1)[5] == str(INT64_MAX)
+
+
+def test_racing_restocks_and_puts_are_numbered_once_each(store, pid):
+    store.put_product(pid, 10, limit=1)
+    versions, errors = [], []
+    lock = threading.Lock()
+    start = threading.Barrier(16)
+
+    def worker(t):
+        try:
+            start.wait()
+            for i in range(25):
+                reply = store.restock(pid, 1) if (t + i) % 2 else store.put_product(pid, 10 + t, limit=1)
+                with lock:
+                    versions.append(reply[3] if reply[0] == "OK" and len(reply) == 9 else reply[4])
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    ts = [threading.Thread(target=worker, args=(t,)) for t in range(16)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors
+    assert sorted(versions) == list(range(2, 2 + 16 * 25))
+    assert store.version(pid) == 1 + 16 * 25
+
+
+def test_get_reads_meta_remaining_and_flag(store, pid):
+    assert store.get(pid) == [[], "", 0]
+    store.put_product(pid, 1, price=300, limit=1)
+    store.reserve(pid, 1, 1, f"g{pid}")
+    meta, remaining, flag = store.get(pid)
+    meta = dict(zip(meta[::2], meta[1::2]))
+    assert meta["price"] == "300" and meta["version"] == "1"
+    assert remaining == "0" and flag == 1
+
+
+def test_seed_creates_once_with_the_database_version(store, pid):
+    assert store.seed(pid, 10, 7, 41, buyers=[(42, 3, "o1")], limit=5) == 1
+    assert store.version(pid) == 41
+    assert store.stock(pid) == 7
+    assert store.units(pid, 42) == 3
+    assert store.r.hget(f"item:{{{pid}}}:buyers", "42:o") == "o1"
+    # Existing: kept as it is.
+    assert store.seed(pid, 99, 99, 1) == 0
+    assert store.stock(pid) == 7 and store.version(pid) == 41
+    # The next admin change is numbered above the database row's version.
+    assert store.restock(pid, 1)[3] == 42

@@ -8,6 +8,7 @@
 // the unit-test budget; one journal test keeps the production default (FULL).
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <filesystem>
 
 #include <atomic>
@@ -130,6 +131,53 @@ TEST(SqliteDatabase, ProductsRoundTrip) {
   EXPECT_EQ((*products)[0].starts_at, 1'795'600'800'000);
   EXPECT_FALSE((*products)[0].ends_at.has_value());
   EXPECT_EQ((*products)[1].id, kLaptop);
+}
+
+TEST(SqliteDatabase, UpsertProductKeepsTheNewestVersion) {
+  // Admin changes persisted out of order (distributed mode: the stock store
+  // numbers them) converge to the last one; equal versions replace.
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  Product p = MakeProduct(kPhone, 10);
+  p.version = 3;
+  ASSERT_TRUE(db->UpsertProduct(p).ok());
+  Product older = MakeProduct(kPhone, 99);
+  older.version = 2;
+  ASSERT_TRUE(db->UpsertProduct(older).ok());  // a no-op, not an error
+  EXPECT_EQ(db->LoadProducts()->front().stock, 10);
+  EXPECT_EQ(db->LoadProducts()->front().version, 3);
+  p.stock = 12;
+  ASSERT_TRUE(db->UpsertProduct(p).ok());
+  EXPECT_EQ(db->LoadProducts()->front().stock, 12);
+  p.version = 4;
+  p.stock = 15;
+  ASSERT_TRUE(db->UpsertProduct(p).ok());
+  EXPECT_EQ(db->LoadProducts()->front().stock, 15);
+  EXPECT_EQ(db->LoadProducts()->front().version, 4);
+}
+
+TEST(SqliteDatabase, OpenAddsTheVersionColumnToAnOlderProductsTable) {
+  TempDir dir;
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(dir.File("flashsale.db").c_str(), &raw), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw,
+                         "CREATE TABLE products (product_id INTEGER PRIMARY KEY, price INTEGER "
+                         "NOT NULL, stock INTEGER NOT NULL, starts_at INTEGER, ends_at INTEGER, "
+                         "limit_per_user INTEGER NOT NULL DEFAULT 1); INSERT INTO products "
+                         "VALUES (7, 100, 4, NULL, NULL, 1)",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(raw);
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  EXPECT_EQ(db->LoadProducts()->front().version, 0);
+  Product p = MakeProduct(7, 9);
+  p.version = 1;
+  ASSERT_TRUE(db->UpsertProduct(p).ok());
+  EXPECT_EQ(db->LoadProducts()->front().stock, 9);
+  db.reset();
+  EXPECT_TRUE(OpenDb(dir));  // opening again finds the column there
 }
 
 TEST(SqliteDatabase, InsertProductsNeverOverwritesUnlessAsked) {
@@ -710,6 +758,31 @@ TEST(MemoryStockStore, LoadFromSoldUnitsRestoresRemainingAndPerUserRecords) {
   EXPECT_EQ(ReserveNow(store, kPhone, 2).outcome, ReserveOutcome::kReserved);
   EXPECT_EQ(ReserveNow(store, kPhone, 5, 2).outcome, ReserveOutcome::kReserved);
   EXPECT_EQ(store.Get(kPhone)->value().remaining, 4);
+}
+
+TEST(MemoryStockStore, AdminChangesPersistNumberedProducts) {
+  // Numbered from the loaded row's version, like the Redis store's changes.
+  MemoryStockStore store;
+  Product loaded = MakeProduct(kPhone, 5, 2);
+  loaded.version = 7;
+  store.Load({loaded}, {});
+  std::vector<Product> persisted;
+  auto record = [&](const Product& p) {
+    persisted.push_back(p);
+    return Status::Ok();
+  };
+  ASSERT_TRUE(store.Put(MakeProduct(kPhone, 6, 2), record));
+  ASSERT_TRUE(store.Restock(kPhone, 4, record));
+  ASSERT_TRUE(store.Put(MakeProduct(kLaptop, 1), record));
+  ASSERT_EQ(persisted.size(), 3u);
+  EXPECT_EQ(persisted[0].version, 8);
+  EXPECT_EQ(persisted[1].version, 9);
+  EXPECT_EQ(persisted[1].stock, 10);
+  EXPECT_EQ(persisted[2].version, 1);
+  EXPECT_EQ(store.Get(kPhone)->value().product.version, 9);
+  // A refused persist changes nothing, the version included.
+  EXPECT_FALSE(store.Restock(kPhone, 1, [](const Product&) { return Status::Unavailable("x"); }));
+  EXPECT_EQ(store.Get(kPhone)->value().product.version, 9);
 }
 
 TEST(MemoryStockStore, LoadNeverLeavesRemainingBelowZero) {

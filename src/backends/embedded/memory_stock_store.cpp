@@ -120,12 +120,15 @@ Result<PutResult> MemoryStockStore::Put(const Product& p, const PersistProduct& 
     return Status::Conflict("stock " + std::to_string(p.stock) + " is below the " +
                             std::to_string(sold) + " units already sold");
   }
-  if (Status s = persist(p); !s.ok()) return s;
+  // Numbered like the Redis store's changes (the lock makes this one decision).
+  Product decided = p;
+  decided.version = result.created ? 1 : it->second->product.version + 1;
+  if (Status s = persist(decided); !s.ok()) return s;
   if (result.created) {
     it = shard.products.emplace(p.id, std::make_unique<ProductState>()).first;
   }
   ProductState& state = *it->second;
-  state.product = p;
+  state.product = decided;
   state.remaining = p.stock - sold;
   if (state.remaining > 0) {
     state.sold_out_until = 0;
@@ -146,6 +149,7 @@ Result<PutResult> MemoryStockStore::Restock(ProductId id, std::int64_t amount,
   if (amount > INT64_MAX - state.product.stock) return Status::Invalid("stock would overflow");
   Product updated = state.product;
   updated.stock += amount;
+  ++updated.version;
   if (Status s = persist(updated); !s.ok()) return s;
   state.product = updated;
   state.remaining += amount;

@@ -15,7 +15,8 @@ CREATE TABLE IF NOT EXISTS products (
   stock          INTEGER NOT NULL,
   starts_at      INTEGER,
   ends_at        INTEGER,
-  limit_per_user INTEGER NOT NULL DEFAULT 1
+  limit_per_user INTEGER NOT NULL DEFAULT 1,
+  version        INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS orders (
   order_id        TEXT PRIMARY KEY,
@@ -206,6 +207,7 @@ Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const Options& opti
                                 (options.sync == JournalSync::kFull ? "FULL" : "NORMAL") + ";";
     if (Status s = db->Exec(db->writer_, pragmas.c_str()); !s.ok()) return s;
     if (Status s = db->Exec(db->writer_, kSchema); !s.ok()) return s;
+    if (Status s = db->AddProductVersionColumn(); !s.ok()) return s;
   }
   if (sqlite3_open_v2(options.path.c_str(), &db->reader_,
                       SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
@@ -229,6 +231,32 @@ Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const Options& opti
     if (Status s = db->LoadGuardStateLocked(); !s.ok()) return s;
   }
   return db;
+}
+
+namespace {
+
+bool ProductsHaveVersion(sqlite3* db) {
+  SqliteStatement st(db,
+                     "SELECT count(*) FROM pragma_table_info('products') WHERE name = 'version'");
+  return st.Step() == SQLITE_ROW && st.Int(0) > 0;
+}
+
+}  // namespace
+
+Status SqliteDatabase::AddProductVersionColumn() {
+  // A products table made before Product::version: add the column, checked
+  // and added in one write transaction (another process may open the file at
+  // the same moment).
+  if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok()) return s;
+  if (!ProductsHaveVersion(writer_)) {
+    if (Status s =
+            Exec(writer_, "ALTER TABLE products ADD COLUMN version INTEGER NOT NULL DEFAULT 0");
+        !s.ok()) {
+      (void)Exec(writer_, "ROLLBACK");
+      return s;
+    }
+  }
+  return Exec(writer_, "COMMIT");
 }
 
 SqliteDatabase::~SqliteDatabase() {
@@ -265,16 +293,18 @@ Result<std::int64_t> SqliteDatabase::Checkpoint() {
 
 Status SqliteDatabase::UpsertProduct(const Product& p) {
   std::lock_guard lock(write_mu_);
+  // Kept only if not older than the stored row (OrderRepository::UpsertProduct).
   SqliteStatement st(writer_,
                      "INSERT INTO products(product_id, price, stock, starts_at, ends_at, "
-                     "limit_per_user) VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(product_id) DO "
-                     "UPDATE SET price = excluded.price, stock = excluded.stock, starts_at = "
-                     "excluded.starts_at, ends_at = excluded.ends_at, limit_per_user = "
-                     "excluded.limit_per_user");
+                     "limit_per_user, version) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+                     "ON CONFLICT(product_id) DO UPDATE SET price = excluded.price, stock = "
+                     "excluded.stock, starts_at = excluded.starts_at, ends_at = "
+                     "excluded.ends_at, limit_per_user = excluded.limit_per_user, version = "
+                     "excluded.version WHERE products.version <= excluded.version");
   st.Bind(1, p.id).Bind(2, p.price).Bind(3, p.stock).Bind(4, p.starts_at).Bind(5, p.ends_at);
-  st.Bind(6, p.limit_per_user);
+  st.Bind(6, p.limit_per_user).Bind(7, p.version);
   if (st.Step() != SQLITE_DONE) return Error(writer_, "saving product");
-  guard_stock_[p.id] = p.stock;
+  if (sqlite3_changes(writer_) > 0) guard_stock_[p.id] = p.stock;
   return Status::Ok();
 }
 
@@ -454,17 +484,20 @@ Result<std::vector<Order>> SqliteDatabase::OrdersOfUser(UserId user, std::int64_
 
 Result<std::vector<Product>> SqliteDatabase::LoadProducts() {
   std::lock_guard lock(read_mu_);
-  SqliteStatement st(reader_,
-                     "SELECT product_id, price, stock, starts_at, ends_at, limit_per_user FROM "
-                     "products ORDER BY product_id");
+  // A read-only open of a file made before Product::version reads version 0.
+  SqliteStatement st(reader_, ProductsHaveVersion(reader_)
+                                  ? "SELECT product_id, price, stock, starts_at, ends_at, "
+                                    "limit_per_user, version FROM products ORDER BY product_id"
+                                  : "SELECT product_id, price, stock, starts_at, ends_at, "
+                                    "limit_per_user, 0 FROM products ORDER BY product_id");
   std::vector<Product> out;
   int rc;
-  constexpr const char* kColumns[] = {"product_id", "price",   "stock",
-                                      "starts_at",  "ends_at", "limit_per_user"};
+  constexpr const char* kColumns[] = {"product_id", "price",          "stock",  "starts_at",
+                                      "ends_at",    "limit_per_user", "version"};
   while ((rc = st.Step()) == SQLITE_ROW) {
     RowReader cells(st, "products", kColumns, 1);
     out.push_back({cells.Int(0), cells.Int(1), cells.Int(2), cells.OptionalInt(3),
-                   cells.OptionalInt(4), cells.Int(5)});
+                   cells.OptionalInt(4), cells.Int(5), cells.Int(6)});
     if (!cells.error().ok()) return cells.error();
   }
   if (rc != SQLITE_DONE) return Error(reader_, "reading products");

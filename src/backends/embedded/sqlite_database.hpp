@@ -104,6 +104,8 @@ class SqliteDatabase final : public OrderRepository {
   Status Error(sqlite3* db, std::string_view what);
   // REQUIRES: write_mu_ held.
   Status LoadGuardStateLocked();
+  // Schema upgrade at Open(): products.version (Product::version).
+  Status AddProductVersionColumn();
 
   std::string path_;
   std::mutex write_mu_;

@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS products (
   starts_at      TIMESTAMPTZ NULL,
   ends_at        TIMESTAMPTZ NULL,
   limit_per_user BIGINT NOT NULL DEFAULT 1,
-  sold           BIGINT NOT NULL DEFAULT 0
+  sold           BIGINT NOT NULL DEFAULT 0,
+  version        BIGINT NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS orders (
   order_id        TEXT PRIMARY KEY,
@@ -38,6 +39,7 @@ CREATE TABLE IF NOT EXISTS orders (
 );
 CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, created_at DESC);
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS idempotency_key TEXT NULL;
+ALTER TABLE products ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 0;
 )sql";
 
 // Tables created by an older schema (SPEC §5 without our `sold`): add the
@@ -112,21 +114,24 @@ FROM delta
 
 constexpr const char* kProductColumns =
     "product_id, (price * 100)::bigint, stock, (extract(epoch FROM starts_at) * 1000)::bigint, "
-    "(extract(epoch FROM ends_at) * 1000)::bigint, limit_per_user";
+    "(extract(epoch FROM ends_at) * 1000)::bigint, limit_per_user, version";
 
 constexpr const char* kOrderColumns =
     "order_id, user_id, product_id, quantity, (price * 100)::bigint, status, "
     "(extract(epoch FROM created_at) * 1000)::bigint, idempotency_key";
 
-// $1..$6: id, cents, stock, starts_ms, ends_ms, limit (as arrays for the seed).
+// $1..$7: id, cents, stock, starts_ms, ends_ms, limit, version. The row is
+// kept only if not older (OrderRepository::UpsertProduct): racing admin
+// changes persisted out of order converge to the last one.
 constexpr const char* kUpsertProduct = R"sql(
-INSERT INTO products (product_id, price, stock, starts_at, ends_at, limit_per_user)
+INSERT INTO products (product_id, price, stock, starts_at, ends_at, limit_per_user, version)
 VALUES ($1, $2::bigint::numeric / 100, $3,
         TIMESTAMPTZ 'epoch' + $4::bigint * INTERVAL '1 millisecond',
-        TIMESTAMPTZ 'epoch' + $5::bigint * INTERVAL '1 millisecond', $6)
+        TIMESTAMPTZ 'epoch' + $5::bigint * INTERVAL '1 millisecond', $6, $7)
 ON CONFLICT (product_id) DO UPDATE SET
   price = excluded.price, stock = excluded.stock, starts_at = excluded.starts_at,
-  ends_at = excluded.ends_at, limit_per_user = excluded.limit_per_user
+  ends_at = excluded.ends_at, limit_per_user = excluded.limit_per_user, version = excluded.version
+WHERE products.version <= excluded.version
 )sql";
 
 constexpr const char* kInsertProductsSelect = R"sql(
@@ -232,8 +237,8 @@ class RowReader {
 constexpr const char* kOrderColumnNames[] = {"order_id",   "user_id",        "product_id",
                                              "quantity",   "price",          "status",
                                              "created_at", "idempotency_key"};
-constexpr const char* kProductColumnNames[] = {"product_id", "price",   "stock",
-                                               "starts_at",  "ends_at", "limit_per_user"};
+constexpr const char* kProductColumnNames[] = {
+    "product_id", "price", "stock", "starts_at", "ends_at", "limit_per_user", "version"};
 
 Result<Order> ReadOrder(const PGresult* r, int row) {
   RowReader cells(r, row, "orders", kOrderColumnNames, 1);
@@ -252,8 +257,8 @@ Result<Order> ReadOrder(const PGresult* r, int row) {
 
 Result<Product> ReadProduct(const PGresult* r, int row) {
   RowReader cells(r, row, "products", kProductColumnNames, 1);
-  Product p{cells.Int(0),         cells.Int(1),         cells.Int(2),
-            cells.OptionalInt(3), cells.OptionalInt(4), cells.Int(5)};
+  Product p{cells.Int(0),         cells.Int(1), cells.Int(2), cells.OptionalInt(3),
+            cells.OptionalInt(4), cells.Int(5), cells.Int(6)};
   if (!cells.error().ok()) return cells.error();
   return p;
 }
@@ -540,7 +545,8 @@ Result<T> PgDatabase::Run(const std::function<Result<T>(Connection&)>& body) {
 
 Status PgDatabase::UpsertProduct(const Product& p) {
   const std::string id = std::to_string(p.id), price = std::to_string(p.price),
-                    stock = std::to_string(p.stock), limit = std::to_string(p.limit_per_user);
+                    stock = std::to_string(p.stock), limit = std::to_string(p.limit_per_user),
+                    version = std::to_string(p.version);
   const std::optional<std::string> starts =
       p.starts_at ? std::optional(std::to_string(*p.starts_at)) : std::nullopt;
   const std::optional<std::string> ends =
@@ -549,7 +555,7 @@ Status PgDatabase::UpsertProduct(const Product& p) {
     Status s =
         c.Command(server_, "saving product", kUpsertProduct,
                   {id.c_str(), price.c_str(), stock.c_str(), starts ? starts->c_str() : nullptr,
-                   ends ? ends->c_str() : nullptr, limit.c_str()});
+                   ends ? ends->c_str() : nullptr, limit.c_str(), version.c_str()});
     if (!s.ok()) return s;
     return true;
   });

@@ -7,7 +7,11 @@
 
 namespace flashsale::redis {
 
-std::string_view ReserveStockLua();  // reserve_stock.lua
-std::string_view ReleaseStockLua();  // release_stock.lua
+std::string_view ReserveStockLua();    // reserve_stock.lua
+std::string_view ReleaseStockLua();    // release_stock.lua
+std::string_view PutProductLua();      // put_product.lua
+std::string_view RestockProductLua();  // restock_product.lua
+std::string_view GetProductLua();      // get_product.lua
+std::string_view SeedProductLua();     // seed_product.lua
 
 }  // namespace flashsale::redis

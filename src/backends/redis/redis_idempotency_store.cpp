@@ -5,10 +5,12 @@
 #include <memory>
 #include <vector>
 
+#include "backends/redis/redis_keys.hpp"
+
 namespace flashsale::redis {
 namespace {
 
-std::string KeyOf(std::string_view key) { return "idem:" + std::string(key); }
+std::string KeyOf(std::string_view key) { return keys::Idempotency(key); }
 
 std::string Fingerprint(const PurchaseFingerprint& fp) {
   return std::to_string(fp.user) + "|" + std::to_string(fp.product) + "|" +

@@ -1,6 +1,8 @@
 #pragma once
-// Redis key names of distributed mode, spelled here only. Always the
-// hash-tagged form item:{<id>}:... (see the header of reserve_stock.lua).
+// Redis key names of distributed mode, spelled here only. Per-product keys are
+// always the hash-tagged form item:{<id>}:... (see the header of
+// reserve_stock.lua), so that one script can touch all of a product's keys on
+// a Redis Cluster; the product index and the order keys are apart from them.
 
 #include <string>
 #include <string_view>
@@ -16,6 +18,21 @@ inline std::string Meta(ProductId id) { return Item(id, "meta"); }
 inline std::string Stock(ProductId id) { return Item(id, "stock"); }
 inline std::string SoldOut(ProductId id) { return Item(id, "sold_out"); }
 inline std::string Buyers(ProductId id) { return Item(id, "buyers"); }
-inline std::string Order(const OrderId& order) { return "order:" + order.str(); }
+// A staging hash of buyer records for seeding (seed_product.lua), unique per
+// seeding run `token`; in the product's hash slot.
+inline std::string SeedStaging(ProductId id, std::string_view token) {
+  return Buyers(id) + ":seed:" + std::string(token);
+}
+
+// The sorted set of every product id (score and member = id), for List() and
+// ProductCount(); written by a separate idempotent ZADD, never by a script.
+inline constexpr std::string_view kProductIndex = "items:index";
+
+inline constexpr std::string_view kOrderPrefix = "order:";
+inline constexpr const char* kOrderPattern = "order:*";  // SCAN MATCH of every Order()
+inline std::string Order(const OrderId& order) { return std::string(kOrderPrefix) + order.str(); }
+
+// Idempotency-Key records (RedisIdempotencyStore).
+inline std::string Idempotency(std::string_view key) { return "idem:" + std::string(key); }
 
 }  // namespace flashsale::redis::keys

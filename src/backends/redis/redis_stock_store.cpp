@@ -19,83 +19,6 @@
 namespace flashsale::redis {
 namespace {
 
-// Put: check (ARGV[6] == "1": dry run) and write a product's metadata and
-// remaining units in one step. KEYS: meta, stock, sold_out.
-// ARGV: price, stock, limit_per_user, starts_at, ends_at ("" = open), dry_run.
-// Returns {"OK", created 0/1, reopened 0/1, restock_epoch} or {"CONFLICT", sold}.
-constexpr std::string_view kPutLua = R"lua(
-local exists = redis.call('EXISTS', KEYS[1]) == 1
-local sold = 0
-if exists then
-  sold = tonumber(redis.call('HGET', KEYS[1], 'stock') or '0') -
-         tonumber(redis.call('GET', KEYS[2]) or '0')
-end
-local stock = tonumber(ARGV[2])
-if stock < sold then return {'CONFLICT', sold} end
-if ARGV[6] == '1' then return {'OK', exists and 0 or 1, 0, 0} end
-redis.call('HSET', KEYS[1], 'price', ARGV[1], 'stock', ARGV[2], 'limit_per_user', ARGV[3],
-           'starts_at', ARGV[4], 'ends_at', ARGV[5])
-local remaining = stock - sold
-redis.call('SET', KEYS[2], string.format('%d', remaining))
-local reopened = 0
-if remaining > 0 then
-  redis.call('DEL', KEYS[3])
-  if exists then
-    reopened = 1
-    redis.call('HINCRBY', KEYS[1], 'restock_epoch', 1)
-  end
-end
-return {'OK', exists and 0 or 1, reopened, redis.call('HGET', KEYS[1], 'restock_epoch') or '0'}
-)lua";
-
-// Restock: KEYS meta, stock, sold_out; ARGV amount (> 0).
-// Returns {"OK", reopened 0/1, restock_epoch} or {"NOT_FOUND"}.
-constexpr std::string_view kRestockLua = R"lua(
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'NOT_FOUND'} end
-redis.call('HINCRBY', KEYS[1], 'stock', ARGV[1])
-local remaining = redis.call('INCRBY', KEYS[2], ARGV[1])
-local reopened = 0
-if remaining > 0 then
-  redis.call('DEL', KEYS[3])
-  reopened = 1
-  redis.call('HINCRBY', KEYS[1], 'restock_epoch', 1)
-end
-return {'OK', reopened, redis.call('HGET', KEYS[1], 'restock_epoch') or '0'}
-)lua";
-
-// Get: KEYS meta, stock, sold_out. Returns {HGETALL meta, remaining or "", L2 0/1}.
-constexpr std::string_view kGetLua = R"lua(
-return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or '',
-        redis.call('EXISTS', KEYS[3])}
-)lua";
-
-// Seed: create a product unless it exists. KEYS: meta, stock, sold_out,
-// buyers, staging (a hash of buyer fields written beforehand in chunks, for a
-// product with more buyers than one command should carry; used when ARGV[7]
-// is "1"). ARGV: price, stock, limit_per_user, starts_at, ends_at, remaining,
-// staged 0/1, then (user, units, latest order id) triples. Returns 1 created,
-// 0 kept (the staging hash is dropped either way).
-constexpr std::string_view kSeedLua = R"lua(
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  if ARGV[7] == '1' then redis.call('DEL', KEYS[5]) end
-  return 0
-end
-redis.call('DEL', KEYS[3], KEYS[4])
-if ARGV[7] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then
-  redis.call('RENAME', KEYS[5], KEYS[4])
-  redis.call('PERSIST', KEYS[4])
-end
-for i = 8, #ARGV, 3 do
-  redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1], ARGV[i] .. ':o', ARGV[i + 2])
-end
-redis.call('SET', KEYS[2], ARGV[6])
-redis.call('HSET', KEYS[1], 'price', ARGV[1], 'stock', ARGV[2], 'limit_per_user', ARGV[3],
-           'starts_at', ARGV[4], 'ends_at', ARGV[5], 'restock_epoch', '0')
-return 1
-)lua";
-
-constexpr std::string_view kIndexKey = "items:index";
-
 std::string Sha1Hex(std::string_view text) {
   boost::uuids::detail::sha1 sha;
   sha.process_bytes(text.data(), text.size());
@@ -178,15 +101,15 @@ RedisStockStore::RedisStockStore(RedisCommander& connection, Options options)
       options_(options),
       reserve_{ReserveStockLua(), Sha1Hex(ReserveStockLua())},
       release_{ReleaseStockLua(), Sha1Hex(ReleaseStockLua())},
-      put_{kPutLua, Sha1Hex(kPutLua)},
-      restock_{kRestockLua, Sha1Hex(kRestockLua)},
-      get_{kGetLua, Sha1Hex(kGetLua)},
-      seed_{kSeedLua, Sha1Hex(kSeedLua)} {}
+      put_{PutProductLua(), Sha1Hex(PutProductLua())},
+      restock_{RestockProductLua(), Sha1Hex(RestockProductLua())},
+      get_{GetProductLua(), Sha1Hex(GetProductLua())},
+      seed_{SeedProductLua(), Sha1Hex(SeedProductLua())} {}
 
 std::vector<std::vector<std::string>> RedisStockStore::ScriptLoadCommands() {
   std::vector<std::vector<std::string>> out;
-  for (std::string_view src :
-       {ReserveStockLua(), ReleaseStockLua(), kPutLua, kRestockLua, kGetLua, kSeedLua}) {
+  for (std::string_view src : {ReserveStockLua(), ReleaseStockLua(), PutProductLua(),
+                               RestockProductLua(), GetProductLua(), SeedProductLua()}) {
     out.push_back({"SCRIPT", "LOAD", std::string(src)});
   }
   return out;
@@ -309,63 +232,94 @@ Result<std::int64_t> RedisStockStore::Release(const Reservation& r) {
 }
 
 Result<PutResult> RedisStockStore::Put(const Product& p, const PersistProduct& persist) {
-  auto run = [&](bool dry_run) -> Result<PutResult> {
-    Result<RedisValue> v =
-        CallEval(put_,
-                 {keys::Meta(p.id), keys::Stock(p.id), keys::SoldOut(p.id), std::to_string(p.price),
-                  std::to_string(p.stock), std::to_string(p.limit_per_user),
-                  OptionalMillis(p.starts_at), OptionalMillis(p.ends_at), dry_run ? "1" : "0"},
-                 3);
-    if (!v.has_value()) return v.error();
-    if (v->IsError()) return ErrorReply("put", *v);
-    if (v->type != RedisValue::Type::kArray || v->elements.empty()) return Malformed("put");
-    if (v->elements[0].str == "CONFLICT") {
-      std::optional<std::int64_t> sold = ToInt(v->elements[1]);
-      return Status::Conflict("stock " + std::to_string(p.stock) + " is below the " +
-                              std::to_string(sold.value_or(-1)) + " units already sold");
-    }
-    if (v->elements.size() != 4) return Malformed("put");
-    std::optional<std::int64_t> created = ToInt(v->elements[1]);
-    std::optional<std::int64_t> reopened = ToInt(v->elements[2]);
-    std::optional<std::int64_t> epoch = ToInt(v->elements[3]);
-    if (!created || !reopened || !epoch) return Malformed("put");
-    if (!dry_run) {
-      Result<RedisValue> indexed =
-          Call({"ZADD", std::string(kIndexKey), std::to_string(p.id), std::to_string(p.id)});
-      if (!indexed.has_value()) return indexed.error();
-    }
-    return PutResult{*created == 1, *reopened == 1, *epoch};
-  };
-  // Check first so a Conflict never reaches the database, then persist, then
-  // write (which checks again: a sale may have happened in between).
-  if (Result<PutResult> check = run(true); !check.has_value()) return check;
-  if (Status s = persist(p); !s.ok()) return s;
-  return run(false);
+  // The decision: put_product.lua checks and writes in one step and numbers
+  // the change (see the class comment).
+  Result<RedisValue> v =
+      CallEval(put_,
+               {keys::Meta(p.id), keys::Stock(p.id), keys::SoldOut(p.id), std::to_string(p.price),
+                std::to_string(p.stock), std::to_string(p.limit_per_user),
+                OptionalMillis(p.starts_at), OptionalMillis(p.ends_at)},
+               3);
+  if (!v.has_value()) return v.error();
+  if (v->IsError()) return ErrorReply("put_product.lua", *v);
+  if (v->type != RedisValue::Type::kArray || v->elements.empty()) {
+    return Malformed("put_product.lua");
+  }
+  if (v->elements[0].str == "CONFLICT") {
+    std::optional<std::int64_t> sold =
+        v->elements.size() == 2 ? ToInt(v->elements[1]) : std::nullopt;
+    return Status::Conflict("stock " + std::to_string(p.stock) + " is below the " +
+                            std::to_string(sold.value_or(-1)) + " units already sold");
+  }
+  if (v->elements.size() != 5) return Malformed("put_product.lua");
+  std::optional<std::int64_t> created = ToInt(v->elements[1]);
+  std::optional<std::int64_t> reopened = ToInt(v->elements[2]);
+  std::optional<std::int64_t> epoch = ToInt(v->elements[3]);
+  std::optional<std::int64_t> version = ToInt(v->elements[4]);
+  if (!created || !reopened || !epoch || !version) return Malformed("put_product.lua");
+  Product decided = p;
+  decided.version = *version;
+  if (Status s = Record(decided, persist); !s.ok()) return s;
+  return PutResult{*created == 1, *reopened == 1, *epoch};
 }
 
 Result<PutResult> RedisStockStore::Restock(ProductId id, std::int64_t amount,
                                            const PersistProduct& persist) {
-  Result<std::optional<StockSnapshot>> current = Get(id);
-  if (!current.has_value()) return current.error();
-  if (!current->has_value()) return Status::NotFound("product " + std::to_string(id));
-  Product updated = (*current)->product;
-  if (amount > INT64_MAX - updated.stock) return Status::Invalid("stock would overflow");
-  updated.stock += amount;
-  // NOTE: unlike the embedded store, a Put() racing with this Restock() can make
-  // the persisted row differ from Redis; admin changes are rare and serialised
-  // by the operator (TODO: compare-and-set on the meta hash if that changes).
-  if (Status s = persist(updated); !s.ok()) return s;
+  if (amount <= 0) return Status::Invalid("restock amount must be > 0");
   Result<RedisValue> v = CallEval(
       restock_, {keys::Meta(id), keys::Stock(id), keys::SoldOut(id), std::to_string(amount)}, 3);
   if (!v.has_value()) return v.error();
-  if (v->IsError()) return ErrorReply("restock", *v);
-  if (v->type != RedisValue::Type::kArray || v->elements.empty()) return Malformed("restock");
-  if (v->elements[0].str == "NOT_FOUND") return Status::NotFound("product " + std::to_string(id));
-  if (v->elements.size() != 3) return Malformed("restock");
+  if (v->IsError()) return ErrorReply("restock_product.lua", *v);
+  if (v->type != RedisValue::Type::kArray || v->elements.empty()) {
+    return Malformed("restock_product.lua");
+  }
+  const std::string& code = v->elements[0].str;
+  if (code == "NOT_FOUND") return Status::NotFound("product " + std::to_string(id));
+  if (code == "OVERFLOW") return Status::Invalid("stock would overflow");
+  if (code != "OK" || v->elements.size() != 9) return Malformed("restock_product.lua");
+  // The product as Redis now holds it, at the change's version: what is persisted.
   std::optional<std::int64_t> reopened = ToInt(v->elements[1]);
   std::optional<std::int64_t> epoch = ToInt(v->elements[2]);
-  if (!reopened || !epoch) return Malformed("restock");
+  std::optional<std::int64_t> version = ToInt(v->elements[3]);
+  std::optional<std::int64_t> price = ToInt(v->elements[4]);
+  std::optional<std::int64_t> stock = ToInt(v->elements[5]);
+  std::optional<std::int64_t> limit = ToInt(v->elements[6]);
+  if (!reopened || !epoch || !version || !price || !stock || !limit) {
+    return Malformed("restock_product.lua");
+  }
+  Product decided;
+  decided.id = id;
+  decided.price = *price;
+  decided.stock = *stock;
+  decided.limit_per_user = *limit;
+  decided.version = *version;
+  for (auto [at, field] : {std::pair{std::size_t{7}, &decided.starts_at},
+                           std::pair{std::size_t{8}, &decided.ends_at}}) {
+    if (v->elements[at].str.empty()) continue;  // "" = open
+    std::optional<std::int64_t> t = ToInt(v->elements[at]);
+    if (!t) return Malformed("restock_product.lua");
+    *field = *t;
+  }
+  if (Status s = Record(decided, persist); !s.ok()) return s;
   return PutResult{false, *reopened == 1, *epoch};
+}
+
+Status RedisStockStore::Record(const Product& decided, const PersistProduct& persist) {
+  // The index first: idempotent, and a product Redis has is listed even when
+  // the database write below fails.
+  Result<RedisValue> indexed = Call({"ZADD", std::string(keys::kProductIndex),
+                                     std::to_string(decided.id), std::to_string(decided.id)});
+  if (!indexed.has_value()) return indexed.error();
+  if (indexed->IsError()) return ErrorReply("ZADD", *indexed);
+  if (Status s = persist(decided); !s.ok()) {
+    // Not Unavailable ("nothing happened"): the change is in effect, and a
+    // blind retry of a restock would add its units twice.
+    return Status::Internal(
+        "product " + std::to_string(decided.id) + " was changed (version " +
+        std::to_string(decided.version) + ") but its database row was not written: " + s.message() +
+        "; the next change of this product or `flashsale audit --repair` writes it");
+  }
+  return Status::Ok();
 }
 
 Result<std::optional<StockSnapshot>> RedisStockStore::Get(ProductId id) {
@@ -401,6 +355,8 @@ Result<std::optional<StockSnapshot>> RedisStockStore::ParseGet(ProductId id,
       snap.product.ends_at = *n;
     else if (field == "restock_epoch")
       snap.restock_epoch = *n;
+    else if (field == "version")
+      snap.product.version = *n;
   }
   if (!v->elements[1].str.empty()) {
     std::optional<std::int64_t> remaining = ToInt(v->elements[1]);
@@ -415,7 +371,7 @@ Result<std::optional<StockSnapshot>> RedisStockStore::ParseGet(ProductId id,
 Result<std::vector<StockSnapshot>> RedisStockStore::List(std::int64_t offset, std::int64_t limit) {
   std::vector<StockSnapshot> out;
   if (limit <= 0) return out;
-  Result<RedisValue> ids = Call({"ZRANGE", std::string(kIndexKey), std::to_string(offset),
+  Result<RedisValue> ids = Call({"ZRANGE", std::string(keys::kProductIndex), std::to_string(offset),
                                  std::to_string(offset + limit - 1)});
   if (!ids.has_value()) return ids.error();
   if (ids->IsError()) return ErrorReply("list", *ids);
@@ -437,7 +393,7 @@ Result<std::vector<StockSnapshot>> RedisStockStore::List(std::int64_t offset, st
 }
 
 Result<std::int64_t> RedisStockStore::ProductCount() {
-  Result<RedisValue> n = Call({"ZCARD", std::string(kIndexKey)});
+  Result<RedisValue> n = Call({"ZCARD", std::string(keys::kProductIndex)});
   if (!n.has_value()) return n.error();
   if (n->type != RedisValue::Type::kInteger) return Malformed("ZCARD");
   return n->integer;
@@ -454,6 +410,7 @@ Result<std::int64_t> RedisStockStore::Seed(const std::vector<Product>& products,
   // buyers at once, or not at all.
   constexpr std::size_t kChunkBuyers = 2'000;
   constexpr std::size_t kWaveBuyers = 20'000;
+  constexpr std::size_t kRemainingArg = 5 + 5;  // ARGV[6] of seed_product.lua, after 5 keys
   std::unordered_map<ProductId, std::vector<const SoldUnits*>> by_product;
   for (const SoldUnits& s : sold) by_product[s.product].push_back(&s);
   if (products.empty()) return std::int64_t{0};
@@ -461,14 +418,14 @@ Result<std::int64_t> RedisStockStore::Seed(const std::vector<Product>& products,
 
   std::vector<std::vector<std::string>> staging;  // HSET / EXPIRE commands
   std::vector<std::size_t> staging_weight;        // buyers per command
-  std::vector<std::vector<std::string>> seeds;    // kSeedLua calls
+  std::vector<std::vector<std::string>> seeds;    // seed_product.lua calls
   std::vector<std::size_t> seed_weight;
   for (const Product& p : products) {
     const std::vector<const SoldUnits*>* buyers = nullptr;
     if (auto it = by_product.find(p.id); it != by_product.end()) buyers = &it->second;
     const std::size_t n = buyers != nullptr ? buyers->size() : 0;
     const bool staged = n > kChunkBuyers;
-    const std::string staging_key = keys::Buyers(p.id) + ":seed:" + token;
+    const std::string staging_key = keys::SeedStaging(p.id, token);
     std::int64_t units = 0;
     std::vector<std::string> kv{keys::Meta(p.id),
                                 keys::Stock(p.id),
@@ -481,7 +438,8 @@ Result<std::int64_t> RedisStockStore::Seed(const std::vector<Product>& products,
                                 OptionalMillis(p.starts_at),
                                 OptionalMillis(p.ends_at),
                                 "",
-                                staged ? "1" : "0"};
+                                staged ? "1" : "0",
+                                std::to_string(p.version)};
     for (std::size_t i = 0; i < n; i += kChunkBuyers) {
       std::vector<std::string> hset{"HSET", staging_key};
       const std::size_t end = std::min(n, i + kChunkBuyers);
@@ -506,9 +464,10 @@ Result<std::int64_t> RedisStockStore::Seed(const std::vector<Product>& products,
         staging_weight.push_back(0);
       }
     }
-    kv[10] = std::to_string(std::max<std::int64_t>(0, p.stock - units));
-    connection_.Send({"ZADD", std::string(kIndexKey), std::to_string(p.id), std::to_string(p.id)},
-                     [](Result<RedisValue>) {});
+    kv[kRemainingArg] = std::to_string(std::max<std::int64_t>(0, p.stock - units));
+    connection_.Send(
+        {"ZADD", std::string(keys::kProductIndex), std::to_string(p.id), std::to_string(p.id)},
+        [](Result<RedisValue>) {});
     seeds.push_back(std::move(kv));
     seed_weight.push_back(staged ? 1 : n + 1);
   }
@@ -588,13 +547,14 @@ Result<std::vector<Reservation>> RedisStockStore::HeldReservations() {
   std::vector<Reservation> out;
   std::string cursor = "0";
   do {
-    Result<RedisValue> page = Call({"SCAN", cursor, "MATCH", "order:*", "COUNT", "1000"});
+    Result<RedisValue> page = Call({"SCAN", cursor, "MATCH", keys::kOrderPattern, "COUNT", "1000"});
     if (!page.has_value()) return page.error();
     if (page->IsError()) return ErrorReply("scan", *page);
     if (page->elements.size() != 2) return Malformed("scan");
     cursor = page->elements[0].str;
     for (const RedisValue& key : page->elements[1].elements) {
-      std::optional<OrderId> id = OrderId::Parse(std::string_view(key.str).substr(6));
+      std::optional<OrderId> id =
+          OrderId::Parse(std::string_view(key.str).substr(keys::kOrderPrefix.size()));
       if (!id) continue;
       Result<RedisValue> marker = Call({"GET", key.str});
       if (!marker.has_value()) return marker.error();

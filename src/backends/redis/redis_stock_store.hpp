@@ -1,8 +1,8 @@
 #pragma once
 // RedisStockStore: the StockStore of distributed mode. Same semantics as
-// embedded::MemoryStockStore; the atomic work is done by reserve_stock.lua and
-// release_stock.lua (EVALSHA; on NOSCRIPT the script is loaded and the call
-// retried once). Products live under the keys of redis_keys.hpp.
+// embedded::MemoryStockStore; the atomic work is done by the Lua scripts of
+// this folder (EVALSHA; on NOSCRIPT the script is loaded and the call retried
+// once). Products live under the keys of redis_keys.hpp.
 //
 // Thread safety: all methods are safe for concurrent use. Reserve() answers on
 // the connection's io thread (its callback must not block; with
@@ -10,9 +10,37 @@
 // block the caller until Redis answers or the request times out.
 // REQUIRES: the blocking methods are never called on the connection's io thread.
 //
-// Product index: the sorted set `items:index` (score and member = product
-// id), written after each Put()/Seed() (outside the scripts, so that every
-// script touches one product's hash slot only), for List() and ProductCount().
+// Product index: the sorted set keys::kProductIndex (score and member =
+// product id), written after each Put()/Restock()/Seed() by a separate,
+// idempotent ZADD (outside the scripts, so that every script touches one
+// product's hash slot only and works on a Redis Cluster), for List() and
+// ProductCount().
+//
+// Admin changes (Put, Restock) are ONE decision that Redis and the database
+// agree on. The decision is made in Redis, atomically, by put_product.lua or
+// restock_product.lua: it checks (CONFLICT, NOT_FOUND), applies the change and
+// numbers it with the product's `version` (HINCRBY: strictly increasing per
+// product; seeding from the database starts it at the row's version). The
+// product as decided, with that version, is then handed to PersistProduct,
+// and the database keeps a row only if its version is not older (UPDATE ...
+// WHERE version <= new). Why that is correct:
+//  - Races: every change is serialised by Redis, and the row persisted for
+//    version v is exactly Redis' product after change v (Restock persists the
+//    script's reply, never a row it read before). Racing persists may arrive
+//    in any order; the database keeps the highest version, which is the last
+//    decision, which is what Redis holds. A refused change (CONFLICT) is never
+//    persisted.
+//  - Crash or database error between the two writes: Redis has version v, the
+//    database an older row. The caller gets an error saying so (never
+//    "nothing happened"); the row catches up with the next change of the
+//    product (it carries the whole product at a newer version) or with
+//    `flashsale audit --repair`, which writes Redis' product rows the database
+//    lacks; `flashsale audit` reports rows that differ. Until then the
+//    database's stock guard works on the older stock.
+//  - Redis restarted empty: seeding copies the database rows with their
+//    versions, so the next decision is numbered above every persisted one.
+// The embedded MemoryStockStore holds the product's lock across persist and
+// apply, so its changes are one decision already; it numbers them the same way.
 
 #include <cstdint>
 #include <functional>
@@ -92,6 +120,10 @@ class RedisStockStore final : public StockStore {
   std::vector<Result<RedisValue>> CallEvalAll(const Script& script,
                                               std::vector<std::vector<std::string>> calls,
                                               std::size_t num_keys);
+  // After an admin change was decided in Redis: indexes the product, then
+  // persists `decided` (see the class comment); an error says the change is in
+  // effect but not recorded.
+  Status Record(const Product& decided, const PersistProduct& persist);
   // get_'s reply for product `id`.
   static Result<std::optional<StockSnapshot>> ParseGet(ProductId id, const Result<RedisValue>& v);
 
