@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cstdio>
+#include <future>
 #include <map>
 
 #include "backends/embedded/sqlite_database.hpp"
@@ -155,6 +156,17 @@ int AuditEmbedded(const Config& config, bool repair) {
   return ok ? 0 : 1;
 }
 
+// Release() that waits for its answer. Only here: `audit --repair` runs on
+// the main thread of a command-line tool, which is no I/O thread of the store's
+// connection (that runs on its own thread), so the reply is read meanwhile.
+// The request path never waits (PurchaseFunnel answers from the callback).
+Result<std::int64_t> ReleaseAndWait(redis::RedisStockStore& stock, const Reservation& r) {
+  std::promise<Result<std::int64_t>> answer;
+  std::future<Result<std::int64_t>> epoch = answer.get_future();
+  stock.Release(r, [&answer](Result<std::int64_t> e) { answer.set_value(std::move(e)); });
+  return epoch.get();
+}
+
 // `audit --repair` (SPEC §1): a reservation whose hand-off ended UNKNOWN, or
 // whose server died mid-hand-off, holds units although its order may never
 // reach the topic. Once the consumer group has committed everything in the
@@ -191,7 +203,7 @@ int RepairHeldReservations(const Config& config, RecordDatabase& db,
       return 2;
     }
     if (found->has_value()) continue;
-    Result<std::int64_t> epoch = stock.Release(r);
+    Result<std::int64_t> epoch = ReleaseAndWait(stock, r);
     if (!epoch) {
       std::fprintf(stderr, "flashsale audit --repair: release of %s: %s\n",
                    std::string(r.order.view()).c_str(), epoch.error().ToString().c_str());

@@ -184,6 +184,19 @@ void AddServeOptions(CLI::App& app, Config& c) {
       ->envname("FLASHSALE_KAFKA_LINGER_MS")
       ->check(CLI::Range(0, 1000))
       ->capture_default_str();
+  app.add_option("--kafka-producer-config", c.kafka_producer_config,
+                 "KEY=VALUE librdkafka property of the order producer, over flashsale's "
+                 "defaults (repeatable; env: comma-separated), e.g. "
+                 "queue.buffering.max.messages=100000 (distributed)")
+      ->envname("FLASHSALE_KAFKA_PRODUCER_CONFIG")
+      ->delimiter(',')
+      ->check(
+          [](const std::string& kv) -> std::string {
+            const std::size_t eq = kv.find('=');
+            return eq == std::string::npos || eq == 0 ? "expected KEY=VALUE, got '" + kv + "'"
+                                                      : std::string();
+          },
+          "KEY=VALUE");
   AddBackendOptions(app, c);
   AddLogOptions(app, c);
 }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace flashsale::app {
 
@@ -48,6 +49,8 @@ struct Config {
   // waits for its batch anyway; 2 ms measured the best trade between CPU per
   // order and the wait at low load (bench/results-distributed-2026-11-25.md).
   int kafka_linger_ms = 2;
+  // KEY=VALUE librdkafka properties of the order producer, over its defaults.
+  std::vector<std::string> kafka_producer_config;
   std::string consumer_group = "flash_customers_group";
   std::int64_t batch_size = 5000;  // consume: orders per database transaction, at most
   // consume: members of the consumer group in this process, each with its own

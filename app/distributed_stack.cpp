@@ -12,6 +12,10 @@ kafka::KafkaOptions KafkaOptionsOf(const Config& config) {
   o.topic_prefix = config.topic_prefix;
   o.delivery_timeout_ms = static_cast<int>(config.kafka_timeout_ms);
   o.linger_ms = config.kafka_linger_ms;
+  for (const std::string& kv : config.kafka_producer_config) {
+    const std::size_t eq = kv.find('=');  // present: checked when the flag was parsed
+    o.producer_properties.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+  }
   return o;
 }
 

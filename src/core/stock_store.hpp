@@ -42,6 +42,8 @@ struct PutResult {
 class StockStore {
  public:
   using ReserveCallback = std::function<void(Result<ReserveResult>)>;
+  // Gets the product's restock epoch after a release.
+  using ReleaseCallback = std::function<void(Result<std::int64_t>)>;
   // Persists an admin change to the database: the product as the store
   // decided it, with the change's version (Product::version, strictly
   // increasing per product). Racing calls may arrive out of order: the
@@ -60,10 +62,13 @@ class StockStore {
   // another thread. A non-OK status means the outcome is unknown.
   virtual void Reserve(const Reservation& r, ReserveCallback done) = 0;
 
-  // Gives back the units of `r`, and its per-user record, and clears L2.
+  // Gives back the units of `r`, and its per-user record, and clears L2;
+  // `done` gets the product's new restock epoch. Asynchronous like Reserve():
+  // `done` runs exactly once, possibly inline, possibly on another thread, and
+  // must not block. Never waits itself, so it may be called on any I/O thread
+  // (a hand-off refused at once arrives on the thread that answered Reserve()).
   // REQUIRES: `r` was kReserved and its order was definitely never handed off.
-  // Returns the product's new restock epoch.
-  virtual Result<std::int64_t> Release(const Reservation& r) = 0;
+  virtual void Release(const Reservation& r, ReleaseCallback done) = 0;
 
   // Creates or replaces a product's metadata; stock is the total ever sellable,
   // so remaining becomes stock - sold. Conflict when stock < sold. Clears L2

@@ -126,7 +126,8 @@ void PurchaseFunnel::HandOff(const Reservation& r, const ReserveResult& reserved
   metrics_.queue_depth.Add(1);
   // Answer only once the order is durable. A definite refusal gives the
   // units back; an unknown outcome keeps them for `audit --repair`.
-  orders_.HandOff(std::move(order), [this, r, started, done = std::move(done)](const Status& s) {
+  orders_.HandOff(std::move(order), [this, r, started,
+                                     done = std::move(done)](const Status& s) mutable {
     metrics_.handoff_duration.ObserveNanos(MonotonicNanos() - started);
     PurchaseReply reply;
     reply.order_id = r.order;
@@ -141,17 +142,25 @@ void PurchaseFunnel::HandOff(const Reservation& r, const ReserveResult& reserved
     }
     metrics_.queue_depth.Add(-1);
     reply.status = s;
-    if (s.IsNotDelivered()) {
-      Result<std::int64_t> epoch = stock_.Release(r);
+    spdlog::warn("hand-off of order {} failed: {}", r.order.view(), s.ToString());
+    if (!s.IsNotDelivered()) return done(reply);
+    // Definitely never handed off: the units go back. A refusal at once (e.g.
+    // the Kafka producer's queue full) arrives here on the thread that answered
+    // Reserve(), possibly the very one that must read the release's reply, so
+    // nothing waits: the client is answered from the release's callback, once
+    // its record is gone (an immediate retry is not refused LIMIT_EXCEEDED by
+    // its own refused order). If the release fails, the units stay held until
+    // `audit --repair` finds the order missing from the database.
+    reply.order_id = OrderId();
+    stock_.Release(r, [this, r, reply = std::move(reply),
+                       done = std::move(done)](Result<std::int64_t> epoch) {
       if (epoch) {
         AnnounceRestocked(r.product, *epoch);
       } else {
         spdlog::error("release of order {} failed: {}", r.order.view(), epoch.error().ToString());
       }
-      reply.order_id = OrderId();
-    }
-    spdlog::warn("hand-off of order {} failed: {}", r.order.view(), s.ToString());
-    done(reply);
+      done(reply);
+    });
   });
 }
 

@@ -136,6 +136,13 @@ class RedisStockStoreTest : public ::testing::Test {
     store_->Reserve(r, [&p](Result<ReserveResult> res) { p.set_value(std::move(res)); });
     return f.get();
   }
+  // Release() and a wait for its answer (the test thread is not the io thread).
+  Result<std::int64_t> SyncRelease(const Reservation& r) {
+    std::promise<Result<std::int64_t>> p;
+    auto f = p.get_future();
+    store_->Release(r, [&p](Result<std::int64_t> e) { p.set_value(std::move(e)); });
+    return f.get();
+  }
   static UnixMillis Now() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch())
@@ -442,24 +449,112 @@ TEST_F(RedisStockStoreTest, ReleaseRestoresUnitsAndIsIdempotent) {
   const Reservation held = last_;
   ASSERT_EQ(OutcomeOf(SyncReserve(8, 1)), ReserveOutcome::kSoldOut);
   // The hand-off was NotDelivered: give the unit back.
-  Result<std::int64_t> epoch = store_->Release(held);
+  Result<std::int64_t> epoch = SyncRelease(held);
   ASSERT_TRUE(epoch.has_value()) << epoch.error().ToString();
   EXPECT_EQ(*epoch, 1);
   Result<std::optional<StockSnapshot>> snap = store_->Get(kPhone);
   EXPECT_EQ((*snap)->remaining, 1);
   EXPECT_FALSE((*snap)->sold_out);
-  Result<std::int64_t> again = store_->Release(held);
+  Result<std::int64_t> again = SyncRelease(held);
   ASSERT_TRUE(again.has_value());
   EXPECT_EQ(*again, 1);
   EXPECT_EQ((*store_->Get(kPhone))->remaining, 1);
   EXPECT_EQ(OutcomeOf(SyncReserve(7, 1)), ReserveOutcome::kReserved);  // user 7 may buy again
 }
 
+// A hand-off refused at once releases on the thread that answered the
+// reservation: with a shared connection that is its io thread, the only one
+// that can read the release's reply. Release() must not wait there.
+TEST_F(RedisStockStoreTest, ReleaseFromTheConnectionsOwnThreadAnswersWithoutWaiting) {
+  PutProduct(1, 1);
+  Reservation r{kPhone, 7, 1, ids_.Next(Now()), Now()};
+  std::promise<Result<std::int64_t>> released;
+  store_->Reserve(r, [&](Result<ReserveResult> res) {
+    ASSERT_TRUE(res.has_value() && res->outcome == ReserveOutcome::kReserved);
+    store_->Release(r, [&](Result<std::int64_t> e) { released.set_value(std::move(e)); });
+  });
+  auto epoch = released.get_future();
+  ASSERT_EQ(epoch.wait_for(5s), std::future_status::ready) << "the io thread waited for itself";
+  Result<std::int64_t> e = epoch.get();
+  ASSERT_TRUE(e.has_value()) << e.error().ToString();
+  EXPECT_EQ((*store_->Get(kPhone))->remaining, 1);
+  EXPECT_EQ(OutcomeOf(SyncReserve(7, 1)), ReserveOutcome::kReserved);  // record released too
+}
+
+// Like Reserve(), Release() on an attached I/O thread goes through that
+// thread's connection and is answered there (no hand-over, no wait).
+TEST_F(RedisStockStoreTest, ReleaseOnAnAttachedThreadUsesThatThreadsConnection) {
+  PutProduct(100, 1);
+  RedisConnection::Options opts;
+  opts.port = server_->port();
+  for (auto& command : RedisStockStore::ScriptLoadCommands()) opts.on_connect.push_back(command);
+  ThreadLocalRedis per_thread(opts);
+  RedisStockStore store(*connection_, {.order_ttl_s = 60, .per_thread = &per_thread});
+  const std::uint64_t shared_before = connection_->CommandsWritten();
+  Result<std::int64_t> epoch = Status::Internal("not answered");
+  std::thread io_thread([&] {
+    boost::asio::io_context io;
+    per_thread.AttachThisThread(io);
+    RedisConnection* mine = per_thread.Current();
+    Reservation r{kPhone, 7, 1, ids_.Next(Now()), Now()};
+    store.Reserve(r, [&](Result<ReserveResult> res) {
+      EXPECT_TRUE(res.has_value() && res->outcome == ReserveOutcome::kReserved);
+      store.Release(r, [&](Result<std::int64_t> e) {
+        EXPECT_EQ(per_thread.Current(), mine);  // answered on this very thread
+        epoch = std::move(e);
+        io.stop();
+      });
+    });
+    io.run_for(10s);
+    per_thread.DetachThisThread();
+  });
+  io_thread.join();
+  ASSERT_TRUE(epoch.has_value()) << epoch.error().ToString();
+  EXPECT_EQ(connection_->CommandsWritten(), shared_before);  // nothing through the shared one
+  EXPECT_EQ((*store_->Get(kPhone))->remaining, 100);
+}
+
+// A host name is looked up asynchronously (asio's resolver thread), not on
+// the connection's strand: the lookup and its failure are answered like any
+// other command. (A slow DNS server cannot be staged on loopback; this covers
+// the asynchronous path: found, and not found.)
+TEST_F(RedisStockStoreTest, HostNamesAreResolvedAsynchronously) {
+  boost::asio::io_context io;
+  auto work = boost::asio::make_work_guard(io);
+  RedisConnection::Options by_name;
+  by_name.host = "localhost";  // not numeric: goes through the resolver
+  by_name.port = server_->port();
+  RedisConnection::Options unknown = by_name;
+  unknown.host = "flashsale-test.invalid";  // RFC 6761: never resolves
+  RedisConnection found(io, by_name);
+  RedisConnection not_found(io, unknown);
+  std::thread io_thread([&] { io.run(); });
+  std::promise<Result<RedisValue>> pong;
+  std::promise<Result<RedisValue>> refused;
+  found.Send({"PING"}, [&](Result<RedisValue> r) { pong.set_value(std::move(r)); });
+  not_found.Send({"PING"}, [&](Result<RedisValue> r) { refused.set_value(std::move(r)); });
+  auto pong_f = pong.get_future();
+  auto refused_f = refused.get_future();
+  const bool answered = pong_f.wait_for(5s) == std::future_status::ready &&
+                        refused_f.wait_for(5s) == std::future_status::ready;
+  work.reset();
+  io.stop();
+  io_thread.join();  // before the connections go (their REQUIRES)
+  ASSERT_TRUE(answered);
+  Result<RedisValue> p = pong_f.get();
+  ASSERT_TRUE(p.has_value()) << p.error().ToString();
+  EXPECT_EQ(p->str, "PONG");
+  Result<RedisValue> r = refused_f.get();
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Status::Code::kUnavailable) << r.error().ToString();
+  EXPECT_NE(r.error().ToString().find("cannot resolve"), std::string::npos) << r.error().ToString();
+}
+
 TEST_F(RedisStockStoreTest, ReusedReleasedOrderIdIsInternalNotAnOutcome) {
   PutProduct(5, 1);
   ASSERT_EQ(OutcomeOf(SyncReserve(7, 1)), ReserveOutcome::kReserved);
   const Reservation held = last_;
-  ASSERT_TRUE(store_->Release(held).has_value());
+  ASSERT_TRUE(SyncRelease(held).has_value());
   std::promise<Result<ReserveResult>> p;
   store_->Reserve(held, [&p](Result<ReserveResult> r) { p.set_value(std::move(r)); });
   Result<ReserveResult> r = p.get_future().get();
@@ -473,7 +568,7 @@ TEST_F(RedisStockStoreTest, ReloadsScriptsAfterScriptFlush) {
   server_->Cli("SCRIPT FLUSH");
   EXPECT_EQ(OutcomeOf(SyncReserve(1, 1)), ReserveOutcome::kReserved);
   server_->Cli("SCRIPT FLUSH");
-  EXPECT_TRUE(store_->Release(last_).has_value());
+  EXPECT_TRUE(SyncRelease(last_).has_value());
   EXPECT_EQ((*store_->Get(kPhone))->remaining, 9);
 }
 

@@ -11,6 +11,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <future>
 #include <map>
 #include <mutex>
@@ -25,6 +27,7 @@
 #include "funnel/catalog.hpp"
 #include "funnel/local_sold_out_cache.hpp"
 #include "funnel/purchase_funnel.hpp"
+#include "one_thread_stock_store.hpp"
 #include "recording_order_queue.hpp"
 #include "run_concurrently.hpp"
 
@@ -404,6 +407,78 @@ TEST(PurchaseFunnel, UnknownHandOffKeepsTheReservationAndReturnsTheOrderId) {
   const PurchaseReply again = h.Buy(BuyOne(kPhone, 42));
   EXPECT_EQ(again.outcome, PurchaseOutcome::kLimitExceeded);
   EXPECT_EQ(again.order_id, r.order_id);
+}
+
+TEST(PurchaseFunnel, RefusedHandOffGivesUnitsBackWithoutWaitingOnTheStoreThread) {
+  // The order queue refuses at once (a Kafka producer whose queue is full), so
+  // the refusal arrives on the thread that answered the reservation: the stock
+  // store's own thread. The release is answered by that thread too; the funnel
+  // must hand it the work and answer the client from the release's callback,
+  // never wait there for it.
+  testutil::OneThreadStockStore stock;
+  constexpr std::int64_t kStock = 3;
+  stock.data().Load({MakeProduct(kPhone, kStock)}, {});
+  RecordingOrderQueue queue(RecordingOrderQueue::Mode::kInline);
+  queue.AnswerWith(Status::NotDelivered("produce refused: Local: Queue full"));
+  embedded::MemoryIdempotencyStore idempotency;
+  embedded::LocalStatusBroadcast broadcast;
+  FunnelMetrics metrics;
+  PurchaseFunnel funnel(stock, queue, idempotency, broadcast, metrics, {});
+
+  constexpr int kThreads = 4;
+  constexpr int kCallsPerThread = 2;
+  std::mutex mu;
+  std::condition_variable all_answered;
+  std::vector<PurchaseReply> replies;
+  std::vector<UserId> still_holding;  // users whose record was still there when answered
+  std::size_t refused = 0;
+  RunConcurrently(kThreads, kCallsPerThread, [&](int i) {
+    const UserId user = 1'000 + i;
+    funnel.Buy(BuyOne(kPhone, user), [&, user](const PurchaseReply& r) {
+      // A client told 503 may retry at once: its record must be gone by then.
+      const bool holding = stock.data().UnitsOf(kPhone, user) != 0;
+      std::lock_guard lock(mu);
+      replies.push_back(r);
+      if (holding) still_holding.push_back(user);
+      all_answered.notify_all();
+    });
+  });
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(all_answered.wait_for(
+        lock, std::chrono::seconds(30),
+        [&] { return replies.size() == static_cast<std::size_t>(kThreads * kCallsPerThread); }))
+        << replies.size() << " answers";
+    // Each purchase got the store's units and was refused, or found them all
+    // held by the others' refused purchases (SOLD_OUT until released).
+    for (const PurchaseReply& r : replies) {
+      if (r.status.ok()) {
+        EXPECT_EQ(r.outcome, PurchaseOutcome::kSoldOut) << Describe(r);
+        continue;
+      }
+      ++refused;
+      EXPECT_TRUE(r.status.IsNotDelivered()) << Describe(r);
+      EXPECT_TRUE(r.order_id.empty()) << Describe(r);
+    }
+    EXPECT_GE(refused, static_cast<std::size_t>(kStock));
+    EXPECT_TRUE(still_holding.empty()) << still_holding.size() << " users answered before release";
+  }
+  EXPECT_EQ(queue.HandOffs(), refused);
+  // Every unit is back, and the sell-outs seen meanwhile were forgotten (L1
+  // cleared by the release's RESTOCKED): the stock sells again.
+  EXPECT_EQ((*stock.Get(kPhone))->remaining, kStock);
+  EXPECT_FALSE((*stock.Get(kPhone))->sold_out);
+  queue.AnswerWith(Status::Ok());
+  for (UserId u = 2'000; u < 2'000 + kStock; ++u) {
+    auto answer = std::make_shared<std::promise<PurchaseReply>>();
+    std::future<PurchaseReply> future = answer->get_future();
+    funnel.Buy(BuyOne(kPhone, u), [answer](const PurchaseReply& r) { answer->set_value(r); });
+    ASSERT_EQ(future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    const PurchaseReply r = future.get();
+    EXPECT_TRUE(IsAccepted(r)) << Describe(r);
+  }
+  EXPECT_EQ((*stock.Get(kPhone))->remaining, 0);
+  stock.Drain();  // the queue's bookkeeping after each answer ran on the store's thread
 }
 
 TEST(PurchaseFunnel, AcceptedOnlyAfterTheHandOffAnswered) {

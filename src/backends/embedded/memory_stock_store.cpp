@@ -93,20 +93,24 @@ void MemoryStockStore::Reserve(const Reservation& r, ReserveCallback done) {
   done(result);
 }
 
-Result<std::int64_t> MemoryStockStore::Release(const Reservation& r) {
-  Shard& shard = ShardOf(r.product);
-  std::lock_guard lock(shard.mu);
-  auto it = shard.products.find(r.product);
-  FLASHSALE_CHECK(it != shard.products.end(), "release of an unknown product");
-  ProductState& s = *it->second;
-  auto buyer = s.buyers.find(r.user);
-  FLASHSALE_CHECK(buyer != s.buyers.end() && buyer->second.units >= r.quantity,
-                  "release without a matching reservation");
-  buyer->second.units -= r.quantity;
-  if (buyer->second.units == 0) s.buyers.erase(buyer);
-  s.remaining = std::min(s.remaining + r.quantity, s.product.stock);
-  s.sold_out_until = 0;
-  return ++s.restock_epoch;
+void MemoryStockStore::Release(const Reservation& r, ReleaseCallback done) {
+  std::int64_t epoch = 0;
+  {
+    Shard& shard = ShardOf(r.product);
+    std::lock_guard lock(shard.mu);
+    auto it = shard.products.find(r.product);
+    FLASHSALE_CHECK(it != shard.products.end(), "release of an unknown product");
+    ProductState& s = *it->second;
+    auto buyer = s.buyers.find(r.user);
+    FLASHSALE_CHECK(buyer != s.buyers.end() && buyer->second.units >= r.quantity,
+                    "release without a matching reservation");
+    buyer->second.units -= r.quantity;
+    if (buyer->second.units == 0) s.buyers.erase(buyer);
+    s.remaining = std::min(s.remaining + r.quantity, s.product.stock);
+    s.sold_out_until = 0;
+    epoch = ++s.restock_epoch;
+  }
+  done(epoch);
 }
 
 Result<PutResult> MemoryStockStore::Put(const Product& p, const PersistProduct& persist) {

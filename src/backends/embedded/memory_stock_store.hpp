@@ -4,8 +4,9 @@
 // there is no global lock; one purchase holds one shard lock for a few hash
 // lookups. The L2 flag is an in-process expiry time per product.
 //
-// Thread safety: all methods are safe for concurrent use. Reserve() answers
-// inline (on the caller's thread).
+// Thread safety: all methods are safe for concurrent use. Reserve() and
+// Release() answer inline (on the caller's thread, after the shard lock is
+// released).
 
 #include <array>
 #include <memory>
@@ -28,7 +29,7 @@ class MemoryStockStore final : public StockStore {
   void Load(const std::vector<Product>& products, const std::vector<SoldUnits>& sold);
 
   void Reserve(const Reservation& r, ReserveCallback done) override;
-  Result<std::int64_t> Release(const Reservation& r) override;
+  void Release(const Reservation& r, ReleaseCallback done) override;
   Result<PutResult> Put(const Product& p, const PersistProduct& persist) override;
   Result<PutResult> Restock(ProductId id, std::int64_t amount,
                             const PersistProduct& persist) override;

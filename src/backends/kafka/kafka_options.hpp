@@ -8,6 +8,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/status.hpp"
 
@@ -19,6 +21,11 @@ struct KafkaOptions {
   int linger_ms = 2;               // producer batching
   int delivery_timeout_ms = 5000;  // message.timeout.ms: after it a message is answered
   std::string client_id = "flashsale";
+  // Extra librdkafka properties of the order producer (KafkaOrderQueue), set
+  // after its own defaults so they override them (e.g. a smaller
+  // queue.buffering.max.messages). The durability settings the funnel relies
+  // on (acks, enable.idempotence, delivery.report.only.error) are refused.
+  std::vector<std::pair<std::string, std::string>> producer_properties;
 };
 
 // The seed's topic names, with the prefix in front. Defined here only.

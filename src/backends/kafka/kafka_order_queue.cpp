@@ -46,6 +46,15 @@ Result<std::unique_ptr<KafkaOrderQueue>> KafkaOrderQueue::Create(const KafkaOpti
        }) {
     if (Status s = SetConf(c, key, value); !s.ok()) return s;
   }
+  for (const auto& [key, value] : o.producer_properties) {
+    // Every answer of HandOff() depends on these: a weaker setting would turn
+    // ACCEPTED into "maybe lost" without a word.
+    if (key == "acks" || key == "enable.idempotence" || key == "delivery.report.only.error") {
+      return Status::Invalid("kafka: producer property " + key +
+                             " is fixed (the order hand-off's durability depends on it)");
+    }
+    if (Status s = SetConf(c, key.c_str(), value); !s.ok()) return s;
+  }
   std::unique_ptr<KafkaOrderQueue> q(new KafkaOrderQueue());
   rd_kafka_conf_set_dr_msg_cb(c, &KafkaOrderQueue::DeliveryReport);
   rd_kafka_conf_set_error_cb(c, &KafkaOrderQueue::ErrorCallback);

@@ -9,8 +9,10 @@
 //                 at once (local queue full, fatal producer error);
 //   Unknown       POSSIBLY_PERSISTED (e.g. timed out while in flight).
 // A refusal at once is answered on the caller's thread inside HandOff(); all
-// other answers on the dedicated poll thread (callbacks may block briefly,
-// e.g. a Redis release, but that delays other deliveries' answers).
+// other answers on the dedicated poll thread. Callbacks must not block: the
+// caller's thread may be an I/O thread (PurchaseFunnel releases the units of
+// a refused order asynchronously), and on the poll thread a wait would delay
+// every other delivery's answer.
 //
 // Thread safety: all methods are safe for concurrent use. HandOff() takes no
 // lock of ours: the callback travels in the message's opaque.

@@ -67,6 +67,7 @@ RedisConnection::RedisConnection(boost::asio::io_context& io, Options options)
     : options_(std::move(options)),
       strand_(boost::asio::make_strand(io)),
       socket_(strand_),
+      resolver_(strand_),
       timer_(strand_),
       read_buffer_(16 * 1024),
       reader_(nullptr, &redisReaderFree),
@@ -103,25 +104,40 @@ void RedisConnection::Connect() {
   state_ = State::kConnecting;
   reader_.reset(redisReaderCreate());
   FLASHSALE_CHECK(reader_ != nullptr, "redisReaderCreate failed");
+  ArmTimer();  // resolve and connect count against the first request's deadline
   boost::system::error_code ec;
-  auto address = boost::asio::ip::make_address(options_.host, ec);
-  if (ec) {
-    // A host name (e.g. "redis" in Docker Compose): resolved here, on
-    // (re)connect only, so a moved server is found again.
-    boost::asio::ip::tcp::resolver resolver(socket_.get_executor());
-    auto results = resolver.resolve(options_.host, std::to_string(options_.port), ec);
-    if (ec || results.empty()) {
-      Fail(Status::Unavailable("redis: cannot resolve " + options_.host +
-                               (ec ? ": " + ec.message() : std::string())),
-           Status::Unknown(""));
-      return;
-    }
-    address = results.begin()->endpoint().address();
+  const auto address = boost::asio::ip::make_address(options_.host, ec);
+  if (!ec) {
+    ConnectTo(boost::asio::ip::tcp::endpoint(address, options_.port));  // numeric: no lookup
+    return;
   }
-  ArmTimer();  // the connect counts against the first request's deadline
+  // A host name (e.g. "redis" in Docker Compose): resolved on every
+  // (re)connect, so a moved server is found again. Asynchronously: a lookup
+  // can take seconds (a slow or unreachable DNS server), and this strand
+  // answers every command of the connection (with per-thread connections it
+  // is an HTTP event loop). asio runs getaddrinfo on a thread of its own; the
+  // request timer still bounds the wait, and Fail() cancels the lookup.
+  const std::uint64_t gen = generation_;
+  resolver_.async_resolve(
+      options_.host, std::to_string(options_.port),
+      boost::asio::bind_executor(
+          strand_, [this, gen](const boost::system::error_code& err,
+                               const boost::asio::ip::tcp::resolver::results_type& results) {
+            if (gen != generation_) return;  // timed out meanwhile: already answered
+            if (err || results.empty()) {
+              Fail(Status::Unavailable("redis: cannot resolve " + options_.host +
+                                       (err ? ": " + err.message() : std::string())),
+                   Status::Unknown(""));
+              return;
+            }
+            ConnectTo(results.begin()->endpoint());
+          }));
+}
+
+void RedisConnection::ConnectTo(const boost::asio::ip::tcp::endpoint& endpoint) {
   const std::uint64_t gen = generation_;
   socket_.async_connect(
-      boost::asio::ip::tcp::endpoint(address, options_.port),
+      endpoint,
       boost::asio::bind_executor(strand_, [this, gen](const boost::system::error_code& err) {
         if (gen != generation_) return;
         if (err) {
@@ -269,6 +285,7 @@ void RedisConnection::Fail(const Status& unwritten, const Status& written) {
   ++generation_;
   boost::system::error_code ignored;
   socket_.close(ignored);
+  resolver_.cancel();
   timer_.cancel();
   state_ = State::kDisconnected;
   writing_ = false;

@@ -111,6 +111,7 @@ class RedisConnection final : public RedisCommander {
   // All below run on strand_.
   void Enqueue(Request req);
   void Connect();
+  void ConnectTo(const boost::asio::ip::tcp::endpoint& endpoint);
   void StartWrite();
   void StartRead();
   void ArmTimer();
@@ -124,6 +125,7 @@ class RedisConnection final : public RedisCommander {
 
   // State below is touched only on strand_.
   boost::asio::ip::tcp::socket socket_;
+  boost::asio::ip::tcp::resolver resolver_;  // host names only; cancelled by Fail()
   boost::asio::steady_timer timer_;
   State state_ = State::kDisconnected;
   std::uint64_t generation_ = 0;  // bumped on every close: stale handlers ignore themselves

@@ -94,6 +94,20 @@ Result<ReserveResult> ParseReserve(const RedisValue& v) {
   return out;
 }
 
+Result<std::int64_t> ParseRelease(const Result<RedisValue>& v) {
+  if (!v.has_value()) return v.error();
+  if (v->IsError()) {
+    if (v->str.find("unknown product") != std::string::npos) return Status::NotFound(v->str);
+    return ErrorReply("release_stock.lua", *v);
+  }
+  if (v->type != RedisValue::Type::kArray || v->elements.size() != 2) {
+    return Malformed("release_stock.lua");
+  }
+  std::optional<std::int64_t> epoch = ToInt(v->elements[1]);
+  if (!epoch) return Malformed("release_stock.lua");
+  return *epoch;
+}
+
 }  // namespace
 
 RedisStockStore::RedisStockStore(RedisCommander& connection, Options options)
@@ -200,8 +214,7 @@ void RedisStockStore::Reserve(const Reservation& r, ReserveCallback done) {
                               r.order.str(),
                               std::to_string(r.now),
                               std::to_string(options_.order_ttl_s)};
-  RedisCommander* own = options_.per_thread != nullptr ? options_.per_thread->Current() : nullptr;
-  EvalSha(own != nullptr ? *own : connection_, reserve_, std::move(kv), 5,
+  EvalSha(ConnectionOfThisThread(), reserve_, std::move(kv), 5,
           [done = std::move(done)](Result<RedisValue> v) {
             if (!v.has_value()) {
               done(v.error());
@@ -211,24 +224,20 @@ void RedisStockStore::Reserve(const Reservation& r, ReserveCallback done) {
           });
 }
 
-Result<std::int64_t> RedisStockStore::Release(const Reservation& r) {
-  Result<RedisValue> v =
-      CallEval(release_,
-               {keys::Meta(r.product), keys::Stock(r.product), keys::SoldOut(r.product),
-                keys::Buyers(r.product), keys::Order(r.order), std::to_string(r.user),
-                std::to_string(r.quantity), std::to_string(options_.order_ttl_s)},
-               5);
-  if (!v.has_value()) return v.error();
-  if (v->IsError()) {
-    if (v->str.find("unknown product") != std::string::npos) return Status::NotFound(v->str);
-    return ErrorReply("release_stock.lua", *v);
-  }
-  if (v->type != RedisValue::Type::kArray || v->elements.size() != 2) {
-    return Malformed("release_stock.lua");
-  }
-  std::optional<std::int64_t> epoch = ToInt(v->elements[1]);
-  if (!epoch) return Malformed("release_stock.lua");
-  return *epoch;
+RedisCommander& RedisStockStore::ConnectionOfThisThread() {
+  RedisCommander* own = options_.per_thread != nullptr ? options_.per_thread->Current() : nullptr;
+  return own != nullptr ? *own : connection_;
+}
+
+void RedisStockStore::Release(const Reservation& r, ReleaseCallback done) {
+  // Like Reserve(): called where a hand-off was refused, which may be the very
+  // thread that must read this reply (the shared connection's io thread, or
+  // an HTTP I/O thread with its own connection), so it must never wait.
+  EvalSha(ConnectionOfThisThread(), release_,
+          {keys::Meta(r.product), keys::Stock(r.product), keys::SoldOut(r.product),
+           keys::Buyers(r.product), keys::Order(r.order), std::to_string(r.user),
+           std::to_string(r.quantity), std::to_string(options_.order_ttl_s)},
+          5, [done = std::move(done)](Result<RedisValue> v) { done(ParseRelease(v)); });
 }
 
 Result<PutResult> RedisStockStore::Put(const Product& p, const PersistProduct& persist) {

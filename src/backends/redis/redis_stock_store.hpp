@@ -4,11 +4,14 @@
 // this folder (EVALSHA; on NOSCRIPT the script is loaded and the call retried
 // once). Products live under the keys of redis_keys.hpp.
 //
-// Thread safety: all methods are safe for concurrent use. Reserve() answers on
-// the connection's io thread (its callback must not block; with
-// Options::per_thread, that is the calling I/O thread); the other methods
-// block the caller until Redis answers or the request times out.
-// REQUIRES: the blocking methods are never called on the connection's io thread.
+// Thread safety: all methods are safe for concurrent use. Reserve() and
+// Release() never wait: they answer on the connection's io thread (their
+// callbacks must not block; with Options::per_thread, that is the calling I/O
+// thread); the other methods block the caller until Redis answers or the
+// request times out.
+// REQUIRES: the blocking methods are never called on the connection's io thread
+// (the reply could only be read by the thread that waits for it), nor on a
+// request path (they would stall an event loop).
 //
 // Product index: the sorted set keys::kProductIndex (score and member =
 // product id), written after each Put()/Restock()/Seed() by a separate,
@@ -58,7 +61,7 @@ class RedisStockStore final : public StockStore {
     // ARGV[6] of reserve_stock.lua: TTL of order:<id>, the in-flight order and
     // per-order marker (longer than audit --repair's grace period).
     std::int64_t order_ttl_s = 86'400;
-    // When set, Reserve() sends through the calling thread's own connection
+    // When set, Reserve() and Release() send through the calling thread's own connection
     // if it has one (the HTTP workers do), and through `connection` otherwise.
     const ThreadLocalRedis* per_thread = nullptr;
   };
@@ -92,7 +95,7 @@ class RedisStockStore final : public StockStore {
   Result<std::vector<Reservation>> HeldReservations();
 
   void Reserve(const Reservation& r, ReserveCallback done) override;
-  Result<std::int64_t> Release(const Reservation& r) override;
+  void Release(const Reservation& r, ReleaseCallback done) override;
   Result<PutResult> Put(const Product& p, const PersistProduct& persist) override;
   Result<PutResult> Restock(ProductId id, std::int64_t amount,
                             const PersistProduct& persist) override;
@@ -126,6 +129,9 @@ class RedisStockStore final : public StockStore {
   Status Record(const Product& decided, const PersistProduct& persist);
   // get_'s reply for product `id`.
   static Result<std::optional<StockSnapshot>> ParseGet(ProductId id, const Result<RedisValue>& v);
+
+  // The calling thread's own connection (Options::per_thread), else the shared one.
+  RedisCommander& ConnectionOfThisThread();
 
   RedisCommander& connection_;
   const Options options_;
