@@ -5,13 +5,13 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "backends/kafka/kafka_order_source.hpp"
 #include "commands.hpp"
 #include "consumer/order_consumer.hpp"
+#include "core/mutex.hpp"
 #include "distributed_stack.hpp"
 #include "record_database.hpp"
 #include "stop_signals.hpp"
@@ -26,12 +26,12 @@ namespace {
 // join and the first poll are not part of it) to the last commit.
 void Drain(std::vector<std::unique_ptr<OrderConsumer>>& consumers, const FunnelMetrics& metrics) {
   constexpr std::int64_t kIdleNs = 2'000'000'000LL;
-  std::mutex mu;
+  Mutex mu;
   // Joining the group takes a few seconds: wait up to 30 s for the first order.
   std::int64_t last_activity = MonotonicNanos() + 28'000'000'000LL;  // guarded by mu
   std::int64_t total = 0, timed = 0, first_ns = 0, last_ns = 0;      // guarded by mu
   auto idle = [&] {
-    std::lock_guard lock(mu);
+    MutexLock lock(&mu);
     return MonotonicNanos() - last_activity >= kIdleNs;
   };
   std::vector<std::thread> threads;
@@ -45,7 +45,7 @@ void Drain(std::vector<std::unique_ptr<OrderConsumer>>& consumers, const FunnelM
         }
         const std::size_t n = c->RunOnce();
         if (n == 0) continue;
-        std::lock_guard lock(mu);
+        MutexLock lock(&mu);
         last_activity = last_ns = MonotonicNanos();
         total += static_cast<std::int64_t>(n);
         if (first_ns == 0) {

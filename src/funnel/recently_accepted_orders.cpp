@@ -26,7 +26,7 @@ RecentlyAcceptedOrders::RecentlyAcceptedOrders(Options options)
 
 void RecentlyAcceptedOrders::Record(const Order& order, UnixMillis now) {
   Shard& shard = ShardOf(order.user);
-  std::lock_guard lock(shard.mu);
+  MutexLock lock(&shard.mu);
   std::vector<Order>& mine = shard.by_user[order.user];
   for (const Order& o : mine) {
     if (o.id == order.id) return;  // recorded already
@@ -65,7 +65,7 @@ std::vector<Order> RecentlyAcceptedOrders::MergeWithStored(UserId user, std::vec
   std::vector<Order> in_flight;
   {
     Shard& shard = ShardOf(user);
-    std::lock_guard lock(shard.mu);
+    MutexLock lock(&shard.mu);
     EvictLocked(shard, now);
     auto it = shard.by_user.find(user);
     if (it == shard.by_user.end()) return stored;
@@ -94,7 +94,7 @@ std::vector<Order> RecentlyAcceptedOrders::MergeWithStored(UserId user, std::vec
 std::size_t RecentlyAcceptedOrders::Size() const {
   std::size_t n = 0;
   for (const Shard& shard : shards_) {
-    std::lock_guard lock(shard.mu);
+    MutexLock lock(&shard.mu);
     n += shard.orders;
   }
   return n;

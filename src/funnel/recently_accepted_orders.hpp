@@ -19,11 +19,11 @@
 #include <array>
 #include <cstddef>
 #include <deque>
-#include <mutex>
 #include <unordered_map>
 #include <vector>
 
 #include "core/domain.hpp"
+#include "core/mutex.hpp"
 #include "core/order_queue.hpp"
 
 namespace flashsale {
@@ -63,16 +63,16 @@ class RecentlyAcceptedOrders {
     UnixMillis at;
   };
   struct Shard {
-    mutable std::mutex mu;
-    std::unordered_map<UserId, std::vector<Order>> by_user;  // guarded by mu; oldest first
-    std::deque<Recorded> fifo;                               // guarded by mu
-    std::size_t orders = 0;  // guarded by mu; sum of by_user's sizes <= fifo.size()
+    mutable Mutex mu;
+    std::unordered_map<UserId, std::vector<Order>> by_user GUARDED_BY(mu);  // oldest first
+    std::deque<Recorded> fifo GUARDED_BY(mu);
+    std::size_t orders GUARDED_BY(mu) = 0;  // sum of by_user's sizes <= fifo.size()
   };
   static constexpr std::size_t kShards = 16;
 
   Shard& ShardOf(UserId user) { return shards_[static_cast<std::uint64_t>(user) % kShards]; }
-  // REQUIRES: shard.mu held. Drops entries past the age or count bound.
-  void EvictLocked(Shard& shard, UnixMillis now) const;
+  // Drops entries past the age or count bound.
+  void EvictLocked(Shard& shard, UnixMillis now) const REQUIRES(shard.mu);
 
   const Options options_;
   const std::size_t max_per_shard_;

@@ -6,16 +6,21 @@ namespace flashsale::embedded {
 
 void MemoryStockStore::Load(const std::vector<Product>& products,
                             const std::vector<SoldUnits>& sold) {
+  // Start-up, before any other caller; the locks cost nothing here and keep
+  // the locking rule (products GUARDED_BY mu) without exceptions.
   for (const Product& p : products) {
     auto state = std::make_unique<ProductState>();
     state->product = p;
     state->remaining = p.stock;
-    ShardOf(p.id).products[p.id] = std::move(state);
+    Shard& shard = ShardOf(p.id);
+    MutexLock lock(&shard.mu);
+    shard.products[p.id] = std::move(state);
   }
   for (const SoldUnits& s : sold) {
-    auto& map = ShardOf(s.product).products;
-    auto it = map.find(s.product);
-    if (it == map.end()) continue;  // orders of a deleted product: audit reports them
+    Shard& shard = ShardOf(s.product);
+    MutexLock lock(&shard.mu);
+    auto it = shard.products.find(s.product);
+    if (it == shard.products.end()) continue;  // orders of a deleted product: audit reports them
     ProductState& state = *it->second;
     state.remaining -= s.units;
     Buyer& buyer = state.buyers[s.user];
@@ -25,6 +30,7 @@ void MemoryStockStore::Load(const std::vector<Product>& products,
   // A database that sold more than stock (FAILED orders are not counted, so
   // this means lost writes) must not let the store go negative.
   for (Shard& shard : shards_) {
+    MutexLock lock(&shard.mu);
     for (auto& [id, state] : shard.products) {
       state->remaining = std::max<std::int64_t>(state->remaining, 0);
     }
@@ -82,7 +88,7 @@ void MemoryStockStore::Reserve(const Reservation& r, ReserveCallback done) {
   ReserveResult result;
   {
     Shard& shard = ShardOf(r.product);
-    std::lock_guard lock(shard.mu);
+    MutexLock lock(&shard.mu);
     auto it = shard.products.find(r.product);
     if (it == shard.products.end()) {
       result.outcome = ReserveOutcome::kUnknownProduct;
@@ -97,7 +103,7 @@ void MemoryStockStore::Release(const Reservation& r, ReleaseCallback done) {
   std::int64_t epoch = 0;
   {
     Shard& shard = ShardOf(r.product);
-    std::lock_guard lock(shard.mu);
+    MutexLock lock(&shard.mu);
     auto it = shard.products.find(r.product);
     FLASHSALE_CHECK(it != shard.products.end(), "release of an unknown product");
     ProductState& s = *it->second;
@@ -115,7 +121,7 @@ void MemoryStockStore::Release(const Reservation& r, ReleaseCallback done) {
 
 Result<PutResult> MemoryStockStore::Put(const Product& p, const PersistProduct& persist) {
   Shard& shard = ShardOf(p.id);
-  std::lock_guard lock(shard.mu);
+  MutexLock lock(&shard.mu);
   auto it = shard.products.find(p.id);
   PutResult result;
   result.created = it == shard.products.end();
@@ -146,7 +152,7 @@ Result<PutResult> MemoryStockStore::Put(const Product& p, const PersistProduct& 
 Result<PutResult> MemoryStockStore::Restock(ProductId id, std::int64_t amount,
                                             const PersistProduct& persist) {
   Shard& shard = ShardOf(id);
-  std::lock_guard lock(shard.mu);
+  MutexLock lock(&shard.mu);
   auto it = shard.products.find(id);
   if (it == shard.products.end()) return Status::NotFound("product " + std::to_string(id));
   ProductState& state = *it->second;
@@ -173,7 +179,7 @@ StockSnapshot MemoryStockStore::Snapshot(const ProductState& s, UnixMillis now) 
 
 Result<std::optional<StockSnapshot>> MemoryStockStore::Get(ProductId id) {
   Shard& shard = ShardOf(id);
-  std::lock_guard lock(shard.mu);
+  MutexLock lock(&shard.mu);
   auto it = shard.products.find(id);
   if (it == shard.products.end()) return std::optional<StockSnapshot>();
   return std::optional<StockSnapshot>(Snapshot(*it->second, NowMillis()));
@@ -183,7 +189,7 @@ Result<std::vector<StockSnapshot>> MemoryStockStore::List(std::int64_t offset, s
   std::vector<StockSnapshot> all;
   const UnixMillis now = NowMillis();
   for (Shard& shard : shards_) {
-    std::lock_guard lock(shard.mu);
+    MutexLock lock(&shard.mu);
     for (const auto& [id, state] : shard.products) all.push_back(Snapshot(*state, now));
   }
   std::sort(all.begin(), all.end(), [](const StockSnapshot& a, const StockSnapshot& b) {
@@ -200,7 +206,7 @@ Result<std::vector<StockSnapshot>> MemoryStockStore::List(std::int64_t offset, s
 Result<std::int64_t> MemoryStockStore::ProductCount() {
   std::int64_t n = 0;
   for (Shard& shard : shards_) {
-    std::lock_guard lock(shard.mu);
+    MutexLock lock(&shard.mu);
     n += static_cast<std::int64_t>(shard.products.size());
   }
   return n;
@@ -208,7 +214,7 @@ Result<std::int64_t> MemoryStockStore::ProductCount() {
 
 std::int64_t MemoryStockStore::UnitsOf(ProductId product, UserId user) {
   Shard& shard = ShardOf(product);
-  std::lock_guard lock(shard.mu);
+  MutexLock lock(&shard.mu);
   auto it = shard.products.find(product);
   if (it == shard.products.end()) return 0;
   auto b = it->second->buyers.find(user);

@@ -10,10 +10,10 @@
 
 #include <array>
 #include <memory>
-#include <mutex>
 #include <unordered_map>
 #include <vector>
 
+#include "core/mutex.hpp"
 #include "core/stock_store.hpp"
 
 namespace flashsale::embedded {
@@ -53,8 +53,9 @@ class MemoryStockStore final : public StockStore {
     std::unordered_map<UserId, Buyer> buyers;
   };
   struct alignas(64) Shard {
-    std::mutex mu;
-    std::unordered_map<ProductId, std::unique_ptr<ProductState>> products;  // guarded by mu
+    // Also guards every ProductState it owns (which the analysis cannot see).
+    Mutex mu;
+    std::unordered_map<ProductId, std::unique_ptr<ProductState>> products GUARDED_BY(mu);
   };
   static constexpr std::size_t kShards = 64;
 
