@@ -23,7 +23,7 @@ void MemoryIdempotencyStore::EvictExpiredLocked(std::int64_t now_ms) {
 }
 
 void MemoryIdempotencyStore::Claim(std::string_view key, const PurchaseFingerprint& fp,
-                                   ClaimCallback done) {
+                                   const OrderId& proposed_order, ClaimCallback done) {
   ClaimResult claim;
   {
     std::lock_guard lock(mu_);
@@ -38,6 +38,8 @@ void MemoryIdempotencyStore::Claim(std::string_view key, const PurchaseFingerpri
     if (inserted) {
       e.fingerprint = fp;
       claim.state = ClaimState::kFirst;
+      // In process, an owner always finishes: its own id is never lost.
+      claim.order_id = proposed_order;
     } else if (!(e.fingerprint == fp)) {
       claim.state = ClaimState::kMismatch;
     } else if (!e.finished) {

@@ -22,7 +22,8 @@ class MemoryIdempotencyStore final : public IdempotencyStore {
   void Preload(const std::string& key, const PurchaseFingerprint& fp, const PurchaseReply& reply,
                std::int64_t created_at_ms);
 
-  void Claim(std::string_view key, const PurchaseFingerprint& fp, ClaimCallback done) override;
+  void Claim(std::string_view key, const PurchaseFingerprint& fp, const OrderId& proposed_order,
+             ClaimCallback done) override;
   void Finish(std::string_view key, const PurchaseReply& reply, bool remember) override;
 
  private:

@@ -2,20 +2,30 @@
 // RedisIdempotencyStore: Idempotency-Key answers shared by every instance
 // (SPEC §4), so a retry sent to another instance never reserves twice.
 //
-// One key per Idempotency-Key, `idem:<key>`:
-//   "P|<user>|<product>|<amount>"                 claimed, first request in flight
-//                                                 (TTL Options::pending_ttl_ms, so a
-//                                                 crashed owner does not block the key)
-//   "F|<user>|<product>|<amount>|<outcome>|<s>|<order id>"
-//                                                 the first answer (TTL 24 h);
-//                                                 <s> is "OK" or "UNKNOWN"
+// One key per Idempotency-Key, `idem:<key>`, TTL Options::ttl_ms (from the
+// first claim while pending, from Finish once answered):
+//   "P|<user>|<product>|<amount>|<order id>|<claimed at ms>"
+//                             claimed: the owner reserves with <order id>
+//   "F|<user>|<product>|<amount>|<OUTCOME>|<s>|<order id>"
+//                             the first answer; <OUTCOME> is the outcome's name
+//                             ("SOLD_OUT"), <s> is "OK" or "UNKNOWN"
 // Claim is one `SET key P|... NX GET PX ...` (Redis >= 7.0): whoever sets it
 // owns the key; the others read the value back in the same round trip.
 // Racing retries poll the key until the owner's answer is there.
 //
-// Thread safety: safe for concurrent use; callbacks run on a Redis I/O thread
-// or on `io` (timers), never under a lock.
-
+// A lost Finish (Redis down at that moment, or the owner crashed) leaves the
+// key pending. The pending record keeps the key (and its order id) for the
+// whole TTL, so a retry never starts afresh with a new order id: after
+// Options::pending_ttl_ms a retry takes the key over (compare-and-set on the
+// value) and reserves with the SAME order id. reserve_stock.lua is idempotent
+// per order id, so that finds the first reservation (answer ACCEPTED with the
+// first order id, the order handed off again; the consumer keeps one row per
+// id) or, if the first request got no units, tries once more. Only when the
+// first reservation was released (order:<id> marked "X": a refused hand-off
+// whose DEL was lost) does the new owner take a fresh id. Invariant that makes
+// this safe: order:<id> (TTL 24 h from the reservation) outlives the pending
+// record (TTL 24 h from the claim, kept by a takeover), so a reused id is
+// never reserved afresh.
 #include <boost/asio/io_context.hpp>
 
 #include "backends/redis/redis_connection.hpp"
@@ -27,18 +37,30 @@ class RedisIdempotencyStore final : public IdempotencyStore {
  public:
   struct Options {
     std::int64_t ttl_ms = 24 * 3'600'000;
+    // How long an owner may take before a retry takes its key over.
     std::int64_t pending_ttl_ms = 30'000;
     int poll_ms = 5;  // how often a racing retry looks for the first answer
   };
   // `redis` and `io` (which runs the poll timers) must outlive the store.
   RedisIdempotencyStore(RedisCommander& redis, boost::asio::io_context& io, Options options);
 
-  void Claim(std::string_view key, const PurchaseFingerprint& fp, ClaimCallback done) override;
+  void Claim(std::string_view key, const PurchaseFingerprint& fp, const OrderId& proposed_order,
+             ClaimCallback done) override;
   void Finish(std::string_view key, const PurchaseReply& reply, bool remember) override;
 
  private:
-  void TryClaim(std::string key, PurchaseFingerprint fp, ClaimCallback done,
-                std::int64_t give_up_at_ms);
+  struct Attempt {
+    std::string key;
+    PurchaseFingerprint fp;
+    OrderId proposed_order;
+    ClaimCallback done;
+    std::int64_t give_up_at_ms = 0;
+  };
+  void TryClaim(Attempt a);
+  void PollLater(Attempt a);
+  // The pending value `stale` outlived its owner: make it ours (same order id
+  // unless that reservation was released) or look again if someone else did.
+  void TakeOver(Attempt a, std::string stale, OrderId stale_order);
 
   RedisCommander& redis_;
   boost::asio::io_context& io_;
