@@ -19,6 +19,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -91,6 +92,9 @@ class DistributedStack {
   std::unique_ptr<redis::ThreadLocalRedis> per_thread_redis_;  // null: shared pool only
   std::unique_ptr<redis::RedisStockStore> stock_;
   std::unique_ptr<redis::RedisIdempotencyStore> idempotency_;
+  // One thread for the Idempotency-Key store's order-record lookups (libpq
+  // blocks; never on the Redis I/O thread).
+  std::unique_ptr<boost::asio::thread_pool> key_lookups_;
   std::unique_ptr<kafka::KafkaOrderQueue> queue_;
   std::unique_ptr<kafka::KafkaStatusBroadcast> broadcast_;
   std::unique_ptr<PurchaseFunnel> funnel_;

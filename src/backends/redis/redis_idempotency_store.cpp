@@ -12,7 +12,7 @@
 namespace flashsale::redis {
 namespace {
 
-std::string KeyOf(std::string_view key) { return "idem:" + std::string(key); }
+std::string KeyOf(std::string_view key) { return keys::Idempotency(key); }
 
 std::string Fingerprint(const PurchaseFingerprint& fp) {
   return std::to_string(fp.user) + "|" + std::to_string(fp.product) + "|" +
@@ -74,6 +74,48 @@ constexpr std::string_view kCompareAndSetLua =
     "redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') "
     "return 1";
 
+// KEYS[1] idem:<key>  KEYS[2] idem-index:accepted-let-go
+// ARGV[1] pending value  ARGV[2] TTL ms
+// The value already there (a string), or, when this call claimed the key, an
+// integer: 1 if accepted answers were let go (ask the order record), else 0.
+constexpr std::string_view kClaimLua =
+    "local v = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET', 'PX', ARGV[2]) "
+    "if v then return v end "
+    "return redis.call('EXISTS', KEYS[2])";
+
+// KEYS[1] idem:<key>  KEYS[2] idem-index:refused  KEYS[3] idem-index:accepted
+// KEYS[4] idem-index:accepted-let-go
+// ARGV[1] "|<OUTCOME>|<s>|<order id>"  ARGV[2] TTL ms  ARGV[3] "1" if accepted
+// ARGV[4] now ms  ARGV[5] max keys  ARGV[6] the Idempotency-Key  ARGV[7] "idem:"
+// Turns "P|<fp>|..." into "F|<fp>|<answer>", indexes it, trims the indexes
+// (expired entries, then over max keys: refusals first). 0 if not pending.
+constexpr std::string_view kFinishLua =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if not v or string.sub(v, 1, 2) ~= 'P|' then return 0 end "
+    "local fp = string.match(v, '^P|([^|]*|[^|]*|[^|]*)') "
+    "redis.call('SET', KEYS[1], 'F|' .. fp .. ARGV[1], 'PX', ARGV[2]) "
+    "redis.call('ZADD', ARGV[3] == '1' and KEYS[3] or KEYS[2], ARGV[4], ARGV[6]) "
+    "local horizon = tonumber(ARGV[4]) - tonumber(ARGV[2]) "
+    "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', horizon) "
+    "redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', horizon) "
+    "local over = redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3]) - "
+    "tonumber(ARGV[5]) "
+    "local function drop(index, n) "
+    "  local popped = redis.call('ZPOPMIN', index, n) "
+    "  for i = 1, #popped, 2 do "
+    "    local k = ARGV[7] .. popped[i] "
+    "    local kv = redis.call('GET', k) "
+    "    if kv and string.sub(kv, 1, 2) == 'F|' then redis.call('DEL', k) end "
+    "  end "
+    "  return #popped / 2 "
+    "end "
+    "if over > 0 then over = over - drop(KEYS[2], over) end "
+    "if over > 0 then "
+    "  drop(KEYS[3], over) "
+    "  redis.call('SET', KEYS[4], '1', 'PX', ARGV[2]) "
+    "end "
+    "return 1";
+
 }  // namespace
 
 RedisIdempotencyStore::RedisIdempotencyStore(RedisCommander& redis, boost::asio::io_context& io,
@@ -88,17 +130,18 @@ void RedisIdempotencyStore::Claim(std::string_view key, const PurchaseFingerprin
 
 void RedisIdempotencyStore::TryClaim(Attempt a) {
   std::vector<std::string> argv{
-      "SET",
+      "EVAL",
+      std::string(kClaimLua),
+      "2",
       KeyOf(a.key),
+      keys::IdempotencyAcceptedLetGo(),
       "P|" + Fingerprint(a.fp) + "|" + a.proposed_order.str() + "|" + std::to_string(NowMillis()),
-      "NX",
-      "GET",
-      "PX",
       std::to_string(options_.ttl_ms)};
   redis_.Send(argv, [this, a = std::move(a)](Result<RedisValue> r) mutable {
     if (!r.has_value()) return a.done(Unavailable(r.error()));
     if (r->IsError()) return a.done(Unavailable(Status::Unavailable("redis: " + r->str)));
-    if (r->type == RedisValue::Type::kNil) {
+    if (r->type == RedisValue::Type::kInteger) {
+      if (r->integer == 1 && options_.find_order) return ClaimFromOrderRecord(std::move(a));
       ClaimResult first;
       first.state = ClaimState::kFirst;
       first.order_id = a.proposed_order;
@@ -195,20 +238,51 @@ void RedisIdempotencyStore::Finish(std::string_view key, const PurchaseReply& re
     redis_.Send({"DEL", KeyOf(key)}, [](Result<RedisValue>) {});
     return;
   }
-  // The pending value already holds the fingerprint: one small script turns
-  // "P|<fp>|<order>|<at>" into "F|<fp>|<answer>" (keys are optional and rare:
-  // EVAL is fine). Lost? See TakeOver.
+  // The pending value already holds the fingerprint: one script turns
+  // "P|<fp>|<order>|<at>" into "F|<fp>|<answer>" and keeps the cap (keys are
+  // optional and rare: EVAL is fine). Lost? See TakeOver.
   std::string value = "|" + std::string(StatusName(reply.outcome)) + "|" +
                       (reply.status.IsUnknown() ? "UNKNOWN" : "OK") + "|" +
                       std::string(reply.order_id.view());
-  redis_.Send({"EVAL",
-               "local v = redis.call('GET', KEYS[1]) "
-               "if not v or string.sub(v, 1, 2) ~= 'P|' then return 0 end "
-               "local fp = string.match(v, '^P|([^|]*|[^|]*|[^|]*)') "
-               "redis.call('SET', KEYS[1], 'F|' .. fp .. ARGV[1], 'PX', ARGV[2]) "
-               "return 1",
-               "1", KeyOf(key), std::move(value), std::to_string(options_.ttl_ms)},
-              [](Result<RedisValue>) {});
+  redis_.Send(
+      {"EVAL", std::string(kFinishLua), "4", KeyOf(key), keys::IdempotencyRefusals(),
+       keys::IdempotencyAccepted(), keys::IdempotencyAcceptedLetGo(), std::move(value),
+       std::to_string(options_.ttl_ms), reply.outcome == PurchaseOutcome::kAccepted ? "1" : "0",
+       std::to_string(NowMillis()), std::to_string(options_.max_keys), std::string(key),
+       std::string(keys::kIdempotencyPrefix)},
+      [](Result<RedisValue>) {});
+}
+
+void RedisIdempotencyStore::ClaimFromOrderRecord(Attempt a) {
+  // We hold the pending record: racing retries poll it meanwhile.
+  std::string key = a.key;
+  options_.find_order(
+      std::move(key), [this, a = std::move(a)](Result<std::optional<Order>> found) mutable {
+        if (found && found->has_value() && (*found)->created_at + options_.ttl_ms > NowMillis()) {
+          // Answered from the order each time: nothing is stored again (the cap
+          // holds), and the pending record goes so that pollers ask too.
+          const Order& o = **found;
+          redis_.Send({"DEL", KeyOf(a.key)}, [](Result<RedisValue>) {});
+          ClaimResult answer;
+          if (PurchaseFingerprint{o.user, o.product, o.quantity} == a.fp) {
+            answer.state = ClaimState::kReplay;
+            answer.reply.outcome = o.status == OrderStatus::kFailed ? PurchaseOutcome::kSoldOut
+                                                                    : PurchaseOutcome::kAccepted;
+            answer.reply.order_id = o.id;
+          } else {
+            answer.state = ClaimState::kMismatch;
+          }
+          return a.done(answer);
+        }
+        if (!found) {
+          redis_.Send({"DEL", KeyOf(a.key)}, [](Result<RedisValue>) {});
+          return a.done(Unavailable(found.error()));
+        }
+        ClaimResult first;
+        first.state = ClaimState::kFirst;
+        first.order_id = a.proposed_order;
+        a.done(first);
+      });
 }
 
 }  // namespace flashsale::redis

@@ -26,9 +26,31 @@
 // this safe: order:<id> (TTL 24 h from the reservation) outlives the pending
 // record (TTL 24 h from the claim, kept by a takeover), so a reused id is
 // never reserved afresh.
+//
+// Bounded (Redis runs without eviction): finished answers are indexed in two
+// sorted sets, refusals (not ACCEPTED) and accepted ones, score = finish time.
+// The Finish script adds the key to its index, drops index entries older than
+// the TTL (their keys expired) and, while the two hold more than
+// Options::max_keys, pops the oldest refusals first, then the oldest accepted
+// answers, deleting their keys; letting an accepted answer go sets
+// `idem-index:accepted-let-go` (TTL 24 h). While that flag is set, a claim of
+// a key Redis does not know asks Options::find_order (the order record, by
+// Idempotency-Key; on its own thread, never the Redis one) before the caller
+// reserves: a retry of a let-go key answers its order (ACCEPTED, or SOLD_OUT
+// for a FAILED one). Window: an accepted order let go while it is still
+// in flight (not yet stored by the consumer) is not found; the cap lets the
+// oldest go first, so this takes a cap's worth of accepted orders within the
+// consumer's lag. Pending records are not indexed: they are as many as the
+// requests in flight (plus lost Finishes, taken over as above).
+// NOTE: the Finish script touches keys in many hash slots (not Cluster-ready,
+// like order:<id>).
 #include <boost/asio/io_context.hpp>
+#include <functional>
+#include <optional>
+#include <string>
 
 #include "backends/redis/redis_connection.hpp"
+#include "core/domain.hpp"
 #include "core/idempotency_store.hpp"
 
 namespace flashsale::redis {
@@ -40,7 +62,17 @@ class RedisIdempotencyStore final : public IdempotencyStore {
     // How long an owner may take before a retry takes its key over.
     std::int64_t pending_ttl_ms = 30'000;
     int poll_ms = 5;  // how often a racing retry looks for the first answer
+    // Finished answers kept at most (refusals let go first). ~kBytesPerKey each.
+    std::int64_t max_keys = (std::int64_t{256} << 20) / kBytesPerKey;
+    // The first order stored with an Idempotency-Key; `done` may run on any
+    // thread but the lookup must not block a Redis I/O thread. Empty: let-go
+    // keys are forgotten.
+    std::function<void(std::string key, std::function<void(Result<std::optional<Order>>)> done)>
+        find_order;
   };
+  // Redis memory per finished key with its index entry (string with expiry +
+  // sorted-set member, ~40-byte key), measured with INFO memory on Redis 7.0.
+  static constexpr std::int64_t kBytesPerKey = 400;
   // `redis` and `io` (which runs the poll timers) must outlive the store.
   RedisIdempotencyStore(RedisCommander& redis, boost::asio::io_context& io, Options options);
 
@@ -61,6 +93,8 @@ class RedisIdempotencyStore final : public IdempotencyStore {
   // The pending value `stale` outlived its owner: make it ours (same order id
   // unless that reservation was released) or look again if someone else did.
   void TakeOver(Attempt a, std::string stale, OrderId stale_order);
+  // We own a key Redis did not know, while accepted answers were let go.
+  void ClaimFromOrderRecord(Attempt a);
 
   RedisCommander& redis_;
   boost::asio::io_context& io_;

@@ -18,4 +18,15 @@ inline std::string SoldOut(ProductId id) { return Item(id, "sold_out"); }
 inline std::string Buyers(ProductId id) { return Item(id, "buyers"); }
 inline std::string Order(const OrderId& order) { return "order:" + order.str(); }
 
+// Idempotency-Keys (RedisIdempotencyStore): one string per key, two indexes
+// of finished answers (sorted sets, score = finish time, member = the key),
+// and a flag set while accepted answers were let go over the cap.
+constexpr std::string_view kIdempotencyPrefix = "idem:";
+inline std::string Idempotency(std::string_view key) {
+  return std::string(kIdempotencyPrefix) + std::string(key);
+}
+inline std::string IdempotencyRefusals() { return "idem-index:refused"; }
+inline std::string IdempotencyAccepted() { return "idem-index:accepted"; }
+inline std::string IdempotencyAcceptedLetGo() { return "idem-index:accepted-let-go"; }
+
 }  // namespace flashsale::redis::keys
