@@ -164,6 +164,13 @@ void AddServeOptions(CLI::App& app, Config& c) {
   app.add_option("--l1-ttl", c.l1_ttl_s, "seconds the local sold-out cache remembers")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{86'400}))
       ->capture_default_str();
+  app.add_option("--idempotency-memory-mib", c.idempotency_memory_mib,
+                 "memory the Idempotency-Key answers may take (MiB); over it the oldest "
+                 "refusals are forgotten first, then the oldest accepted answers (still answered "
+                 "from their orders)")
+      ->envname("FLASHSALE_IDEMPOTENCY_MEMORY_MIB")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 30))
+      ->capture_default_str();
   app.add_option("--redis-connections", c.redis_connections,
                  "pipelined Redis connections shared by admin calls, idempotency keys and "
                  "(with --redis-shared-connections) reservations (distributed mode)")

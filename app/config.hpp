@@ -38,6 +38,7 @@ struct Config {
   std::int64_t idle_timeout_s = 60;
   std::int64_t request_timeout_s = 10;
   std::int64_t l1_ttl_s = 600;
+  std::int64_t idempotency_memory_mib = 256;  // cap of the Idempotency-Key store
   // Distributed mode.
   std::string topic_prefix;   // put in front of the three topic names
   int redis_connections = 1;  // pipelined connections to Redis per server

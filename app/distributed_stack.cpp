@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <boost/asio/post.hpp>
+
 #include "mock_catalog.hpp"
 
 namespace flashsale::app {
@@ -60,8 +63,19 @@ Result<std::unique_ptr<DistributedStack>> DistributedStack::Open(const Config& c
                                ": " + st.message());
   }
   if (Status st = s->SeedRedis(config); !st.ok()) return st;
-  s->idempotency_ = std::make_unique<redis::RedisIdempotencyStore>(
-      *s->redis_, s->io_, redis::RedisIdempotencyStore::Options{});
+  s->key_lookups_ = std::make_unique<boost::asio::thread_pool>(1);
+  redis::RedisIdempotencyStore::Options key_options;
+  key_options.max_keys = std::max<std::int64_t>(
+      1, (config.idempotency_memory_mib << 20) / redis::RedisIdempotencyStore::kBytesPerKey);
+  key_options.find_order = [stack = s.get()](
+                               std::string key,
+                               std::function<void(Result<std::optional<Order>>)> done) {
+    boost::asio::post(*stack->key_lookups_, [stack, key = std::move(key), done = std::move(done)] {
+      done(stack->db_->FindOrderByIdempotencyKey(key));
+    });
+  };
+  s->idempotency_ =
+      std::make_unique<redis::RedisIdempotencyStore>(*s->redis_, s->io_, std::move(key_options));
 
   const kafka::KafkaOptions kafka_options = KafkaOptionsOf(config);
   if (Status st = kafka::EnsureTopics(kafka_options); !st.ok()) return st;
@@ -144,6 +158,7 @@ void DistributedStack::Shutdown() {
   shut_down_ = true;
   if (queue_) queue_->Flush();  // every handed-off order answered
   if (broadcast_) broadcast_->Stop();
+  if (key_lookups_) key_lookups_->join();  // lookups answer before the stores go
   work_.reset();
   io_.stop();
   if (io_thread_.joinable()) io_thread_.join();

@@ -19,6 +19,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -97,6 +98,9 @@ class DistributedStack {
   std::unique_ptr<redis::RedisIdempotencyStore> idempotency_;
   // Outlives queue_: the recording wrapper's answers write into it.
   RecentlyAcceptedOrders accepted_;
+  // One thread for the Idempotency-Key store's order-record lookups (libpq
+  // blocks; never on the Redis I/O thread).
+  std::unique_ptr<boost::asio::thread_pool> key_lookups_;
   std::unique_ptr<kafka::KafkaOrderQueue> queue_;
   std::unique_ptr<AcceptanceRecordingQueue> recording_queue_;  // queue_, as the funnel sees it
   std::unique_ptr<kafka::KafkaStatusBroadcast> broadcast_;

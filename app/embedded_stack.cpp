@@ -35,6 +35,12 @@ Result<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Open(const Config& config)
   if (!sold) return sold.error();
   s->stock_.Load(*products, *sold);
 
+  embedded::MemoryIdempotencyStore::Options key_options;
+  key_options.max_bytes = config.idempotency_memory_mib << 20;
+  key_options.find_order = [db = s->db_.get()](std::string_view key) {
+    return db->FindOrderByIdempotencyKey(key);
+  };
+  s->idempotency_ = std::make_unique<embedded::MemoryIdempotencyStore>(std::move(key_options));
   const UnixMillis since = NowMillis() - embedded::MemoryIdempotencyStore::kTtlMs;
   Result<std::vector<Order>> keyed = s->db_->LoadKeyedOrders(since);
   if (!keyed) return keyed.error();
@@ -43,8 +49,8 @@ Result<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Open(const Config& config)
     reply.outcome =
         o.status == OrderStatus::kFailed ? PurchaseOutcome::kSoldOut : PurchaseOutcome::kAccepted;
     reply.order_id = o.id;
-    s->idempotency_.Preload(o.idempotency_key, {o.user, o.product, o.quantity}, reply,
-                            o.created_at);
+    s->idempotency_->Preload(o.idempotency_key, {o.user, o.product, o.quantity}, reply,
+                             o.created_at);
   }
   Result<std::vector<Order>> pending = s->db_->LoadPending();
   if (!pending) return pending.error();
@@ -54,7 +60,7 @@ Result<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Open(const Config& config)
   s->source_.Prime(std::move(*pending));
 
   s->journal_ = std::make_unique<embedded::SqliteOrderJournal>(*s->db_, s->source_);
-  s->funnel_ = std::make_unique<PurchaseFunnel>(s->stock_, *s->journal_, s->idempotency_,
+  s->funnel_ = std::make_unique<PurchaseFunnel>(s->stock_, *s->journal_, *s->idempotency_,
                                                 s->broadcast_, s->metrics_,
                                                 PurchaseFunnel::Options{config.l1_ttl_s * 1000});
   s->catalog_ = std::make_unique<Catalog>(s->stock_, *s->db_, *s->funnel_);

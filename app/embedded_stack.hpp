@@ -48,7 +48,7 @@ class EmbeddedStack {
   FunnelMetrics metrics_;
   std::unique_ptr<embedded::SqliteDatabase> db_;
   embedded::MemoryStockStore stock_;
-  embedded::MemoryIdempotencyStore idempotency_;
+  std::unique_ptr<embedded::MemoryIdempotencyStore> idempotency_;  // asks db_
   embedded::LocalStatusBroadcast broadcast_;
   embedded::JournalOrderSource source_;
   std::unique_ptr<embedded::SqliteOrderJournal> journal_;

@@ -27,6 +27,9 @@ class RecordDatabaseOf final : public RecordDatabase {
   Result<std::vector<Product>> LoadProducts() override { return db_->LoadProducts(); }
   Result<std::vector<SoldUnits>> LoadSoldUnits() override { return db_->LoadSoldUnits(); }
   Result<std::vector<Order>> LoadAllOrders() override { return db_->LoadAllOrders(); }
+  Result<std::optional<Order>> FindOrderByIdempotencyKey(std::string_view key) override {
+    return db_->FindOrderByIdempotencyKey(key);
+  }
   Status InsertProducts(const std::vector<Product>& products, bool overwrite,
                         std::int64_t* inserted) override {
     return db_->InsertProducts(products, overwrite, inserted);

@@ -20,6 +20,8 @@ class RecordDatabase : public OrderRepository {
   virtual Result<std::vector<Product>> LoadProducts() = 0;
   virtual Result<std::vector<SoldUnits>> LoadSoldUnits() = 0;
   virtual Result<std::vector<Order>> LoadAllOrders() = 0;
+  // The first order stored with this Idempotency-Key (indexed).
+  virtual Result<std::optional<Order>> FindOrderByIdempotencyKey(std::string_view key) = 0;
   virtual Status InsertProducts(const std::vector<Product>& products, bool overwrite,
                                 std::int64_t* inserted) = 0;
   // OK when the database answers (for /readyz).

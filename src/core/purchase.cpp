@@ -18,6 +18,8 @@ std::string_view StatusName(PurchaseOutcome o) {
       return "ENDED";
     case PurchaseOutcome::kUnknownProduct:
       return "UNKNOWN_PRODUCT";
+    case PurchaseOutcome::kIdempotencyKeyMismatch:
+      return "IDEMPOTENCY_KEY_MISMATCH";
   }
   FLASHSALE_CHECK(false, "unknown PurchaseOutcome");
 }
@@ -38,8 +40,18 @@ std::string_view SeedMessage(PurchaseOutcome o) {
       return "活动已结束";
     case PurchaseOutcome::kUnknownProduct:
       return "商品不存在";
+    case PurchaseOutcome::kIdempotencyKeyMismatch:
+      return "Idempotency-Key was already used with another body";
   }
   FLASHSALE_CHECK(false, "unknown PurchaseOutcome");
+}
+
+std::optional<PurchaseOutcome> PurchaseOutcomeNamed(std::string_view name) {
+  for (int i = 0; i <= static_cast<int>(PurchaseOutcome::kIdempotencyKeyMismatch); ++i) {
+    const auto o = static_cast<PurchaseOutcome>(i);
+    if (StatusName(o) == name) return o;
+  }
+  return std::nullopt;
 }
 
 PurchaseOutcome ToPurchaseOutcome(ReserveOutcome r) {

@@ -2,6 +2,7 @@
 // Purchase requests, reservations and their outcomes (SPEC §1, §4).
 
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 #include "core/domain.hpp"
@@ -17,7 +18,8 @@ struct PurchaseRequest {
   std::string_view idempotency_key;  // empty when absent; valid during Buy() only
 };
 
-// Business answers to a purchase; each is an HTTP 200 (404 for kUnknownProduct).
+// Business answers to a purchase; each is an HTTP 200 (404 for kUnknownProduct,
+// 422 for kIdempotencyKeyMismatch).
 enum class PurchaseOutcome {
   kAccepted,
   kSoldOut,
@@ -26,11 +28,16 @@ enum class PurchaseOutcome {
   kNotStarted,
   kEnded,
   kUnknownProduct,
+  // The Idempotency-Key was first used with another body: nothing was tried.
+  // Never stored as a key's answer. Last, so the ones above index tables.
+  kIdempotencyKeyMismatch,
 };
 
 // The machine name ("SOLD_OUT") and the seed's user-facing message.
 std::string_view StatusName(PurchaseOutcome o);
 std::string_view SeedMessage(PurchaseOutcome o);
+// The inverse of StatusName: nullopt for a name no outcome has.
+std::optional<PurchaseOutcome> PurchaseOutcomeNamed(std::string_view name);
 
 // What the funnel answers. When `status` is not OK the outcome is meaningless
 // and the client gets 503; `order_id` is set for kAccepted, kLimitExceeded (the

@@ -27,41 +27,45 @@ PurchaseFunnel::PurchaseFunnel(StockStore& stock, OrderQueue& orders, Idempotenc
 }
 
 void PurchaseFunnel::Buy(const PurchaseRequest& req, Done done) {
-  if (req.idempotency_key.empty()) return BuyUnchecked(req, std::move(done));
+  if (req.idempotency_key.empty()) return BuyUnchecked(req, OrderId(), std::move(done));
   // The first request with a key owns it; retries (even racing ones) get its
   // answer, so a key never reserves twice.
   const PurchaseFingerprint fp{req.user, req.product, req.amount};
   std::string key(req.idempotency_key);
   PurchaseRequest owned = req;
-  idempotency_.Claim(
-      key, fp,
-      [this, owned, key,
-       done = std::move(done)](const IdempotencyStore::ClaimResult& claim) mutable {
-        switch (claim.state) {
-          case IdempotencyStore::ClaimState::kReplay:
-          case IdempotencyStore::ClaimState::kMismatch:
-            // kMismatch is turned into a 422 by the caller, which sees the state
-            // through a reply with status Invalid.
-            if (claim.state == IdempotencyStore::ClaimState::kMismatch) {
-              PurchaseReply mismatch;
-              mismatch.status = Status::Invalid("Idempotency-Key was used with another body");
-              return done(mismatch);
-            }
-            return done(claim.reply);
-          case IdempotencyStore::ClaimState::kFirst:
-            break;
-        }
-        owned.idempotency_key = key;
-        BuyUnchecked(owned, [this, key, done = std::move(done)](const PurchaseReply& reply) {
-          // A refused hand-off is not a final answer: the next retry starts afresh.
-          const bool remember = reply.status.ok() || reply.status.IsUnknown();
-          idempotency_.Finish(key, reply, remember);
-          done(reply);
-        });
-      });
+  idempotency_.Claim(key, fp, order_ids_.Next(NowMillis()),
+                     [this, owned, key,
+                      done = std::move(done)](const IdempotencyStore::ClaimResult& claim) mutable {
+                       switch (claim.state) {
+                         case IdempotencyStore::ClaimState::kReplay:
+                           return done(claim.reply);
+                         case IdempotencyStore::ClaimState::kMismatch: {
+                           PurchaseReply mismatch;
+                           mismatch.outcome = PurchaseOutcome::kIdempotencyKeyMismatch;
+                           return done(mismatch);
+                         }
+                         case IdempotencyStore::ClaimState::kUnavailable: {
+                           PurchaseReply unavailable;
+                           unavailable.status = claim.unavailable;
+                           return done(unavailable);
+                         }
+                         case IdempotencyStore::ClaimState::kFirst:
+                           break;
+                       }
+                       owned.idempotency_key = key;
+                       BuyUnchecked(
+                           owned, claim.order_id,
+                           [this, key, done = std::move(done)](const PurchaseReply& reply) {
+                             // A refused hand-off is not a final answer: the next retry starts
+                             // afresh.
+                             const bool remember = reply.status.ok() || reply.status.IsUnknown();
+                             idempotency_.Finish(key, reply, remember);
+                             done(reply);
+                           });
+                     });
 }
 
-void PurchaseFunnel::BuyUnchecked(const PurchaseRequest& req, Done done) {
+void PurchaseFunnel::BuyUnchecked(const PurchaseRequest& req, OrderId order, Done done) {
   // L1: set only after the store answered SOLD_OUT, so a hit never oversells
   // and spares the store (and, distributed, the network).
   if (l1_.Contains(req.product, SteadyMillis())) {
@@ -71,7 +75,8 @@ void PurchaseFunnel::BuyUnchecked(const PurchaseRequest& req, Done done) {
     return done(reply);
   }
   const UnixMillis now = NowMillis();
-  Reservation r{req.product, req.user, req.amount, order_ids_.Next(now), now};
+  Reservation r{req.product, req.user, req.amount,
+                order.empty() ? order_ids_.Next(now) : std::move(order), now};
   metrics_.stock_store_calls.Inc();
   const std::int64_t started = MonotonicNanos();
   std::string key(req.idempotency_key);

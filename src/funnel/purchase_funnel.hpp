@@ -43,7 +43,8 @@ class PurchaseFunnel {
   void AnnounceRestocked(ProductId product, std::int64_t epoch);
 
  private:
-  void BuyUnchecked(const PurchaseRequest& req, Done done);
+  // `order`: the id to reserve with (an Idempotency-Key's), or empty for a fresh one.
+  void BuyUnchecked(const PurchaseRequest& req, OrderId order, Done done);
   void HandOff(const Reservation& r, const ReserveResult& reserved, std::string idempotency_key,
                Done done);
 

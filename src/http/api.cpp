@@ -325,14 +325,13 @@ bool Api::Handle(const HttpRequest& req, const RouteMatch& match, std::string& o
 }
 
 int Api::RenderPurchase(const PurchaseReply& reply, bool keep_alive, std::string& out) {
+  if (reply.status.ok() && reply.outcome == PurchaseOutcome::kIdempotencyKeyMismatch) {
+    return SendValidation(out,
+                          {{"Idempotency-Key", std::string(SeedMessage(reply.outcome)),
+                            "idempotency_key_mismatch", "header"}},
+                          keep_alive);
+  }
   if (!reply.status.ok()) {
-    if (reply.status.code() == Status::Code::kInvalid) {  // Idempotency-Key reused
-      return SendValidation(
-          out,
-          {{"Idempotency-Key", "Idempotency-Key was already used with another body",
-            "idempotency_key_mismatch", "header"}},
-          keep_alive);
-    }
     std::string& body = Scratch();
     body = ErrorBody(503, "服务繁忙，请稍后重试",
                      reply.status.IsUnknown() ? "UNKNOWN" : "UNAVAILABLE");

@@ -10,7 +10,8 @@ import uuid
 
 import pytest
 
-from harness import HttpConn, assert_sale, build_request, purchase_body, wait_orders_confirmed
+from harness import (HttpConn, assert_422, assert_sale, build_request, purchase_body,
+                     wait_orders_confirmed)
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +165,56 @@ def test_key_survives_kill9_and_restart(make_server):
     again = srv.purchase(11, pid, 1, key=key)
     assert again.status == 200 and again.json() == first, f"after SIGTERM restart: {again!r}"
     assert srv.remaining(pid) == 9
+
+
+def _rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def _pipelined_purchases(srv, requests: list[tuple[int, int, str]], batch: int = 256) -> list[dict]:
+    """POST /purchase for each (user, product, key), `batch` requests per write."""
+    answers = []
+    with HttpConn(srv.port, timeout=30) as c:
+        for i in range(0, len(requests), batch):
+            chunk = requests[i:i + batch]
+            c.send(b"".join(
+                build_request("POST", "/purchase", purchase_body(u, p, 1),
+                              [("Content-Type", "application/json"), ("Idempotency-Key", k)])
+                for u, p, k in chunk))
+            for _ in chunk:
+                r = c.read_response()
+                assert r.status == 200, r
+                answers.append(r.json())
+    return answers
+
+
+def test_key_store_is_bounded_and_answers_let_go_keys_from_their_order(make_server):
+    # Issue 7 (2j), scaled down: a 1 MiB cap (~4,000 keys). 6,000 accepted keys overflow it
+    # (the oldest are let go), then 60,000 unique keys on a sold-out product (uncapped:
+    # ~14 MB more resident) must not grow the server; the first accepted key still replays
+    # its order, from the orders table.
+    srv = make_server(extra_args=["--idempotency-memory-mib", "1"])
+    stocked, sold_out = 520, 521
+    srv.put_product(stocked, 10_000, 4.2, limit_per_user=1, expect=(201,))
+    srv.put_product(sold_out, 1, 4.2, expect=(201,))
+    assert_sale(srv.purchase(1, sold_out, 1), "ACCEPTED")
+
+    accepted = _pipelined_purchases(srv, [(u, stocked, f"acc-{u}") for u in range(1, 6001)])
+    assert all(a["status"] == "ACCEPTED" for a in accepted)
+    first = accepted[0]
+    rss_before = _rss_bytes(srv.proc.pid)
+    refused = _pipelined_purchases(srv, [(u, sold_out, _key()) for u in range(100_000, 160_000)])
+    assert all(a["status"] == "SOLD_OUT" for a in refused)
+    grown = _rss_bytes(srv.proc.pid) - rss_before
+    assert grown < 6 * 1024 * 1024, f"60,000 refused keys grew the server by {grown} bytes (cap 1 MiB)"
+
+    again = srv.purchase(1, stocked, 1, key="acc-1")
+    assert again.status == 200 and again.json() == first, (
+        f"an accepted key let go from memory must replay its order {first}; got {again!r}")
+    assert srv.remaining(stocked) == 10_000 - 6000
+    # The same key with another body is still a mismatch, from the order record too.
+    assert_422(srv.purchase(2, stocked, 1, key="acc-3"), ["Idempotency-Key"], where="header")

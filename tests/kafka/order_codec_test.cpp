@@ -45,6 +45,19 @@ TEST(OrderCodec, RoundTrips) {
   }
 }
 
+// The Idempotency-Key travels with its order to the database (issue 7, 2j).
+TEST(OrderCodec, CarriesTheIdempotencyKey) {
+  Order o = SampleOrder();
+  o.idempotency_key = R"(k "quoted" \ 1)";
+  Result<Order> back = DecodeOrder(EncodeOrder(o));
+  ASSERT_TRUE(back.has_value()) << back.error().message();
+  EXPECT_EQ(back->idempotency_key, o.idempotency_key);
+  EXPECT_EQ(DecodeOrder(EncodeOrder(SampleOrder()))->idempotency_key, "");
+  EXPECT_FALSE(DecodeOrder(R"({"order_id":"0192a3b4c5d000abc0000001","item_id":7,"user_id":42,)"
+                           R"("quantity":2,"price":12.5,"time":1,"idempotency_key":5})")
+                   .has_value());
+}
+
 TEST(OrderCodec, AcceptsOtherKeyOrderWhitespaceAndUnknownKeys) {
   OrderDecoder decoder;
   Result<Order> o = decoder.Decode(

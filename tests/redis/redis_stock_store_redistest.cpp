@@ -22,9 +22,12 @@
 #include <mutex>
 #include <thread>
 
+#include "backends/embedded/local_status_broadcast.hpp"
 #include "backends/redis/redis_connection.hpp"
 #include "backends/redis/redis_idempotency_store.hpp"
 #include "backends/redis/redis_stock_store.hpp"
+#include "funnel/purchase_funnel.hpp"
+#include "recording_order_queue.hpp"
 #include "run_concurrently.hpp"
 #include "temp_dir.hpp"
 
@@ -51,7 +54,10 @@ bool HaveRedisServer() { return std::system("command -v redis-server >/dev/null 
 // A redis-server child process; killed (SIGKILL) by Stop() or the destructor.
 class RedisServer {
  public:
-  explicit RedisServer(std::string dir) : dir_(std::move(dir)), port_(FreePort()) {}
+  // persistent: an append-only file fsynced on every write, so a SIGKILL and a
+  // restart keep everything acknowledged (a server that was stopped, not wiped).
+  explicit RedisServer(std::string dir, bool persistent = false)
+      : dir_(std::move(dir)), port_(FreePort()), persistent_(persistent) {}
   ~RedisServer() { Stop(); }
 
   void Start() {
@@ -59,8 +65,9 @@ class RedisServer {
     if (pid_ == 0) {
       std::string port = std::to_string(port_);
       ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
-               "--dir", dir_.c_str(), "--save", "", "--appendonly", "no", "--logfile",
-               (dir_ + "/redis.log").c_str(), static_cast<char*>(nullptr));
+               "--dir", dir_.c_str(), "--save", "", "--appendonly", persistent_ ? "yes" : "no",
+               "--appendfsync", "always", "--logfile", (dir_ + "/redis.log").c_str(),
+               static_cast<char*>(nullptr));
       ::_exit(127);
     }
     // Wait for PING.
@@ -89,6 +96,7 @@ class RedisServer {
  private:
   std::string dir_;
   std::uint16_t port_;
+  bool persistent_;
   pid_t pid_ = -1;
 };
 
@@ -104,7 +112,7 @@ class RedisStockStoreTest : public ::testing::Test {
         FAIL() << "redis-server not on PATH (CI=true)";
       GTEST_SKIP() << "redis-server not on PATH";
     }
-    server_ = std::make_unique<RedisServer>(dir_.path().string());
+    server_ = std::make_unique<RedisServer>(dir_.path().string(), Persistent());
     server_->Start();
     if (HasFatalFailure()) return;
     RedisConnection::Options opts;
@@ -114,6 +122,7 @@ class RedisStockStoreTest : public ::testing::Test {
     store_ = std::make_unique<RedisStockStore>(*connection_);
     io_thread_ = std::thread([this] { io_.run(); });
   }
+  [[nodiscard]] virtual bool Persistent() const { return false; }
   void TearDown() override {
     work_.reset();
     io_.stop();
@@ -793,7 +802,8 @@ TEST_F(RedisStockStoreTest, IdempotencyKeysAreSharedAndRacingRetriesWait) {
   const PurchaseFingerprint fp{1, kPhone, 1};
   auto claim = [&](std::string_view key, const PurchaseFingerprint& f) {
     auto p = std::make_shared<std::promise<IdempotencyStore::ClaimResult>>();
-    keys.Claim(key, f, [p](const IdempotencyStore::ClaimResult& r) { p->set_value(r); });
+    keys.Claim(key, f, ids_.Next(Now()),
+               [p](const IdempotencyStore::ClaimResult& r) { p->set_value(r); });
     return p->get_future();
   };
   EXPECT_EQ(claim("k1", fp).get().state, IdempotencyStore::ClaimState::kFirst);
@@ -843,6 +853,67 @@ TEST_F(RedisStockStoreTest, IdempotencyKeysAreSharedAndRacingRetriesWait) {
     ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
     EXPECT_EQ(f.get().state, IdempotencyStore::ClaimState::kReplay);
   }
+}
+
+// Same fixture, on a server that keeps its data across Stop()/Start().
+class RedisRestartTest : public RedisStockStoreTest {
+ protected:
+  [[nodiscard]] bool Persistent() const override { return true; }
+};
+
+// Issue 7 (2b): the owner's Finish is lost (Redis stopped at that moment, then
+// back with its data). After the pending time a retry with the same key must
+// not reserve again: it answers the first order. The real funnel over the real
+// Redis stores; only the order queue is the recording fake (Kafka plays no part).
+TEST_F(RedisRestartTest, LostFinishNeverReservesTwice) {
+  PutProduct(10, 5);
+  RedisIdempotencyStore::Options key_options;
+  key_options.pending_ttl_ms = 300;
+  key_options.poll_ms = 2;
+  RedisIdempotencyStore keys(*connection_, io_, key_options);
+  FunnelMetrics metrics;
+  embedded::LocalStatusBroadcast broadcast;
+  testutil::RecordingOrderQueue queue(testutil::RecordingOrderQueue::Mode::kDeferred);
+  PurchaseFunnel funnel(*store_, queue, keys, broadcast, metrics, {});
+  auto buy = [&] {
+    PurchaseRequest req;
+    req.user = 1;
+    req.product = kPhone;
+    req.amount = 1;
+    req.idempotency_key = "lost-finish";
+    auto p = std::make_shared<std::promise<PurchaseReply>>();
+    funnel.Buy(req, [p](const PurchaseReply& r) { p->set_value(r); });
+    return p->get_future();
+  };
+
+  queue.Hold();  // the hand-off waits: stop Redis before the owner finishes
+  std::future<PurchaseReply> first = buy();
+  for (int i = 0; i < 500 && queue.HandOffs() == 0; ++i) std::this_thread::sleep_for(2ms);
+  ASSERT_EQ(queue.HandOffs(), 1U);
+  server_->Stop();
+  queue.Release();  // ACCEPTED; the Finish write meets a dead server
+  const PurchaseReply accepted = first.get();
+  ASSERT_TRUE(accepted.status.ok()) << accepted.status.ToString();
+  ASSERT_EQ(accepted.outcome, PurchaseOutcome::kAccepted);
+  server_->Start();  // same port, data reloaded from the append-only file
+  ASSERT_FALSE(HasFatalFailure());
+  std::this_thread::sleep_for(400ms);  // past the pending time of the lost owner
+
+  PurchaseReply retry;
+  retry.status = Status::Unavailable("not tried");
+  for (int i = 0; i < 100 && !retry.status.ok(); ++i) {
+    retry = buy().get();
+    if (!retry.status.ok()) std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(retry.status.ok()) << retry.status.ToString();
+  EXPECT_EQ((*store_->Get(kPhone))->remaining, 9) << "the retry reserved a second unit";
+  EXPECT_EQ(retry.outcome, PurchaseOutcome::kAccepted);
+  EXPECT_EQ(retry.order_id.view(), accepted.order_id.view());
+  // And from now on the key answers at once, with the same order.
+  const PurchaseReply again = buy().get();
+  EXPECT_EQ(again.order_id.view(), accepted.order_id.view());
+  EXPECT_EQ((*store_->Get(kPhone))->remaining, 9);
+  queue.Flush();
 }
 
 }  // namespace

@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS orders (
   idempotency_key TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS orders_by_user ON orders(user_id, created_at);
+CREATE INDEX IF NOT EXISTS orders_by_idempotency_key ON orders(idempotency_key)
+  WHERE idempotency_key IS NOT NULL;
 )sql";
 
 constexpr const char* kOrderColumns =
@@ -533,8 +535,24 @@ Result<std::vector<Order>> SqliteDatabase::LoadKeyedOrders(UnixMillis since_ms) 
   std::lock_guard lock(read_mu_);
   return QueryOrders(reader_,
                      std::string("SELECT ") + kOrderColumns +
-                         " FROM orders WHERE idempotency_key IS NOT NULL AND created_at > ?1",
+                         " FROM orders WHERE idempotency_key IS NOT NULL AND created_at > ?1 "
+                         "ORDER BY created_at",
                      {since_ms});
+}
+
+Result<std::optional<Order>> SqliteDatabase::FindOrderByIdempotencyKey(std::string_view key) {
+  std::lock_guard lock(read_mu_);
+  SqliteStatement st(reader_, (std::string("SELECT ") + kOrderColumns +
+                               " FROM orders WHERE idempotency_key = ?1 "
+                               "ORDER BY created_at, order_id LIMIT 1")
+                                  .c_str());
+  st.Bind(1, key);
+  const int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<Order>();
+  if (rc != SQLITE_ROW) return Error(reader_, "reading order by Idempotency-Key");
+  Result<Order> order = ReadOrder(st);
+  if (!order.has_value()) return order.error();
+  return std::optional<Order>(std::move(*order));
 }
 
 Result<std::vector<Order>> SqliteDatabase::LoadAllOrders() {

@@ -83,6 +83,9 @@ class SqliteDatabase final : public OrderRepository {
   Result<std::vector<Order>> LoadPending();
   // Orders with an Idempotency-Key created after `since_ms`.
   Result<std::vector<Order>> LoadKeyedOrders(UnixMillis since_ms);
+  // The first order stored with this Idempotency-Key (index
+  // orders_by_idempotency_key): answers a key the in-memory store let go.
+  Result<std::optional<Order>> FindOrderByIdempotencyKey(std::string_view key);
   Result<std::vector<Order>> LoadAllOrders();
   Status InsertProducts(const std::vector<Product>& products, bool overwrite,
                         std::int64_t* inserted);

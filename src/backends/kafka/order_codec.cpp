@@ -159,8 +159,10 @@ const char* ParseFlat(Parser& parser, std::string_view text) {
   return nullptr;
 }
 
-constexpr std::array<std::string_view, 6> kOrderKeys = {"order_id", "item_id", "user_id",
-                                                        "quantity", "price",   "time"};
+// idempotency_key: optional (absent when the purchase had none), so the
+// database can answer an Idempotency-Key its store let go (issue 7, 2j).
+constexpr std::array<std::string_view, 7> kOrderKeys = {
+    "order_id", "item_id", "user_id", "quantity", "price", "time", "idempotency_key"};
 using OrderHandler = FlatObjectHandler<kOrderKeys.size()>;
 
 constexpr std::array<std::string_view, 4> kStatusKeys = {"item_id", "status", "timestamp",
@@ -223,6 +225,11 @@ Result<Order> OrderDecoder::Decode(std::string_view text) {
   if (!price) return Status::Invalid("order: bad price " + f[4].text);
   o.price = *price;
   if (auto why = IntField(f[5], "time", 0, o.created_at)) return Status::Invalid("order: " + *why);
+  if (f[6].kind == Kind::kString) {
+    o.idempotency_key = f[6].text;
+  } else if (f[6].kind != Kind::kNone) {
+    return Status::Invalid("order: field idempotency_key is not a string");
+  }
   o.status = OrderStatus::kPending;
   return o;
 }
@@ -247,6 +254,15 @@ std::string EncodeOrder(const Order& o) {
   out.append(FormatPrice(o.price));
   out.append(R"(,"time":)");
   AppendInt(out, o.created_at);
+  if (!o.idempotency_key.empty()) {
+    // Keys are printable ASCII (the API checks): only '"' and '\\' need escaping.
+    out.append(R"(,"idempotency_key":")");
+    for (char ch : o.idempotency_key) {
+      if (ch == '"' || ch == '\\') out.push_back('\\');
+      out.push_back(ch);
+    }
+    out.push_back('"');
+  }
   out.push_back('}');
   return out;
 }

@@ -1,6 +1,7 @@
 #pragma once
 // SPEC §5 wire formats of the Kafka topics:
 //   product_orders:              {"order_id","item_id","user_id","quantity","price","time"}
+//                                (+ "idempotency_key" when the purchase had one)
 //   product_status_change_topic: {"item_id","status","timestamp","restock_epoch"}
 // Encoders write compact JSON by hand (no allocation beyond the result).
 // Decoders are strict SAX parsers (Boost.JSON basic_parser: full JSON syntax

@@ -40,6 +40,8 @@ CREATE TABLE IF NOT EXISTS orders (
 CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, created_at DESC);
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS idempotency_key TEXT NULL;
 ALTER TABLE products ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS orders_by_idempotency_key ON orders (idempotency_key)
+  WHERE idempotency_key IS NOT NULL;
 )sql";
 
 // Tables created by an older schema (SPEC §5 without our `sold`): add the
@@ -738,6 +740,22 @@ Result<std::optional<Order>> PgDatabase::FindOrder(const OrderId& id) {
       std::string("SELECT ") + kOrderColumns + " FROM orders WHERE order_id = $1";
   return Run<std::optional<Order>>([&](Connection& c) -> Result<std::optional<Order>> {
     Result<PgResult> r = c.Exec(server_, "reading order", sql.c_str(), {key.c_str()});
+    if (!r.has_value()) return r.error();
+    if (PQntuples(r->get()) == 0) return std::optional<Order>();
+    Result<Order> order = ReadOrder(r->get(), 0);
+    if (!order.has_value()) return order.error();
+    return std::optional<Order>(std::move(*order));
+  });
+}
+
+Result<std::optional<Order>> PgDatabase::FindOrderByIdempotencyKey(std::string_view key) {
+  const std::string k(key);
+  const std::string sql = std::string("SELECT ") + kOrderColumns +
+                          " FROM orders WHERE idempotency_key = $1 "
+                          "ORDER BY created_at, order_id LIMIT 1";
+  return Run<std::optional<Order>>([&](Connection& c) -> Result<std::optional<Order>> {
+    Result<PgResult> r = c.Exec(server_, "reading order by Idempotency-Key", sql.c_str(),
+                                {k.c_str()});
     if (!r.has_value()) return r.error();
     if (PQntuples(r->get()) == 0) return std::optional<Order>();
     Result<Order> order = ReadOrder(r->get(), 0);

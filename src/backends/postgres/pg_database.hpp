@@ -79,6 +79,8 @@ class PgDatabase final : public OrderRepository {
   // batch order). Safe to retry after any error (idempotent).
   Result<PersistSummary> PersistBatch(std::span<const Order> orders) override;
   Result<std::optional<Order>> FindOrder(const OrderId& id) override;
+  // The first order stored with this Idempotency-Key (index orders_by_idempotency_key).
+  Result<std::optional<Order>> FindOrderByIdempotencyKey(std::string_view key);
   // Newest first (created_at, then order id).
   Result<std::vector<Order>> OrdersOfUser(UserId user, std::int64_t limit) override;
 

@@ -1,5 +1,7 @@
 #include "backends/redis/redis_idempotency_store.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <boost/asio/steady_timer.hpp>
 #include <charconv>
 #include <memory>
@@ -34,13 +36,85 @@ std::optional<std::int64_t> ToInt(std::string_view s) {
   return v;
 }
 
-IdempotencyStore::ClaimResult Unavailable(const Status& why) {
-  // Not a final answer: the caller answers 503 and a later retry starts afresh.
+IdempotencyStore::ClaimResult Unavailable(Status why) {
   IdempotencyStore::ClaimResult r;
-  r.state = IdempotencyStore::ClaimState::kReplay;
-  r.reply.status = why;
+  r.state = IdempotencyStore::ClaimState::kUnavailable;
+  r.unavailable = std::move(why);
   return r;
 }
+
+// "F|<fp>|<OUTCOME>|<s>|<order id>" split at '|' -> the stored first answer.
+// Outcomes are stored by name; an ordinal (written before names were) is read too.
+std::optional<PurchaseReply> FinalAnswer(const std::vector<std::string_view>& parts) {
+  if (parts.size() != 7) return std::nullopt;
+  PurchaseReply reply;
+  if (std::optional<PurchaseOutcome> named = PurchaseOutcomeNamed(parts[4])) {
+    reply.outcome = *named;
+  } else if (std::optional<std::int64_t> ordinal = ToInt(parts[4]);
+             ordinal && *ordinal >= 0 &&
+             *ordinal <= static_cast<std::int64_t>(PurchaseOutcome::kUnknownProduct)) {
+    reply.outcome = static_cast<PurchaseOutcome>(*ordinal);
+  } else {
+    return std::nullopt;
+  }
+  if (reply.outcome == PurchaseOutcome::kIdempotencyKeyMismatch) return std::nullopt;
+  if (parts[5] == "UNKNOWN") reply.status = Status::Unknown("hand-off outcome unknown");
+  if (!parts[6].empty()) {
+    std::optional<OrderId> id = OrderId::Parse(parts[6]);
+    if (!id) return std::nullopt;
+    reply.order_id = *id;
+  }
+  return reply;
+}
+
+// Replaces the value of KEYS[1] by ARGV[2] only if it still is ARGV[1]; the
+// key keeps its expiry. 1 when replaced.
+constexpr std::string_view kCompareAndSetLua =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') "
+    "return 1";
+
+// KEYS[1] idem:<key>  KEYS[2] idem-index:accepted-let-go
+// ARGV[1] pending value  ARGV[2] TTL ms
+// The value already there (a string), or, when this call claimed the key, an
+// integer: 1 if accepted answers were let go (ask the order record), else 0.
+constexpr std::string_view kClaimLua =
+    "local v = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET', 'PX', ARGV[2]) "
+    "if v then return v end "
+    "return redis.call('EXISTS', KEYS[2])";
+
+// KEYS[1] idem:<key>  KEYS[2] idem-index:refused  KEYS[3] idem-index:accepted
+// KEYS[4] idem-index:accepted-let-go
+// ARGV[1] "|<OUTCOME>|<s>|<order id>"  ARGV[2] TTL ms  ARGV[3] "1" if accepted
+// ARGV[4] now ms  ARGV[5] max keys  ARGV[6] the Idempotency-Key  ARGV[7] "idem:"
+// Turns "P|<fp>|..." into "F|<fp>|<answer>", indexes it, trims the indexes
+// (expired entries, then over max keys: refusals first). 0 if not pending.
+constexpr std::string_view kFinishLua =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if not v or string.sub(v, 1, 2) ~= 'P|' then return 0 end "
+    "local fp = string.match(v, '^P|([^|]*|[^|]*|[^|]*)') "
+    "redis.call('SET', KEYS[1], 'F|' .. fp .. ARGV[1], 'PX', ARGV[2]) "
+    "redis.call('ZADD', ARGV[3] == '1' and KEYS[3] or KEYS[2], ARGV[4], ARGV[6]) "
+    "local horizon = tonumber(ARGV[4]) - tonumber(ARGV[2]) "
+    "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', horizon) "
+    "redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', horizon) "
+    "local over = redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3]) - "
+    "tonumber(ARGV[5]) "
+    "local function drop(index, n) "
+    "  local popped = redis.call('ZPOPMIN', index, n) "
+    "  for i = 1, #popped, 2 do "
+    "    local k = ARGV[7] .. popped[i] "
+    "    local kv = redis.call('GET', k) "
+    "    if kv and string.sub(kv, 1, 2) == 'F|' then redis.call('DEL', k) end "
+    "  end "
+    "  return #popped / 2 "
+    "end "
+    "if over > 0 then over = over - drop(KEYS[2], over) end "
+    "if over > 0 then "
+    "  drop(KEYS[3], over) "
+    "  redis.call('SET', KEYS[4], '1', 'PX', ARGV[2]) "
+    "end "
+    "return 1";
 
 }  // namespace
 
@@ -49,57 +123,109 @@ RedisIdempotencyStore::RedisIdempotencyStore(RedisCommander& redis, boost::asio:
     : redis_(redis), io_(io), options_(options) {}
 
 void RedisIdempotencyStore::Claim(std::string_view key, const PurchaseFingerprint& fp,
-                                  ClaimCallback done) {
-  TryClaim(std::string(key), fp, std::move(done), NowMillis() + options_.pending_ttl_ms + 1000);
+                                  const OrderId& proposed_order, ClaimCallback done) {
+  TryClaim(Attempt{std::string(key), fp, proposed_order, std::move(done),
+                   NowMillis() + options_.pending_ttl_ms + 1000});
 }
 
-void RedisIdempotencyStore::TryClaim(std::string key, PurchaseFingerprint fp, ClaimCallback done,
-                                     std::int64_t give_up_at_ms) {
-  std::vector<std::string> argv{"SET",
-                                KeyOf(key),
-                                "P|" + Fingerprint(fp),
-                                "NX",
-                                "GET",
-                                "PX",
-                                std::to_string(options_.pending_ttl_ms)};
-  redis_.Send(argv, [this, key = std::move(key), fp, done = std::move(done),
-                     give_up_at_ms](Result<RedisValue> r) mutable {
-    if (!r.has_value()) return done(Unavailable(r.error()));
-    if (r->IsError()) return done(Unavailable(Status::Unavailable("redis: " + r->str)));
-    if (r->type == RedisValue::Type::kNil) return done(ClaimResult{ClaimState::kFirst, {}});
+void RedisIdempotencyStore::TryClaim(Attempt a) {
+  std::vector<std::string> argv{
+      "EVAL",
+      std::string(kClaimLua),
+      "2",
+      KeyOf(a.key),
+      keys::IdempotencyAcceptedLetGo(),
+      "P|" + Fingerprint(a.fp) + "|" + a.proposed_order.str() + "|" + std::to_string(NowMillis()),
+      std::to_string(options_.ttl_ms)};
+  redis_.Send(argv, [this, a = std::move(a)](Result<RedisValue> r) mutable {
+    if (!r.has_value()) return a.done(Unavailable(r.error()));
+    if (r->IsError()) return a.done(Unavailable(Status::Unavailable("redis: " + r->str)));
+    if (r->type == RedisValue::Type::kInteger) {
+      if (r->integer == 1 && options_.find_order) return ClaimFromOrderRecord(std::move(a));
+      ClaimResult first;
+      first.state = ClaimState::kFirst;
+      first.order_id = a.proposed_order;
+      return a.done(first);
+    }
     const std::vector<std::string_view> parts = Split(r->str);
-    const std::string mine = Fingerprint(fp);
     if (parts.size() < 4 ||
-        std::string(parts[1]) + "|" + std::string(parts[2]) + "|" + std::string(parts[3]) != mine) {
-      return done(ClaimResult{ClaimState::kMismatch, {}});
+        std::string(parts[1]) + "|" + std::string(parts[2]) + "|" + std::string(parts[3]) !=
+            Fingerprint(a.fp)) {
+      return a.done(ClaimResult{ClaimState::kMismatch, {}, {}, {}});
     }
-    if (parts[0] == "F" && parts.size() == 7) {
-      ClaimResult replay{ClaimState::kReplay, {}};
-      std::optional<std::int64_t> outcome = ToInt(parts[4]);
-      if (!outcome || *outcome < 0 ||
-          *outcome > static_cast<std::int64_t>(PurchaseOutcome::kUnknownProduct)) {
-        return done(Unavailable(Status::Internal("idempotency record is malformed")));
-      }
-      replay.reply.outcome = static_cast<PurchaseOutcome>(*outcome);
-      if (parts[5] == "UNKNOWN") {
-        replay.reply.status = Status::Unknown("hand-off outcome unknown");
-      }
-      if (!parts[6].empty()) {
-        if (std::optional<OrderId> id = OrderId::Parse(parts[6])) replay.reply.order_id = *id;
-      }
-      return done(replay);
+    if (parts[0] == "F") {
+      std::optional<PurchaseReply> reply = FinalAnswer(parts);
+      if (!reply) return a.done(Unavailable(Status::Internal("idempotency record is malformed")));
+      ClaimResult replay;
+      replay.state = ClaimState::kReplay;
+      replay.reply = std::move(*reply);
+      return a.done(replay);
     }
-    // The first request is still in flight: look again shortly.
-    if (NowMillis() > give_up_at_ms) {
-      return done(
-          Unavailable(Status::Unavailable("the first request with this key is still "
-                                          "in flight")));
+    // Pending. "P|<fp>" alone was written before pending records carried an
+    // order id: it expires after pending_ttl_ms as it always did.
+    std::optional<std::int64_t> claimed_at =
+        parts.size() == 6 ? ToInt(parts[5]) : std::optional<std::int64_t>();
+    if (claimed_at && NowMillis() >= *claimed_at + options_.pending_ttl_ms) {
+      // The owner did not finish in time (its Finish was lost, or it crashed).
+      OrderId stale_order;
+      if (std::optional<OrderId> id = OrderId::Parse(parts[4])) stale_order = *id;
+      std::string stale = r->str;
+      return TakeOver(std::move(a), std::move(stale), std::move(stale_order));
     }
-    auto timer = std::make_shared<boost::asio::steady_timer>(
-        io_, std::chrono::milliseconds(options_.poll_ms));
-    timer->async_wait([this, timer, key = std::move(key), fp, done = std::move(done),
-                       give_up_at_ms](const boost::system::error_code&) mutable {
-      TryClaim(std::move(key), fp, std::move(done), give_up_at_ms);
+    PollLater(std::move(a));
+  });
+}
+
+void RedisIdempotencyStore::PollLater(Attempt a) {
+  // The first request is still in flight: look again shortly.
+  if (NowMillis() > a.give_up_at_ms) {
+    return a.done(
+        Unavailable(Status::Unavailable("the first request with this key is still in flight")));
+  }
+  auto timer =
+      std::make_shared<boost::asio::steady_timer>(io_, std::chrono::milliseconds(options_.poll_ms));
+  timer->async_wait([this, timer, a = std::move(a)](const boost::system::error_code&) mutable {
+    TryClaim(std::move(a));
+  });
+}
+
+void RedisIdempotencyStore::TakeOver(Attempt a, std::string stale, OrderId stale_order) {
+  if (stale_order.empty()) stale_order = a.proposed_order;
+  // Was the stale owner's reservation released (a refused hand-off)? Then its
+  // id is spent and the retry starts afresh with its own.
+  // The command is built before the callback takes the attempt (argument
+  // evaluation order is unspecified).
+  std::vector<std::string> get_marker{"GET", keys::Order(stale_order)};
+  redis_.Send(std::move(get_marker), [this, a = std::move(a), stale = std::move(stale),
+                                      stale_order = std::move(stale_order)](
+                                         Result<RedisValue> marker) mutable {
+    if (!marker.has_value()) return a.done(Unavailable(marker.error()));
+    if (marker->IsError()) {
+      return a.done(Unavailable(Status::Unavailable("redis: " + marker->str)));
+    }
+    const bool released =
+        marker->type != RedisValue::Type::kNil && !marker->str.empty() && marker->str[0] == 'X';
+    OrderId order = released ? a.proposed_order : stale_order;
+    std::string mine =
+        "P|" + Fingerprint(a.fp) + "|" + order.str() + "|" + std::to_string(NowMillis());
+    std::vector<std::string> swap{
+        "EVAL",         std::string(kCompareAndSetLua), "1", KeyOf(a.key), std::move(stale),
+        std::move(mine)};
+    redis_.Send(std::move(swap), [this, a = std::move(a),
+                                  order = std::move(order)](Result<RedisValue> swapped) mutable {
+      if (!swapped.has_value()) return a.done(Unavailable(swapped.error()));
+      if (swapped->IsError()) {
+        return a.done(Unavailable(Status::Unavailable("redis: " + swapped->str)));
+      }
+      if (swapped->integer != 1) return TryClaim(std::move(a));  // lost the race
+      spdlog::warn(
+          "Idempotency-Key {}: the first request did not finish; "
+          "retrying it with order {}",
+          a.key, order.view());
+      ClaimResult first;
+      first.state = ClaimState::kFirst;
+      first.order_id = std::move(order);
+      a.done(first);
     });
   });
 }
@@ -107,21 +233,56 @@ void RedisIdempotencyStore::TryClaim(std::string key, PurchaseFingerprint fp, Cl
 void RedisIdempotencyStore::Finish(std::string_view key, const PurchaseReply& reply,
                                    bool remember) {
   if (!remember) {
+    // Lost? Then the pending record stays; a retry after pending_ttl_ms sees
+    // the released order:<id> and starts afresh.
     redis_.Send({"DEL", KeyOf(key)}, [](Result<RedisValue>) {});
     return;
   }
-  // The pending value already holds the fingerprint: one small script turns
-  // "P|<fp>" into "F|<fp>|<answer>" (keys are optional and rare: EVAL is fine).
-  std::string value = "|" + std::to_string(static_cast<int>(reply.outcome)) + "|" +
+  // The pending value already holds the fingerprint: one script turns
+  // "P|<fp>|<order>|<at>" into "F|<fp>|<answer>" and keeps the cap (keys are
+  // optional and rare: EVAL is fine). Lost? See TakeOver.
+  std::string value = "|" + std::string(StatusName(reply.outcome)) + "|" +
                       (reply.status.IsUnknown() ? "UNKNOWN" : "OK") + "|" +
                       std::string(reply.order_id.view());
-  redis_.Send({"EVAL",
-               "local v = redis.call('GET', KEYS[1]) "
-               "if not v or string.sub(v, 1, 2) ~= 'P|' then return 0 end "
-               "redis.call('SET', KEYS[1], 'F' .. string.sub(v, 2) .. ARGV[1], 'PX', ARGV[2]) "
-               "return 1",
-               "1", KeyOf(key), std::move(value), std::to_string(options_.ttl_ms)},
-              [](Result<RedisValue>) {});
+  redis_.Send(
+      {"EVAL", std::string(kFinishLua), "4", KeyOf(key), keys::IdempotencyRefusals(),
+       keys::IdempotencyAccepted(), keys::IdempotencyAcceptedLetGo(), std::move(value),
+       std::to_string(options_.ttl_ms), reply.outcome == PurchaseOutcome::kAccepted ? "1" : "0",
+       std::to_string(NowMillis()), std::to_string(options_.max_keys), std::string(key),
+       std::string(keys::kIdempotencyPrefix)},
+      [](Result<RedisValue>) {});
+}
+
+void RedisIdempotencyStore::ClaimFromOrderRecord(Attempt a) {
+  // We hold the pending record: racing retries poll it meanwhile.
+  std::string key = a.key;
+  options_.find_order(
+      std::move(key), [this, a = std::move(a)](Result<std::optional<Order>> found) mutable {
+        if (found && found->has_value() && (*found)->created_at + options_.ttl_ms > NowMillis()) {
+          // Answered from the order each time: nothing is stored again (the cap
+          // holds), and the pending record goes so that pollers ask too.
+          const Order& o = **found;
+          redis_.Send({"DEL", KeyOf(a.key)}, [](Result<RedisValue>) {});
+          ClaimResult answer;
+          if (PurchaseFingerprint{o.user, o.product, o.quantity} == a.fp) {
+            answer.state = ClaimState::kReplay;
+            answer.reply.outcome = o.status == OrderStatus::kFailed ? PurchaseOutcome::kSoldOut
+                                                                    : PurchaseOutcome::kAccepted;
+            answer.reply.order_id = o.id;
+          } else {
+            answer.state = ClaimState::kMismatch;
+          }
+          return a.done(answer);
+        }
+        if (!found) {
+          redis_.Send({"DEL", KeyOf(a.key)}, [](Result<RedisValue>) {});
+          return a.done(Unavailable(found.error()));
+        }
+        ClaimResult first;
+        first.state = ClaimState::kFirst;
+        first.order_id = a.proposed_order;
+        a.done(first);
+      });
 }
 
 }  // namespace flashsale::redis

@@ -35,4 +35,15 @@ inline std::string Order(const OrderId& order) { return std::string(kOrderPrefix
 // Idempotency-Key records (RedisIdempotencyStore).
 inline std::string Idempotency(std::string_view key) { return "idem:" + std::string(key); }
 
+// Idempotency-Keys (RedisIdempotencyStore): one string per key, two indexes
+// of finished answers (sorted sets, score = finish time, member = the key),
+// and a flag set while accepted answers were let go over the cap.
+constexpr std::string_view kIdempotencyPrefix = "idem:";
+inline std::string Idempotency(std::string_view key) {
+  return std::string(kIdempotencyPrefix) + std::string(key);
+}
+inline std::string IdempotencyRefusals() { return "idem-index:refused"; }
+inline std::string IdempotencyAccepted() { return "idem-index:accepted"; }
+inline std::string IdempotencyAcceptedLetGo() { return "idem-index:accepted-let-go"; }
+
 }  // namespace flashsale::redis::keys
