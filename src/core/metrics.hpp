@@ -59,6 +59,11 @@ class Histogram {
   std::array<Shard, metrics_detail::kShards> shards_{};
 };
 
+// Exceptions caught by an outer guard instead of ending the process (a bug:
+// the guard logs it and answers 500 where a client waits), process-wide, for
+// flashsale_internal_errors_total.
+Counter& InternalErrors();
+
 // Monotonic nanoseconds for durations.
 std::int64_t MonotonicNanos();
 

@@ -202,6 +202,11 @@ void RequestMetrics::Render(std::string& out) const {
     const std::string labels = "route=\"" + std::string(RouteName(static_cast<RouteId>(r))) + "\"";
     durations_[r].Render(out, "flashsale_request_duration_seconds", labels);
   }
+  out.append(
+      "# HELP flashsale_internal_errors_total Exceptions caught instead of ending the process "
+      "(bugs; each was logged and answered 500 where a client waited).\n");
+  out.append("# TYPE flashsale_internal_errors_total counter\n");
+  out.append("flashsale_internal_errors_total " + std::to_string(InternalErrors().Value()) + "\n");
   out.append("# HELP flashsale_connections Open client connections.\n");
   out.append("# TYPE flashsale_connections gauge\n");
   out.append("flashsale_connections " + std::to_string(connections.Value()) + "\n");
@@ -247,81 +252,102 @@ void Api::RenderError(int status, std::string_view message, bool keep_alive, std
   Send(out, status, ErrorBody(status, message, status_name), keep_alive, kJson, extra_headers);
 }
 
-bool Api::Handle(const HttpRequest& req, const RouteMatch& match, std::string& out, int& status,
-                 PurchaseRequest& purchase) {
+Api::Handled Api::Handle(const HttpRequest& req, const RouteMatch& match, std::string& out,
+                         int& status, DeferredResponder& responder) {
   const bool ka = req.keep_alive;
   if (match.id == RouteId::kUnknown) {
     status = Send(out, 404, ErrorBody(404, "Not Found", "NOT_FOUND"), ka);
-    return false;
+    return Handled::kAnswered;
   }
   if (!match.method_allowed) {
     std::string allow = "Allow: " + std::string(match.allow) + "\r\n";
     status = Send(out, 405, ErrorBody(405, "Method Not Allowed", "METHOD_NOT_ALLOWED"), ka, kJson,
                   allow);
-    return false;
+    return Handled::kAnswered;
   }
   switch (match.id) {
-    case RouteId::kPurchase: {
-      std::vector<FieldError> errors;
-      BodyValues v;
-      if (!ThreadReader().Read(req.body, kPurchaseSpec, v, errors) ||
-          (req.has_idempotency_key && !ValidIdempotencyKey(req.idempotency_key))) {
-        if (req.has_idempotency_key && !ValidIdempotencyKey(req.idempotency_key)) {
-          errors.push_back({"Idempotency-Key", "must be 1 to 128 printable ASCII characters",
-                            "string_pattern_mismatch", "header"});
-        }
-        status = SendValidation(out, errors, ka);
-        return false;
-      }
-      purchase.user = *v.ints[0];
-      purchase.product = *v.ints[1];
-      purchase.amount = *v.ints[2];
-      purchase.idempotency_key = req.has_idempotency_key ? req.idempotency_key : std::string_view{};
-      return true;
-    }
+    case RouteId::kPurchase:
+      return HandlePurchase(req, out, status, responder);
     case RouteId::kRoot:
       status = HandleRoot(ka, out);
-      return false;
+      return Handled::kAnswered;
     case RouteId::kOrder:
       status = HandleOrder(match.param, ka, out);
-      return false;
+      return Handled::kAnswered;
     case RouteId::kUserOrders:
       status = HandleUserOrders(match.param, ka, out);
-      return false;
+      return Handled::kAnswered;
     case RouteId::kProducts:
       status = HandleProducts(req.query, ka, out);
-      return false;
+      return Handled::kAnswered;
     case RouteId::kProduct:
       status = HandleProduct(match.param, ka, out);
-      return false;
+      return Handled::kAnswered;
     case RouteId::kAdminProduct:
       status = HandleAdminPut(req, match.param, out);
-      return false;
+      return Handled::kAnswered;
     case RouteId::kAdminRestock:
       status = HandleAdminRestock(req, match.param, out);
-      return false;
+      return Handled::kAnswered;
     case RouteId::kHealthz:
       status = Send(out, 200, R"({"status":"ok"})", ka);
-      return false;
+      return Handled::kAnswered;
     case RouteId::kReadyz:
       status = HandleReadyz(ka, out);
-      return false;
+      return Handled::kAnswered;
     case RouteId::kMetrics:
       status = HandleMetrics(ka, out);
-      return false;
+      return Handled::kAnswered;
     case RouteId::kOpenApi:
       status = Send(out, 200, OpenApiJson(), ka);
-      return false;
+      return Handled::kAnswered;
     case RouteId::kDocs:
       status = Send(out, 200, DocsHtml(), ka, "text/html; charset=utf-8");
-      return false;
+      return Handled::kAnswered;
     case RouteId::kDocsAsset:
       status = HandleDocsAsset(match.param, ka, out);
-      return false;
+      return Handled::kAnswered;
     case RouteId::kUnknown:
       break;
   }
   FLASHSALE_CHECK(false, "unrouted RouteId");
+}
+
+Api::Handled Api::HandlePurchase(const HttpRequest& req, std::string& out, int& status,
+                                 DeferredResponder& responder) {
+  const bool ka = req.keep_alive;
+  const bool bad_key = req.has_idempotency_key && !ValidIdempotencyKey(req.idempotency_key);
+  std::vector<FieldError> errors;
+  BodyValues v;
+  if (!ThreadReader().Read(req.body, kPurchaseSpec, v, errors) || bad_key) {
+    if (bad_key) {
+      errors.push_back({"Idempotency-Key", "must be 1 to 128 printable ASCII characters",
+                        "string_pattern_mismatch", "header"});
+    }
+    status = SendValidation(out, errors, ka);
+    return Handled::kAnswered;
+  }
+  PurchaseRequest purchase;
+  purchase.user = *v.ints[0];
+  purchase.product = *v.ints[1];
+  purchase.amount = *v.ints[2];
+  purchase.idempotency_key = req.has_idempotency_key ? req.idempotency_key : std::string_view{};
+  // The callback holds only the connection (fits std::function's inline
+  // storage: no allocation here); the reply is rendered on its thread.
+  funnel_.Buy(purchase, [owner = responder.Retain()](const PurchaseReply& reply) {
+    owner->Deliver(DeferredAnswer{reply});
+  });
+  return Handled::kDeferred;
+}
+
+int Api::RenderDeferred(RouteId route, const DeferredAnswer& answer, bool keep_alive,
+                        std::string& out) {
+  FLASHSALE_CHECK(route == RouteId::kPurchase, "no deferred answer for this route");
+  return RenderPurchase(answer.purchase, keep_alive, out);
+}
+
+int Api::RenderInternalError(bool keep_alive, std::string& out) {
+  return Send(out, 500, ErrorBody(500, "internal error", "INTERNAL"), keep_alive);
 }
 
 int Api::RenderPurchase(const PurchaseReply& reply, bool keep_alive, std::string& out) {

@@ -1,13 +1,16 @@
 #pragma once
 // Api: every route of SPEC §4 except the socket work. Synchronous routes write
-// their whole response here; POST /purchase is validated here, run through the
-// funnel by the connection (it may complete later, on another thread) and
-// rendered here again. Also owns the per-route request metrics.
+// their whole response in Handle(); POST /purchase is validated, run through
+// the funnel and rendered here too, but its answer may come later from a
+// backend thread: Handle() then says kDeferred and the answer reaches the
+// connection through its DeferredResponder. Also owns the per-route request
+// metrics.
 //
 // Thread safety: all methods may be called from any I/O thread concurrently.
 
 #include <array>
 #include <functional>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -50,29 +53,57 @@ class RequestMetrics {
   std::array<Histogram, kRouteCount> durations_{};
 };
 
+// What a deferred route hands back to the connection's thread.
+struct DeferredAnswer {
+  PurchaseReply purchase;  // POST /purchase
+};
+
+// The socket layer's side of a deferred response; implemented by the
+// connection that called Api::Handle().
+class DeferredResponder {
+ public:
+  virtual ~DeferredResponder() = default;
+  // Keeps the connection alive until its answer was delivered.
+  virtual std::shared_ptr<DeferredResponder> Retain() = 0;
+  // Any thread, exactly once per Handle() that returned kDeferred, possibly
+  // before Handle() returned. The connection then calls Api::RenderDeferred()
+  // on its own thread. Must not block.
+  virtual void Deliver(DeferredAnswer answer) = 0;
+};
+
 class Api {
  public:
+  enum class Handled {
+    kAnswered,  // the whole response was appended to `out`; `status` is its code
+    kDeferred,  // nothing was appended; `responder.Deliver()` follows
+  };
+
   Api(PurchaseFunnel& funnel, Catalog& catalog, OrderRepository& repository,
       FunnelMetrics& funnel_metrics, std::vector<ReadinessCheck> checks, ApiOptions options);
 
-  // Handles `req` (routed as `match`). Returns true when it is a valid
-  // purchase: `purchase` is then filled and nothing was written; the caller
-  // runs it through the funnel and calls RenderPurchase(). Otherwise the whole
-  // response was appended to `out` and `status` says its code.
-  bool Handle(const HttpRequest& req, const RouteMatch& match, std::string& out, int& status,
-              PurchaseRequest& purchase);
+  // Handles `req` (routed as `match`). May throw when a backend has a bug;
+  // the caller answers that with RenderInternalError().
+  Handled Handle(const HttpRequest& req, const RouteMatch& match, std::string& out, int& status,
+                 DeferredResponder& responder);
 
-  // Appends the response to a purchase; returns its HTTP status.
-  int RenderPurchase(const PurchaseReply& reply, bool keep_alive, std::string& out);
+  // Appends the response to a deferred request routed as `route`; returns
+  // its HTTP status. Called on the connection's thread.
+  int RenderDeferred(RouteId route, const DeferredAnswer& answer, bool keep_alive,
+                     std::string& out);
+
+  // 500 for a request whose handling threw (a bug, caught by the connection).
+  static int RenderInternalError(bool keep_alive, std::string& out);
 
   // Responses the connection writes on its own (parse errors, timeouts).
   static void RenderError(int status, std::string_view message, bool keep_alive, std::string& out,
                           std::string_view extra_headers = {});
 
-  PurchaseFunnel& funnel() { return funnel_; }
   RequestMetrics& request_metrics() { return request_metrics_; }
 
  private:
+  Handled HandlePurchase(const HttpRequest& req, std::string& out, int& status,
+                         DeferredResponder& responder);
+  int RenderPurchase(const PurchaseReply& reply, bool keep_alive, std::string& out);
   int HandleRoot(bool keep_alive, std::string& out);
   int HandleOrder(std::string_view id, bool keep_alive, std::string& out);
   int HandleUserOrders(std::string_view id, bool keep_alive, std::string& out);

@@ -63,9 +63,15 @@ class Worker {
   std::int64_t shutdown_deadline_ms_ = 0;
 };
 
-// One client connection. Lives on its worker's thread; a purchase completion
-// arriving from a backend thread is posted back to it.
-class Connection : public std::enable_shared_from_this<Connection> {
+// One client connection. Lives on its worker's thread; a deferred answer (a
+// purchase) arriving from a backend thread is posted back to it.
+//
+// Exceptions: Dispatch() and the rendering of a deferred answer are the seam
+// where an exception escaping the Api, the funnel or a backend called on this
+// thread is caught: it is logged, counted (flashsale_internal_errors_total)
+// and answered 500, and the connection keeps serving. Worker::Run() catches
+// what escapes any other handler on the thread.
+class Connection : public std::enable_shared_from_this<Connection>, public DeferredResponder {
  public:
   Connection(Worker& worker, tcp::socket socket) : worker_(worker), socket_(std::move(socket)) {
     in_.resize(kInitialReadBuffer);
@@ -81,7 +87,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Called by the sweep once a second.
   void CheckTimeouts(std::int64_t now_ms) {
     if (closed_) return;
-    if (awaiting_purchase_) return;  // our turn, not the client's
+    if (awaiting_deferred_) return;  // our turn, not the client's
     if (write_in_flight_) {
       // A client that stops reading its replies must not hold the connection.
       if (now_ms - write_started_ms_ > worker_.options().request_timeout_ms) Close();
@@ -101,7 +107,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Shutdown: idle connections close now, busy ones after their reply.
   void BeginShutdown() {
     if (closed_) return;
-    if (!awaiting_purchase_ && !write_in_flight_ && out_.empty()) {
+    if (!awaiting_deferred_ && !write_in_flight_ && out_.empty()) {
       Close();
     } else {
       close_after_write_ = true;
@@ -142,7 +148,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
           self->read_in_flight_ = false;
           if (ec) {
             // EOF or reset: finish what is in flight, then go.
-            if (!self->awaiting_purchase_ && !self->write_in_flight_)
+            if (!self->awaiting_deferred_ && !self->write_in_flight_)
               self->Close();
             else
               self->close_after_write_ = true;
@@ -157,7 +163,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Parses and answers every complete request in the buffer, in order.
   void Process() {
-    while (!closed_ && !awaiting_purchase_ && !close_after_write_ &&
+    while (!closed_ && !awaiting_deferred_ && !close_after_write_ &&
            out_.size() < kMaxPendingOutput) {
       if (in_pos_ == in_len_) {
         in_pos_ = in_len_ = 0;
@@ -179,66 +185,108 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (!request_.keep_alive) close_after_write_ = true;
     }
     // Keep the unparsed tail at the front of the buffer.
-    if (in_pos_ > 0 && !awaiting_purchase_) {
+    if (in_pos_ > 0 && !awaiting_deferred_) {
       std::memmove(in_.data(), in_.data() + in_pos_, in_len_ - in_pos_);
       in_len_ -= in_pos_;
       in_pos_ = 0;
     }
     Flush();
-    if (!awaiting_purchase_ && !close_after_write_ && out_.size() < kMaxPendingOutput) StartRead();
+    if (!awaiting_deferred_ && !close_after_write_ && out_.size() < kMaxPendingOutput) StartRead();
+  }
+
+  std::shared_ptr<DeferredResponder> Retain() override { return shared_from_this(); }
+
+  void Deliver(DeferredAnswer answer) override {
+    if (current_ == this) {  // answered inline, still inside Dispatch()
+      CompleteDeferred(answer);
+      return;
+    }
+    asio::post(socket_.get_executor(), [self = shared_from_this(), answer = std::move(answer)] {
+      self->CompleteDeferred(answer);
+      self->Process();
+    });
   }
 
   void Dispatch(const ParseResult&) {
     const RouteMatch match = MatchRoute(request_.method, request_.path);
     const std::int64_t started = MonotonicNanos();
     int status = 0;
-    PurchaseRequest purchase;
     Api& api = worker_.api();
     const std::size_t response_start = out_.size();
     http10_keep_alive_ = request_.version_minor == 0 && request_.keep_alive;
+    // Set before Handle(): a deferred answer may be delivered inline.
+    awaiting_deferred_ = true;
+    deferred_route_ = match.id;
+    deferred_keep_alive_ = request_.keep_alive;
+    deferred_started_ns_ = started;
+    current_ = this;
+    Api::Handled handled = Api::Handled::kAnswered;
     try {
-      if (!api.Handle(request_, match, out_, status, purchase)) {
-        if (http10_keep_alive_) AddKeepAliveHeader(out_, response_start);
-        api.request_metrics().Record(match.id, status, MonotonicNanos() - started);
-        return;
-      }
-    } catch (const std::exception& e) {  // a bug: answer 500, keep serving
-      spdlog::error("request {} {} failed: {}", request_.method_text, request_.target, e.what());
-      Api::RenderError(500, "internal error", request_.keep_alive, out_);
-      api.request_metrics().Record(match.id, 500, MonotonicNanos() - started);
+      handled = api.Handle(request_, match, out_, status, *this);
+    } catch (...) {
+      current_ = nullptr;
+      ReportException(match.id);
+      if (!awaiting_deferred_) return;  // answered inline before the throw
+      // Whatever the route had appended is cut off; it gets a whole 500. A
+      // deferred answer that still arrives later is dropped (CompleteDeferred).
+      awaiting_deferred_ = false;
+      out_.resize(response_start);
+      AnswerInternalError(match.id, response_start);
       return;
     }
-    awaiting_purchase_ = true;
-    purchase_keep_alive_ = request_.keep_alive;
-    purchase_started_ns_ = started;
-    current_ = this;
-    api.funnel().Buy(purchase, [self = shared_from_this()](const PurchaseReply& reply) {
-      if (current_ == self.get()) {  // answered inline, still inside Dispatch()
-        self->CompletePurchase(reply);
-        return;
-      }
-      asio::post(self->socket_.get_executor(), [self, reply] {
-        self->CompletePurchase(reply);
-        self->Process();
-      });
-    });
     current_ = nullptr;
+    if (handled == Api::Handled::kDeferred) return;  // Deliver() ran or will run
+    awaiting_deferred_ = false;
+    if (http10_keep_alive_) AddKeepAliveHeader(out_, response_start);
+    api.request_metrics().Record(match.id, status, MonotonicNanos() - started);
   }
 
-  void CompletePurchase(const PurchaseReply& reply) {
-    awaiting_purchase_ = false;
+  // On this connection's thread.
+  void CompleteDeferred(const DeferredAnswer& answer) {
+    if (!awaiting_deferred_) {
+      // Only after its request threw and was answered 500 already.
+      spdlog::error("late answer to a request that failed dropped ({})",
+                    RouteName(deferred_route_));
+      return;
+    }
+    awaiting_deferred_ = false;
     Api& api = worker_.api();
     const std::size_t response_start = out_.size();
-    const int status = api.RenderPurchase(reply, purchase_keep_alive_, out_);
+    int status = 0;
+    try {
+      status = api.RenderDeferred(deferred_route_, answer, deferred_keep_alive_, out_);
+    } catch (...) {
+      ReportException(deferred_route_);
+      out_.resize(response_start);
+      AnswerInternalError(deferred_route_, response_start);
+      return;
+    }
     if (http10_keep_alive_) AddKeepAliveHeader(out_, response_start);
-    api.request_metrics().Record(RouteId::kPurchase, status,
-                                 MonotonicNanos() - purchase_started_ns_);
+    api.request_metrics().Record(deferred_route_, status, MonotonicNanos() - deferred_started_ns_);
+  }
+
+  // REQUIRES: inside a catch block.
+  void ReportException(RouteId route) {
+    InternalErrors().Inc();
+    try {
+      throw;
+    } catch (const std::exception& e) {
+      spdlog::error("request {} ({}) failed: {}", RouteName(route), request_.target, e.what());
+    } catch (...) {
+      spdlog::error("request {} ({}) failed: unknown exception", RouteName(route), request_.target);
+    }
+  }
+
+  void AnswerInternalError(RouteId route, std::size_t response_start) {
+    const int status = Api::RenderInternalError(deferred_keep_alive_, out_);
+    if (http10_keep_alive_) AddKeepAliveHeader(out_, response_start);
+    worker_.api().request_metrics().Record(route, status, MonotonicNanos() - deferred_started_ns_);
   }
 
   void Flush() {
     if (closed_ || write_in_flight_) return;
     if (out_.empty()) {
-      if (close_after_write_ && !awaiting_purchase_) Close();
+      if (close_after_write_ && !awaiting_deferred_) Close();
       return;
     }
     writing_.swap(out_);
@@ -254,7 +302,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
             self->Close();
             return;
           }
-          if (self->worker_.shutting_down() && !self->awaiting_purchase_) {
+          if (self->worker_.shutting_down() && !self->awaiting_deferred_) {
             self->close_after_write_ = true;
           }
           self->Process();
@@ -273,12 +321,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   HttpRequest request_;
   bool read_in_flight_ = false;
   bool write_in_flight_ = false;
-  bool awaiting_purchase_ = false;
-  bool purchase_keep_alive_ = true;
+  bool awaiting_deferred_ = false;
+  bool deferred_keep_alive_ = true;
+  RouteId deferred_route_ = RouteId::kUnknown;
   bool http10_keep_alive_ = false;  // the request being answered is HTTP/1.0 keep-alive
   bool close_after_write_ = false;
   bool closed_ = false;
-  std::int64_t purchase_started_ns_ = 0;
+  std::int64_t deferred_started_ns_ = 0;
   std::int64_t last_activity_ms_ = 0;
   std::int64_t write_started_ms_ = 0;
   std::int64_t request_started_ms_ = 0;  // first byte of an unfinished request, 0 if none
@@ -309,7 +358,21 @@ void Worker::Run() {
   if (options_.on_thread_start) options_.on_thread_start(ctx_);
   Accept();
   ScheduleSweep();
-  ctx_.run();
+  // Last guard of this thread: a handler that throws outside a connection's
+  // seam (e.g. a backend's own callback on this io_context) is logged and
+  // counted, and the loop goes on (io_context allows run() again).
+  for (;;) {
+    try {
+      ctx_.run();
+      break;
+    } catch (const std::exception& e) {
+      InternalErrors().Inc();
+      spdlog::error("exception escaped a handler on an HTTP I/O thread: {}", e.what());
+    } catch (...) {
+      InternalErrors().Inc();
+      spdlog::error("unknown exception escaped a handler on an HTTP I/O thread");
+    }
+  }
   if (options_.on_thread_stop) options_.on_thread_stop();
 }
 
