@@ -49,7 +49,8 @@ namespace {
 //
 // Shutdown order (why): the server first stops accepting and gives in-flight
 // requests the grace period, then closes the connections and joins its
-// threads; but its event loops and the Api stay alive while
+// threads; the Api's blocking pool finishes its jobs; but the server's event
+// loops and the Api stay alive while
 // `shutdown_backends` flushes the hand-offs: a purchase that outlived the
 // grace period completes then, and its answer is posted to a stopped (not
 // destroyed) event loop, where it is dropped with its connection when the
@@ -86,6 +87,7 @@ int ServeUntilSignalled(const Config& config, const sigset_t& signals, PurchaseF
                config.host, server.port(), options.threads, mode);
   WaitForStopSignal(signals, "finishing in-flight requests");
   server.Stop();
+  api.StopBlockingWork();
   shutdown_backends();
   return 0;
 }

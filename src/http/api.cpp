@@ -221,7 +221,8 @@ Api::Api(PurchaseFunnel& funnel, Catalog& catalog, OrderRepository& repository,
       repository_(repository),
       funnel_metrics_(funnel_metrics),
       checks_(std::move(checks)),
-      options_(std::move(options)) {
+      options_(std::move(options)),
+      blocking_(options_.blocking_threads, options_.blocking_queue) {
   const std::pair<const char*, const char*> kAssets[] = {
       {"swagger-ui.css", "text/css"},
       {"swagger-ui-bundle.js", "application/javascript"},
@@ -252,6 +253,25 @@ void Api::RenderError(int status, std::string_view message, bool keep_alive, std
   Send(out, status, ErrorBody(status, message, status_name), keep_alive, kJson, extra_headers);
 }
 
+template <class Render>
+Api::Handled Api::RunBlocking(bool keep_alive, std::string& out, int& status,
+                              DeferredResponder& responder, Render render) {
+  const bool queued =
+      blocking_.TrySubmit([owner = responder.Retain(), render = std::move(render)]() mutable {
+        DeferredAnswer answer;
+        try {
+          answer.status = render(answer.response);
+        } catch (...) {  // answered by the connection's seam (500, log, metric)
+          answer.error = std::current_exception();
+        }
+        owner->Deliver(std::move(answer));
+      });
+  if (queued) return Handled::kDeferred;
+  status = Send(out, 503, ErrorBody(503, "服务繁忙，请稍后重试", "UNAVAILABLE"), keep_alive, kJson,
+                kRetryAfter);
+  return Handled::kAnswered;
+}
+
 Api::Handled Api::Handle(const HttpRequest& req, const RouteMatch& match, std::string& out,
                          int& status, DeferredResponder& responder) {
   const bool ka = req.keep_alive;
@@ -272,11 +292,15 @@ Api::Handled Api::Handle(const HttpRequest& req, const RouteMatch& match, std::s
       status = HandleRoot(ka, out);
       return Handled::kAnswered;
     case RouteId::kOrder:
-      status = HandleOrder(match.param, ka, out);
-      return Handled::kAnswered;
+      return RunBlocking(ka, out, status, responder,
+                         [this, id = std::string(match.param), ka](std::string& o) {
+                           return HandleOrder(id, ka, o);
+                         });
     case RouteId::kUserOrders:
-      status = HandleUserOrders(match.param, ka, out);
-      return Handled::kAnswered;
+      return RunBlocking(ka, out, status, responder,
+                         [this, id = std::string(match.param), ka](std::string& o) {
+                           return HandleUserOrders(id, ka, o);
+                         });
     case RouteId::kProducts:
       status = HandleProducts(req.query, ka, out);
       return Handled::kAnswered;
@@ -293,8 +317,8 @@ Api::Handled Api::Handle(const HttpRequest& req, const RouteMatch& match, std::s
       status = Send(out, 200, R"({"status":"ok"})", ka);
       return Handled::kAnswered;
     case RouteId::kReadyz:
-      status = HandleReadyz(ka, out);
-      return Handled::kAnswered;
+      return RunBlocking(ka, out, status, responder,
+                         [this, ka](std::string& o) { return HandleReadyz(ka, o); });
     case RouteId::kMetrics:
       status = HandleMetrics(ka, out);
       return Handled::kAnswered;
@@ -342,8 +366,10 @@ Api::Handled Api::HandlePurchase(const HttpRequest& req, std::string& out, int& 
 
 int Api::RenderDeferred(RouteId route, const DeferredAnswer& answer, bool keep_alive,
                         std::string& out) {
-  FLASHSALE_CHECK(route == RouteId::kPurchase, "no deferred answer for this route");
-  return RenderPurchase(answer.purchase, keep_alive, out);
+  if (answer.error) std::rethrow_exception(answer.error);
+  if (route == RouteId::kPurchase) return RenderPurchase(answer.purchase, keep_alive, out);
+  out.append(answer.response);
+  return answer.status;
 }
 
 int Api::RenderInternalError(bool keep_alive, std::string& out) {

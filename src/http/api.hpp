@@ -3,12 +3,16 @@
 // their whole response in Handle(); POST /purchase is validated, run through
 // the funnel and rendered here too, but its answer may come later from a
 // backend thread: Handle() then says kDeferred and the answer reaches the
-// connection through its DeferredResponder. Also owns the per-route request
+// connection through its DeferredResponder. Routes whose backend call may
+// block (GET /orders/{id}, GET /users/{id}/orders, /readyz: database reads,
+// Redis, Kafka metadata) run on a small bounded worker pool instead of the
+// I/O thread and are deferred the same way. Also owns the per-route request
 // metrics.
 //
 // Thread safety: all methods may be called from any I/O thread concurrently.
 
 #include <array>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <string>
@@ -19,6 +23,7 @@
 #include "core/order_repository.hpp"
 #include "funnel/catalog.hpp"
 #include "funnel/purchase_funnel.hpp"
+#include "http/blocking_pool.hpp"
 #include "http/http_parser.hpp"
 #include "http/router.hpp"
 
@@ -35,7 +40,9 @@ struct ReadinessCheck {
 struct ApiOptions {
   std::string admin_token;  // empty: admin routes answer 403
   std::string version;
-  std::string swagger_ui_dir;  // swagger-ui-dist assets; missing files answer 404
+  std::string swagger_ui_dir;        // swagger-ui-dist assets; missing files answer 404
+  int blocking_threads = 2;          // the worker pool for routes that may block
+  std::size_t blocking_queue = 256;  // beyond this many waiting, such routes answer 503
 };
 
 // Per-route request counters (by HTTP status) and latency histograms.
@@ -55,7 +62,10 @@ class RequestMetrics {
 
 // What a deferred route hands back to the connection's thread.
 struct DeferredAnswer {
-  PurchaseReply purchase;  // POST /purchase
+  PurchaseReply purchase;    // POST /purchase
+  std::string response;      // routes run on the blocking pool: the whole response
+  int status = 0;            // ... and its HTTP status
+  std::exception_ptr error;  // the pool job threw: rethrown on the connection's thread
 };
 
 // The socket layer's side of a deferred response; implemented by the
@@ -94,6 +104,10 @@ class Api {
   // 500 for a request whose handling threw (a bug, caught by the connection).
   static int RenderInternalError(bool keep_alive, std::string& out);
 
+  // Runs the blocking work already queued and stops the pool: call after the
+  // server stopped and before it is destroyed (the answers are posted to it).
+  void StopBlockingWork() { blocking_.Stop(); }
+
   // Responses the connection writes on its own (parse errors, timeouts).
   static void RenderError(int status, std::string_view message, bool keep_alive, std::string& out,
                           std::string_view extra_headers = {});
@@ -104,6 +118,11 @@ class Api {
   Handled HandlePurchase(const HttpRequest& req, std::string& out, int& status,
                          DeferredResponder& responder);
   int RenderPurchase(const PurchaseReply& reply, bool keep_alive, std::string& out);
+  // Runs `render(out)` (appends a whole response, returns its status) on the
+  // blocking pool; 503 at once when the pool's queue is full.
+  template <class Render>
+  Handled RunBlocking(bool keep_alive, std::string& out, int& status, DeferredResponder& responder,
+                      Render render);
   int HandleRoot(bool keep_alive, std::string& out);
   int HandleOrder(std::string_view id, bool keep_alive, std::string& out);
   int HandleUserOrders(std::string_view id, bool keep_alive, std::string& out);
@@ -129,6 +148,8 @@ class Api {
       assets_;  // name -> type, bytes
   // Fixed purchase bodies (no order id), by outcome: the sold-out path is a copy.
   std::array<std::string, 7> fixed_purchase_bodies_;
+  // Last: its threads are joined before the members their jobs use go away.
+  BlockingPool blocking_;
 };
 
 }  // namespace flashsale::http

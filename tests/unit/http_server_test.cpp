@@ -10,6 +10,7 @@
 
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <atomic>
 #include <boost/asio.hpp>
 
 #include <stdexcept>
@@ -73,6 +74,26 @@ class ThrowingOrderQueue final : public OrderQueue {
   void Flush() override { inner.Flush(); }
 };
 
+// The fake database; FindOrder() throws while `throw_on_find` is set (a bug
+// in a read that runs on the Api's blocking pool).
+class ThrowingRepository final : public OrderRepository {
+ public:
+  std::atomic<bool> throw_on_find{false};
+  testutil::FakeOrderRepository inner;
+
+  Status UpsertProduct(const Product& p) override { return inner.UpsertProduct(p); }
+  Result<PersistSummary> PersistBatch(std::span<const Order> orders) override {
+    return inner.PersistBatch(orders);
+  }
+  Result<std::optional<Order>> FindOrder(const OrderId& id) override {
+    if (throw_on_find) throw std::runtime_error("database bug");
+    return inner.FindOrder(id);
+  }
+  Result<std::vector<Order>> OrdersOfUser(UserId user, std::int64_t limit) override {
+    return inner.OrdersOfUser(user, limit);
+  }
+};
+
 struct Response {
   int status = 0;
   std::string body;
@@ -88,16 +109,21 @@ class Client {
     ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   }
 
+  static std::string Request(std::string_view method, std::string_view path,
+                             std::string_view body = {}) {
+    return std::string(method) + " " + std::string(path) +
+           " HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+           "Content-Length: " +
+           std::to_string(body.size()) + "\r\n\r\n" + std::string(body);
+  }
+
   Response Send(std::string_view method, std::string_view path, std::string_view body = {}) {
-    std::string req = std::string(method) + " " + std::string(path) +
-                      " HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-                      "Content-Length: " +
-                      std::to_string(body.size()) + "\r\n\r\n" + std::string(body);
-    asio::write(socket_, asio::buffer(req));
+    Write(Request(method, path, body));
     return Read();
   }
 
- private:
+  void Write(const std::string& bytes) { asio::write(socket_, asio::buffer(bytes)); }
+
   Response Read() {
     for (;;) {
       const std::size_t header_end = buffer_.find("\r\n\r\n");
@@ -124,6 +150,8 @@ class Client {
       buffer_.append(chunk, static_cast<std::size_t>(n));
     }
   }
+
+ private:
   asio::io_context io_;
   tcp::socket socket_;
   std::string buffer_;
@@ -144,7 +172,10 @@ struct ServerHarness {
     stock.inner.Load({p}, {});
     EXPECT_TRUE(server.Start().ok());
   }
-  ~ServerHarness() { server.Stop(); }
+  ~ServerHarness() {
+    server.Stop();
+    api.StopBlockingWork();
+  }
 
   static http::ServerOptions Options() {
     http::ServerOptions o;
@@ -160,7 +191,7 @@ struct ServerHarness {
   embedded::MemoryIdempotencyStore idempotency;
   embedded::LocalStatusBroadcast broadcast;
   FunnelMetrics metrics;
-  testutil::FakeOrderRepository repository;
+  ThrowingRepository repository;
   PurchaseFunnel funnel;
   Catalog catalog;
   http::Api api;
@@ -213,6 +244,43 @@ TEST(HttpServerFaults, QueueThrowingInsideTheReserveCallbackIsA500AndTheServerKe
 
   EXPECT_EQ(client.Send("POST", "/purchase", PurchaseBody(2)).status, 200);
   EXPECT_EQ(InternalErrors(client), errors_before + 1);
+}
+
+TEST(HttpServerFaults, ABlockingReadThatThrowsIsA500AndTheServerKeepsServing) {
+  ServerHarness h;
+  Client client(h.server.port());
+  const std::int64_t errors_before = InternalErrors(client);
+  const std::string order = "/orders/00000000000000000000000a";
+  EXPECT_EQ(client.Send("GET", order).status, 404);
+  h.repository.throw_on_find = true;
+  const Response failed = client.Send("GET", order);
+  EXPECT_EQ(failed.status, 500);
+  EXPECT_NE(failed.body.find("INTERNAL"), std::string::npos) << failed.body;
+  h.repository.throw_on_find = false;
+  EXPECT_EQ(client.Send("GET", order).status, 404);
+  EXPECT_EQ(client.Send("POST", "/purchase", PurchaseBody(1)).status, 200);
+  EXPECT_EQ(InternalErrors(client), errors_before + 1);
+}
+
+TEST(HttpServer, PipelinedAnswersStayInOrderAroundRoutesRunOnTheBlockingPool) {
+  ServerHarness h;
+  Client client(h.server.port());
+  // One write: a pool route, a purchase, a pool route, an inline route.
+  client.Write(Client::Request("GET", "/readyz") +
+               Client::Request("POST", "/purchase", PurchaseBody(1)) +
+               Client::Request("GET", "/users/1/orders") + Client::Request("GET", "/healthz"));
+  const Response ready = client.Read();
+  EXPECT_EQ(ready.status, 200);
+  EXPECT_NE(ready.body.find("\"ready\":true"), std::string::npos) << ready.body;
+  const Response bought = client.Read();
+  EXPECT_EQ(bought.status, 200);
+  EXPECT_NE(bought.body.find("ACCEPTED"), std::string::npos) << bought.body;
+  const Response orders = client.Read();
+  EXPECT_EQ(orders.status, 200);
+  EXPECT_EQ(orders.body.front(), '[') << orders.body;
+  const Response health = client.Read();
+  EXPECT_EQ(health.status, 200);
+  EXPECT_NE(health.body.find("\"ok\""), std::string::npos) << health.body;
 }
 
 }  // namespace
