@@ -14,6 +14,57 @@ namespace flashsale::http {
 namespace {
 
 constexpr std::string_view kRetryAfter = "Retry-After: 1\r\n";
+constexpr std::string_view kBusyMessage = "服务繁忙，请稍后重试";
+
+// ---- The answer table: every outcome and error -> HTTP status and body ----
+// Every route renders outcomes and Status errors through AnswerFor(), so one
+// place says what a client sees. A new PurchaseOutcome (e.g. an
+// Idempotency-Key mismatch, 422) fails to compile (-Wswitch) until it has
+// its row here.
+struct Answer {
+  int http_status;
+  int body_code;          // "code" in the body (the seed's: 400 for a refused purchase)
+  std::string_view name;  // "status" in the body; empty: StatusName(outcome)
+  bool retry_after;       // 503: the client may retry (Retry-After: 1)
+};
+
+constexpr Answer AnswerFor(PurchaseOutcome o) {
+  switch (o) {
+    case PurchaseOutcome::kAccepted:
+      return {200, 200, {}, false};
+    case PurchaseOutcome::kSoldOut:
+    case PurchaseOutcome::kInsufficientStock:
+    case PurchaseOutcome::kLimitExceeded:
+    case PurchaseOutcome::kNotStarted:
+    case PurchaseOutcome::kEnded:
+      return {200, 400, {}, false};  // business refusals are 200s (SPEC §4)
+    case PurchaseOutcome::kUnknownProduct:
+      return {404, 404, {}, false};
+  }
+  return {500, 500, "INTERNAL", false};
+}
+
+// `handoff`: the error ended a purchase's hand-off, where kUnknown means the
+// order may exist (UNKNOWN, with its id); elsewhere it is just UNAVAILABLE.
+constexpr Answer AnswerFor(Status::Code c, bool handoff = false) {
+  switch (c) {
+    case Status::Code::kNotFound:
+      return {404, 404, "NOT_FOUND", false};
+    case Status::Code::kConflict:
+      return {409, 409, "STOCK_BELOW_SOLD", false};
+    case Status::Code::kInvalid:  // rendered in FastAPI's validation shape
+      return {422, 422, "value_error", false};
+    case Status::Code::kInternal:
+      return {500, 500, "INTERNAL", false};
+    case Status::Code::kUnknown:
+      return {503, 503, handoff ? "UNKNOWN" : "UNAVAILABLE", true};
+    case Status::Code::kOk:  // not an error: callers never ask
+    case Status::Code::kUnavailable:
+    case Status::Code::kNotDelivered:
+      break;
+  }
+  return {503, 503, "UNAVAILABLE", true};
+}
 
 JsonBodyReader& ThreadReader() {
   thread_local JsonBodyReader reader;
@@ -100,9 +151,7 @@ void AppendArray(std::string& out, const Items& items, AppendItem append) {
 
 std::string PurchaseBody(PurchaseOutcome outcome, std::string_view order_id) {
   const bool accepted = outcome == PurchaseOutcome::kAccepted;
-  std::string out = outcome == PurchaseOutcome::kUnknownProduct
-                        ? "{\"code\":404"
-                        : (accepted ? "{\"code\":200" : "{\"code\":400");
+  std::string out = "{\"code\":" + std::to_string(AnswerFor(outcome).body_code);
   out.append(",\"message\":");
   AppendJsonString(out, SeedMessage(outcome));
   out.append(accepted ? ",\"data\":true" : ",\"data\":false");
@@ -127,24 +176,18 @@ int SendValidation(std::string& out, const std::vector<FieldError>& errors, bool
   return Send(out, 422, RenderValidationErrors(errors), keep_alive);
 }
 
-int SendStatusError(std::string& out, const Status& s, bool keep_alive) {
-  switch (s.code()) {
-    case Status::Code::kNotFound:
-      return Send(out, 404, ErrorBody(404, s.message(), "NOT_FOUND"), keep_alive);
-    case Status::Code::kConflict:
-      return Send(out, 409, ErrorBody(409, s.message(), "STOCK_BELOW_SOLD"), keep_alive);
-    case Status::Code::kInvalid:
-      return SendValidation(out, {{"", s.message(), "value_error"}}, keep_alive);
-    case Status::Code::kInternal:
-      return Send(out, 500, ErrorBody(500, s.message(), "INTERNAL"), keep_alive);
-    case Status::Code::kOk:
-    case Status::Code::kUnavailable:
-    case Status::Code::kNotDelivered:
-    case Status::Code::kUnknown:
-      break;
+// An error Status as its row of the answer table says. 503s carry the fixed
+// busy message (backend details stay in the log), the others the Status's.
+int SendStatusError(std::string& out, const Status& s, bool keep_alive, bool handoff = false) {
+  const Answer a = AnswerFor(s.code(), handoff);
+  if (s.code() == Status::Code::kInvalid) {
+    return SendValidation(out, {{"", s.message(), std::string(a.name)}}, keep_alive);
   }
-  return Send(out, 503, ErrorBody(503, "服务繁忙，请稍后重试", "UNAVAILABLE"), keep_alive, kJson,
-              kRetryAfter);
+  if (a.retry_after) {
+    return Send(out, a.http_status, ErrorBody(a.body_code, kBusyMessage, a.name), keep_alive, kJson,
+                kRetryAfter);
+  }
+  return Send(out, a.http_status, ErrorBody(a.body_code, s.message(), a.name), keep_alive);
 }
 
 bool ValidIdempotencyKey(std::string_view key) {
@@ -267,8 +310,7 @@ Api::Handled Api::RunBlocking(bool keep_alive, std::string& out, int& status,
         owner->Deliver(std::move(answer));
       });
   if (queued) return Handled::kDeferred;
-  status = Send(out, 503, ErrorBody(503, "服务繁忙，请稍后重试", "UNAVAILABLE"), keep_alive, kJson,
-                kRetryAfter);
+  status = SendStatusError(out, Status::Unavailable("blocking pool full"), keep_alive);
   return Handled::kAnswered;
 }
 
@@ -373,30 +415,36 @@ int Api::RenderDeferred(RouteId route, const DeferredAnswer& answer, bool keep_a
 }
 
 int Api::RenderInternalError(bool keep_alive, std::string& out) {
-  return Send(out, 500, ErrorBody(500, "internal error", "INTERNAL"), keep_alive);
+  return SendStatusError(out, Status::Internal("internal error"), keep_alive);
 }
 
 int Api::RenderPurchase(const PurchaseReply& reply, bool keep_alive, std::string& out) {
   if (!reply.status.ok()) {
-    if (reply.status.code() == Status::Code::kInvalid) {  // Idempotency-Key reused
+    // Idempotency-Key reused with another body. (Being made an outcome of its
+    // own in a parallel change; its row then goes into AnswerFor(PurchaseOutcome).)
+    if (reply.status.code() == Status::Code::kInvalid) {
       return SendValidation(
           out,
           {{"Idempotency-Key", "Idempotency-Key was already used with another body",
             "idempotency_key_mismatch", "header"}},
           keep_alive);
     }
+    // Any other backend error of a purchase is a 503 for the client: nothing
+    // was sold, or (kUnknown) the order may exist and the answer names it.
+    const Status::Code code =
+        reply.status.IsUnknown() ? Status::Code::kUnknown : Status::Code::kUnavailable;
+    const Answer a = AnswerFor(code, /*handoff=*/true);
     std::string& body = Scratch();
-    body = ErrorBody(503, "服务繁忙，请稍后重试",
-                     reply.status.IsUnknown() ? "UNKNOWN" : "UNAVAILABLE");
+    body = ErrorBody(a.body_code, kBusyMessage, a.name);
     if (reply.status.IsUnknown() && !reply.order_id.empty()) {
       body.pop_back();
       body.append(",\"order_id\":");
       AppendJsonString(body, reply.order_id.view());
       body.push_back('}');
     }
-    return Send(out, 503, body, keep_alive, kJson, kRetryAfter);
+    return Send(out, a.http_status, body, keep_alive, kJson, kRetryAfter);
   }
-  const int status = reply.outcome == PurchaseOutcome::kUnknownProduct ? 404 : 200;
+  const int status = AnswerFor(reply.outcome).http_status;
   if (reply.order_id.empty()) {
     return Send(out, status, fixed_purchase_bodies_[static_cast<std::size_t>(reply.outcome)],
                 keep_alive);

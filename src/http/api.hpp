@@ -146,7 +146,8 @@ class Api {
   // Constant after construction.
   std::unordered_map<std::string, std::pair<std::string, std::string>>
       assets_;  // name -> type, bytes
-  // Fixed purchase bodies (no order id), by outcome: the sold-out path is a copy.
+  // Fixed purchase bodies (no order id), by outcome: the sold-out path is a
+  // copy. One per PurchaseOutcome: grows with the enum.
   std::array<std::string, 7> fixed_purchase_bodies_;
   // Last: its threads are joined before the members their jobs use go away.
   BlockingPool blocking_;
