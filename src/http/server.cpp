@@ -86,8 +86,8 @@ class Connection : public std::enable_shared_from_this<Connection>, public Defer
 
   // Called by the sweep once a second.
   void CheckTimeouts(std::int64_t now_ms) {
-    if (closed_) return;
-    if (awaiting_deferred_) return;  // our turn, not the client's
+    if (state_ == State::kClosed) return;
+    if (awaiting()) return;  // our turn, not the client's
     if (write_in_flight_) {
       // A client that stops reading its replies must not hold the connection.
       if (now_ms - write_started_ms_ > worker_.options().request_timeout_ms) Close();
@@ -96,7 +96,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public Defer
     if (request_started_ms_ != 0) {
       if (now_ms - request_started_ms_ > worker_.options().request_timeout_ms) {
         Api::RenderError(408, "request took too long to arrive", false, out_);
-        close_after_write_ = true;
+        CloseAfterWrite();
         Flush();
       }
       return;
@@ -106,17 +106,17 @@ class Connection : public std::enable_shared_from_this<Connection>, public Defer
 
   // Shutdown: idle connections close now, busy ones after their reply.
   void BeginShutdown() {
-    if (closed_) return;
-    if (!awaiting_deferred_ && !write_in_flight_ && out_.empty()) {
+    if (state_ == State::kClosed) return;
+    if (!awaiting() && !write_in_flight_ && out_.empty()) {
       Close();
     } else {
-      close_after_write_ = true;
+      CloseAfterWrite();
     }
   }
 
   void Close() {
-    if (closed_) return;
-    closed_ = true;
+    if (state_ == State::kClosed) return;
+    state_ = State::kClosed;
     boost::system::error_code ec;
     socket_.shutdown(tcp::socket::shutdown_both, ec);
     socket_.close(ec);
@@ -129,13 +129,46 @@ class Connection : public std::enable_shared_from_this<Connection>, public Defer
   Connection* next = nullptr;
 
  private:
+  // Lifecycle. Invariants:
+  // - requests are parsed and dispatched only in kOpen;
+  // - kAwaiting*: exactly one dispatched request waits for its deferred
+  //   answer; nothing after it is parsed until it is answered, so answers
+  //   are written in request order (pipelining) and the read buffer's
+  //   unparsed tail is not moved (the request's views point into it);
+  // - kClosing, kAwaitingThenClose: the client or the server asked to close;
+  //   no new request is parsed, and the connection closes once its output
+  //   (and, first, the awaited answer) is written;
+  // - kClosed is final: socket closed, unlinked from the worker; late
+  //   completions find it and do nothing.
+  enum class State { kOpen, kAwaiting, kAwaitingThenClose, kClosing, kClosed };
+
+  bool awaiting() const {
+    return state_ == State::kAwaiting || state_ == State::kAwaitingThenClose;
+  }
+  // Close once what is pending was answered and written.
+  void CloseAfterWrite() {
+    if (state_ == State::kOpen) {
+      state_ = State::kClosing;
+    } else if (state_ == State::kAwaiting) {
+      state_ = State::kAwaitingThenClose;
+    }
+  }
+  // The awaited request got its answer.
+  void Answered() {
+    if (state_ == State::kAwaiting) {
+      state_ = State::kOpen;
+    } else if (state_ == State::kAwaitingThenClose) {
+      state_ = State::kClosing;
+    }
+  }
+
   void StartRead() {
-    if (closed_ || read_in_flight_) return;
+    if (state_ == State::kClosed || read_in_flight_) return;
     if (in_len_ == in_.size()) {
       if (in_.size() >= kMaxReadBuffer) {
         // Unreachable for valid requests (the parser answers 431/413 first).
         Api::RenderError(400, "request too large", false, out_);
-        close_after_write_ = true;
+        CloseAfterWrite();
         Flush();
         return;
       }
@@ -148,10 +181,10 @@ class Connection : public std::enable_shared_from_this<Connection>, public Defer
           self->read_in_flight_ = false;
           if (ec) {
             // EOF or reset: finish what is in flight, then go.
-            if (!self->awaiting_deferred_ && !self->write_in_flight_)
+            if (!self->awaiting() && !self->write_in_flight_)
               self->Close();
             else
-              self->close_after_write_ = true;
+              self->CloseAfterWrite();
             return;
           }
           self->last_activity_ms_ = SteadyMillis();
@@ -163,8 +196,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public Defer
 
   // Parses and answers every complete request in the buffer, in order.
   void Process() {
-    while (!closed_ && !awaiting_deferred_ && !close_after_write_ &&
-           out_.size() < kMaxPendingOutput) {
+    while (state_ == State::kOpen && out_.size() < kMaxPendingOutput) {
       if (in_pos_ == in_len_) {
         in_pos_ = in_len_ = 0;
         request_started_ms_ = 0;
@@ -176,22 +208,22 @@ class Connection : public std::enable_shared_from_this<Connection>, public Defer
       if (parsed.status == ParseStatus::kError) {
         Api::RenderError(parsed.error_status, parsed.error_message, false, out_);
         worker_.api().request_metrics().Record(RouteId::kUnknown, parsed.error_status, 0);
-        close_after_write_ = true;
+        CloseAfterWrite();
         break;
       }
       in_pos_ += parsed.consumed;
       request_started_ms_ = in_pos_ == in_len_ ? 0 : SteadyMillis();
       Dispatch(parsed);
-      if (!request_.keep_alive) close_after_write_ = true;
+      if (!request_.keep_alive) CloseAfterWrite();
     }
     // Keep the unparsed tail at the front of the buffer.
-    if (in_pos_ > 0 && !awaiting_deferred_) {
+    if (in_pos_ > 0 && !awaiting()) {
       std::memmove(in_.data(), in_.data() + in_pos_, in_len_ - in_pos_);
       in_len_ -= in_pos_;
       in_pos_ = 0;
     }
     Flush();
-    if (!awaiting_deferred_ && !close_after_write_ && out_.size() < kMaxPendingOutput) StartRead();
+    if (state_ == State::kOpen && out_.size() < kMaxPendingOutput) StartRead();
   }
 
   std::shared_ptr<DeferredResponder> Retain() override { return shared_from_this(); }
@@ -213,12 +245,11 @@ class Connection : public std::enable_shared_from_this<Connection>, public Defer
     int status = 0;
     Api& api = worker_.api();
     const std::size_t response_start = out_.size();
-    http10_keep_alive_ = request_.version_minor == 0 && request_.keep_alive;
     // Set before Handle(): a deferred answer may be delivered inline.
-    awaiting_deferred_ = true;
-    deferred_route_ = match.id;
-    deferred_keep_alive_ = request_.keep_alive;
-    deferred_started_ns_ = started;
+    FLASHSALE_CHECK(state_ == State::kOpen, "dispatch outside kOpen");
+    state_ = State::kAwaiting;
+    answering_ = {match.id, request_.keep_alive, request_.version_minor == 0 && request_.keep_alive,
+                  started};
     current_ = this;
     Api::Handled handled = Api::Handled::kAnswered;
     try {
@@ -226,43 +257,44 @@ class Connection : public std::enable_shared_from_this<Connection>, public Defer
     } catch (...) {
       current_ = nullptr;
       ReportException(match.id);
-      if (!awaiting_deferred_) return;  // answered inline before the throw
+      if (!awaiting()) return;  // answered inline before the throw
       // Whatever the route had appended is cut off; it gets a whole 500. A
       // deferred answer that still arrives later is dropped (CompleteDeferred).
-      awaiting_deferred_ = false;
+      Answered();
       out_.resize(response_start);
       AnswerInternalError(match.id, response_start);
       return;
     }
     current_ = nullptr;
     if (handled == Api::Handled::kDeferred) return;  // Deliver() ran or will run
-    awaiting_deferred_ = false;
-    if (http10_keep_alive_) AddKeepAliveHeader(out_, response_start);
+    Answered();
+    if (answering_.http10_keep_alive) AddKeepAliveHeader(out_, response_start);
     api.request_metrics().Record(match.id, status, MonotonicNanos() - started);
   }
 
   // On this connection's thread.
   void CompleteDeferred(const DeferredAnswer& answer) {
-    if (!awaiting_deferred_) {
+    if (!awaiting()) {
       // Only after its request threw and was answered 500 already.
       spdlog::error("late answer to a request that failed dropped ({})",
-                    RouteName(deferred_route_));
+                    RouteName(answering_.route));
       return;
     }
-    awaiting_deferred_ = false;
+    Answered();
     Api& api = worker_.api();
     const std::size_t response_start = out_.size();
     int status = 0;
     try {
-      status = api.RenderDeferred(deferred_route_, answer, deferred_keep_alive_, out_);
+      status = api.RenderDeferred(answering_.route, answer, answering_.keep_alive, out_);
     } catch (...) {
-      ReportException(deferred_route_);
+      ReportException(answering_.route);
       out_.resize(response_start);
-      AnswerInternalError(deferred_route_, response_start);
+      AnswerInternalError(answering_.route, response_start);
       return;
     }
-    if (http10_keep_alive_) AddKeepAliveHeader(out_, response_start);
-    api.request_metrics().Record(deferred_route_, status, MonotonicNanos() - deferred_started_ns_);
+    if (answering_.http10_keep_alive) AddKeepAliveHeader(out_, response_start);
+    api.request_metrics().Record(answering_.route, status,
+                                 MonotonicNanos() - answering_.started_ns);
   }
 
   // REQUIRES: inside a catch block.
@@ -278,15 +310,15 @@ class Connection : public std::enable_shared_from_this<Connection>, public Defer
   }
 
   void AnswerInternalError(RouteId route, std::size_t response_start) {
-    const int status = Api::RenderInternalError(deferred_keep_alive_, out_);
-    if (http10_keep_alive_) AddKeepAliveHeader(out_, response_start);
-    worker_.api().request_metrics().Record(route, status, MonotonicNanos() - deferred_started_ns_);
+    const int status = Api::RenderInternalError(answering_.keep_alive, out_);
+    if (answering_.http10_keep_alive) AddKeepAliveHeader(out_, response_start);
+    worker_.api().request_metrics().Record(route, status, MonotonicNanos() - answering_.started_ns);
   }
 
   void Flush() {
-    if (closed_ || write_in_flight_) return;
+    if (state_ == State::kClosed || write_in_flight_) return;
     if (out_.empty()) {
-      if (close_after_write_ && !awaiting_deferred_) Close();
+      if (state_ == State::kClosing) Close();
       return;
     }
     writing_.swap(out_);
@@ -302,9 +334,7 @@ class Connection : public std::enable_shared_from_this<Connection>, public Defer
             self->Close();
             return;
           }
-          if (self->worker_.shutting_down() && !self->awaiting_deferred_) {
-            self->close_after_write_ = true;
-          }
+          if (self->worker_.shutting_down() && !self->awaiting()) self->CloseAfterWrite();
           self->Process();
         });
   }
@@ -319,15 +349,19 @@ class Connection : public std::enable_shared_from_this<Connection>, public Defer
   std::string out_;      // replies not yet handed to the socket
   std::string writing_;  // replies being written
   HttpRequest request_;
+  State state_ = State::kOpen;
+  // The two asio operations this connection may have outstanding. They are
+  // independent of each other and of state_: the next requests are read while
+  // earlier answers are written (pipelining). At most one of each.
   bool read_in_flight_ = false;
   bool write_in_flight_ = false;
-  bool awaiting_deferred_ = false;
-  bool deferred_keep_alive_ = true;
-  RouteId deferred_route_ = RouteId::kUnknown;
-  bool http10_keep_alive_ = false;  // the request being answered is HTTP/1.0 keep-alive
-  bool close_after_write_ = false;
-  bool closed_ = false;
-  std::int64_t deferred_started_ns_ = 0;
+  // The request being answered (the last one dispatched).
+  struct Answering {
+    RouteId route = RouteId::kUnknown;
+    bool keep_alive = true;
+    bool http10_keep_alive = false;  // HTTP/1.0 keep-alive: the answer says so explicitly
+    std::int64_t started_ns = 0;
+  } answering_;
   std::int64_t last_activity_ms_ = 0;
   std::int64_t write_started_ms_ = 0;
   std::int64_t request_started_ms_ = 0;  // first byte of an unfinished request, 0 if none
