@@ -274,8 +274,12 @@ class Connection : public std::enable_shared_from_this<Connection>, public Defer
 
   // On this connection's thread.
   void CompleteDeferred(const DeferredAnswer& answer) {
+    if (state_ == State::kClosed) return;  // the client went; nobody to answer
     if (!awaiting()) {
-      // Only after its request threw and was answered 500 already.
+      // Only after its request threw and was answered 500 already. (Were the
+      // connection awaiting its next request by then, this stale answer would
+      // be taken for that one: only a backend that throws after handing its
+      // callback on can cause it, and it is logged where it threw.)
       spdlog::error("late answer to a request that failed dropped ({})",
                     RouteName(answering_.route));
       return;
