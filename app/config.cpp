@@ -161,6 +161,11 @@ void AddServeOptions(CLI::App& app, Config& c) {
                  "seconds a request's header and body may take to arrive")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{3'600}))
       ->capture_default_str();
+  app.add_option("--shutdown-grace", c.shutdown_grace_s,
+                 "seconds in-flight requests get to be answered after SIGTERM/SIGINT")
+      ->envname("FLASHSALE_SHUTDOWN_GRACE")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{3'600}))
+      ->capture_default_str();
   app.add_option("--l1-ttl", c.l1_ttl_s, "seconds the local sold-out cache remembers")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{86'400}))
       ->capture_default_str();

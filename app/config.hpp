@@ -37,6 +37,7 @@ struct Config {
   std::int64_t max_connections = 100'000;
   std::int64_t idle_timeout_s = 60;
   std::int64_t request_timeout_s = 10;
+  std::int64_t shutdown_grace_s = 10;  // SIGTERM: in-flight requests get this long
   std::int64_t l1_ttl_s = 600;
   std::int64_t idempotency_memory_mib = 256;  // cap of the Idempotency-Key store
   // Distributed mode.

@@ -156,12 +156,17 @@ void DistributedStack::DetachIoThread() {
 void DistributedStack::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
-  if (queue_) queue_->Flush();  // every handed-off order answered
+  // The HTTP server has stopped taking requests (serve.cpp). Every handed-off
+  // order gets its delivery report; then the Redis thread stops, so no
+  // reservation completes and hands off after it; what completed during the
+  // first flush is flushed by the second.
+  if (queue_) queue_->Flush();
   if (broadcast_) broadcast_->Stop();
   if (key_lookups_) key_lookups_->join();  // lookups answer before the stores go
   work_.reset();
   io_.stop();
   if (io_thread_.joinable()) io_thread_.join();
+  if (queue_) queue_->Flush();
 }
 
 DistributedStack::~DistributedStack() {

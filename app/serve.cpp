@@ -46,9 +46,19 @@ std::string CheckBackendSelection(const Config& config) {
 namespace {
 
 // The HTTP server over one stack, until SIGINT/SIGTERM. Returns the exit code.
+//
+// Shutdown order (why): the server first stops accepting and gives in-flight
+// requests the grace period, then closes the connections and joins its
+// threads; the Api's blocking pool finishes its jobs; but the server's event
+// loops and the Api stay alive while
+// `shutdown_backends` flushes the hand-offs: a purchase that outlived the
+// grace period completes then, and its answer is posted to a stopped (not
+// destroyed) event loop, where it is dropped with its connection when the
+// server is destroyed, last.
 int ServeUntilSignalled(const Config& config, const sigset_t& signals, PurchaseFunnel& funnel,
                         Catalog& catalog, OrderRepository& orders, FunnelMetrics& metrics,
                         std::vector<http::ReadinessCheck> checks, const std::string& mode,
+                        const std::function<void()>& shutdown_backends,
                         std::function<void(boost::asio::io_context&)> on_thread_start = {},
                         std::function<void()> on_thread_stop = {}) {
   if (config.admin_token.empty()) {
@@ -64,17 +74,21 @@ int ServeUntilSignalled(const Config& config, const sigset_t& signals, PurchaseF
   options.max_connections = config.max_connections;
   options.idle_timeout_ms = config.idle_timeout_s * 1000;
   options.request_timeout_ms = config.request_timeout_s * 1000;
+  options.shutdown_grace_ms = config.shutdown_grace_s * 1000;
   options.on_thread_start = std::move(on_thread_start);
   options.on_thread_stop = std::move(on_thread_stop);
   http::HttpServer server(api, options);
   if (Status st = server.Start(); !st.ok()) {
     spdlog::error("{}", st.ToString());
+    shutdown_backends();
     return 1;
   }
   spdlog::info("flashsale {} listening on {}:{} ({} I/O threads, {})", FLASHSALE_VERSION,
                config.host, server.port(), options.threads, mode);
   WaitForStopSignal(signals, "finishing in-flight requests");
   server.Stop();
+  api.StopBlockingWork();
+  shutdown_backends();
   return 0;
 }
 
@@ -106,9 +120,9 @@ int RunEmbeddedServe(const Config& config) {
   EmbeddedStack& s = **stack;
   std::vector<http::ReadinessCheck> checks;
   checks.push_back({"database", [&s] { return s.database().Ping(); }});
-  const int rc = ServeUntilSignalled(config, signals, s.funnel(), s.catalog(), s.database(),
-                                     s.metrics(), std::move(checks), "embedded, database " + path);
-  s.Shutdown();
+  const int rc =
+      ServeUntilSignalled(config, signals, s.funnel(), s.catalog(), s.database(), s.metrics(),
+                          std::move(checks), "embedded, database " + path, [&s] { s.Shutdown(); });
   spdlog::info(rc == 0 ? "stopped cleanly" : "stopped");
   spdlog::shutdown();
   ::close(lock_fd);
@@ -126,9 +140,8 @@ int RunDistributedServe(const Config& config) {
   DistributedStack& s = **stack;
   const int rc = ServeUntilSignalled(
       config, signals, s.funnel(), s.catalog(), s.orders(), s.metrics(), s.ReadinessChecks(),
-      s.Describe(), [&s](boost::asio::io_context& io) { s.AttachIoThread(io); },
-      [&s] { s.DetachIoThread(); });
-  s.Shutdown();
+      s.Describe(), [&s] { s.Shutdown(); },
+      [&s](boost::asio::io_context& io) { s.AttachIoThread(io); }, [&s] { s.DetachIoThread(); });
   stack->reset();  // librdkafka logs while it closes: before the logger goes
   spdlog::info(rc == 0 ? "stopped cleanly" : "stopped");
   spdlog::shutdown();

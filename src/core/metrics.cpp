@@ -13,6 +13,11 @@ std::size_t ThreadShard() {
 }
 }  // namespace metrics_detail
 
+Counter& InternalErrors() {
+  static Counter errors;
+  return errors;
+}
+
 std::int64_t Counter::Value() const {
   std::int64_t total = 0;
   for (const Slot& s : slots_) total += s.value.load(std::memory_order_relaxed);

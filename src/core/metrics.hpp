@@ -61,6 +61,11 @@ class Histogram {
   std::array<Shard, metrics_detail::kShards> shards_{};
 };
 
+// Exceptions caught by an outer guard instead of ending the process (a bug:
+// the guard logs it and answers 500 where a client waits), process-wide, for
+// flashsale_internal_errors_total.
+Counter& InternalErrors();
+
 // The funnel's, the stores' and the consumer's metrics. The HTTP layer owns
 // the per-route request metrics and renders both.
 struct FunnelMetrics {

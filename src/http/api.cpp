@@ -14,6 +14,59 @@ namespace flashsale::http {
 namespace {
 
 constexpr std::string_view kRetryAfter = "Retry-After: 1\r\n";
+constexpr std::string_view kBusyMessage = "服务繁忙，请稍后重试";
+
+// ---- The answer table: every outcome and error -> HTTP status and body ----
+// Every route renders outcomes and Status errors through AnswerFor(), so one
+// place says what a client sees. A new PurchaseOutcome (e.g. an
+// Idempotency-Key mismatch, 422) fails to compile (-Wswitch) until it has
+// its row here.
+struct Answer {
+  int http_status;
+  int body_code;          // "code" in the body (the seed's: 400 for a refused purchase)
+  std::string_view name;  // "status" in the body; empty: StatusName(outcome)
+  bool retry_after;       // 503: the client may retry (Retry-After: 1)
+};
+
+constexpr Answer AnswerFor(PurchaseOutcome o) {
+  switch (o) {
+    case PurchaseOutcome::kAccepted:
+      return {200, 200, {}, false};
+    case PurchaseOutcome::kSoldOut:
+    case PurchaseOutcome::kInsufficientStock:
+    case PurchaseOutcome::kLimitExceeded:
+    case PurchaseOutcome::kNotStarted:
+    case PurchaseOutcome::kEnded:
+      return {200, 400, {}, false};  // business refusals are 200s (SPEC §4)
+    case PurchaseOutcome::kUnknownProduct:
+      return {404, 404, {}, false};
+    case PurchaseOutcome::kIdempotencyKeyMismatch:  // FastAPI's validation shape, header field
+      return {422, 422, "idempotency_key_mismatch", false};
+  }
+  return {500, 500, "INTERNAL", false};
+}
+
+// `handoff`: the error ended a purchase's hand-off, where kUnknown means the
+// order may exist (UNKNOWN, with its id); elsewhere it is just UNAVAILABLE.
+constexpr Answer AnswerFor(Status::Code c, bool handoff = false) {
+  switch (c) {
+    case Status::Code::kNotFound:
+      return {404, 404, "NOT_FOUND", false};
+    case Status::Code::kConflict:
+      return {409, 409, "STOCK_BELOW_SOLD", false};
+    case Status::Code::kInvalid:  // rendered in FastAPI's validation shape
+      return {422, 422, "value_error", false};
+    case Status::Code::kInternal:
+      return {500, 500, "INTERNAL", false};
+    case Status::Code::kUnknown:
+      return {503, 503, handoff ? "UNKNOWN" : "UNAVAILABLE", true};
+    case Status::Code::kOk:  // not an error: callers never ask
+    case Status::Code::kUnavailable:
+    case Status::Code::kNotDelivered:
+      break;
+  }
+  return {503, 503, "UNAVAILABLE", true};
+}
 
 JsonBodyReader& ThreadReader() {
   thread_local JsonBodyReader reader;
@@ -100,9 +153,7 @@ void AppendArray(std::string& out, const Items& items, AppendItem append) {
 
 std::string PurchaseBody(PurchaseOutcome outcome, std::string_view order_id) {
   const bool accepted = outcome == PurchaseOutcome::kAccepted;
-  std::string out = outcome == PurchaseOutcome::kUnknownProduct
-                        ? "{\"code\":404"
-                        : (accepted ? "{\"code\":200" : "{\"code\":400");
+  std::string out = "{\"code\":" + std::to_string(AnswerFor(outcome).body_code);
   out.append(",\"message\":");
   AppendJsonString(out, SeedMessage(outcome));
   out.append(accepted ? ",\"data\":true" : ",\"data\":false");
@@ -127,24 +178,18 @@ int SendValidation(std::string& out, const std::vector<FieldError>& errors, bool
   return Send(out, 422, RenderValidationErrors(errors), keep_alive);
 }
 
-int SendStatusError(std::string& out, const Status& s, bool keep_alive) {
-  switch (s.code()) {
-    case Status::Code::kNotFound:
-      return Send(out, 404, ErrorBody(404, s.message(), "NOT_FOUND"), keep_alive);
-    case Status::Code::kConflict:
-      return Send(out, 409, ErrorBody(409, s.message(), "STOCK_BELOW_SOLD"), keep_alive);
-    case Status::Code::kInvalid:
-      return SendValidation(out, {{"", s.message(), "value_error"}}, keep_alive);
-    case Status::Code::kInternal:
-      return Send(out, 500, ErrorBody(500, s.message(), "INTERNAL"), keep_alive);
-    case Status::Code::kOk:
-    case Status::Code::kUnavailable:
-    case Status::Code::kNotDelivered:
-    case Status::Code::kUnknown:
-      break;
+// An error Status as its row of the answer table says. 503s carry the fixed
+// busy message (backend details stay in the log), the others the Status's.
+int SendStatusError(std::string& out, const Status& s, bool keep_alive, bool handoff = false) {
+  const Answer a = AnswerFor(s.code(), handoff);
+  if (s.code() == Status::Code::kInvalid) {
+    return SendValidation(out, {{"", s.message(), std::string(a.name)}}, keep_alive);
   }
-  return Send(out, 503, ErrorBody(503, "服务繁忙，请稍后重试", "UNAVAILABLE"), keep_alive, kJson,
-              kRetryAfter);
+  if (a.retry_after) {
+    return Send(out, a.http_status, ErrorBody(a.body_code, kBusyMessage, a.name), keep_alive, kJson,
+                kRetryAfter);
+  }
+  return Send(out, a.http_status, ErrorBody(a.body_code, s.message(), a.name), keep_alive);
 }
 
 bool ValidIdempotencyKey(std::string_view key) {
@@ -202,6 +247,11 @@ void RequestMetrics::Render(std::string& out) const {
     const std::string labels = "route=\"" + std::string(RouteName(static_cast<RouteId>(r))) + "\"";
     durations_[r].Render(out, "flashsale_request_duration_seconds", labels);
   }
+  out.append(
+      "# HELP flashsale_internal_errors_total Exceptions caught instead of ending the process "
+      "(bugs; each was logged and answered 500 where a client waited).\n");
+  out.append("# TYPE flashsale_internal_errors_total counter\n");
+  out.append("flashsale_internal_errors_total " + std::to_string(InternalErrors().Value()) + "\n");
   out.append("# HELP flashsale_connections Open client connections.\n");
   out.append("# TYPE flashsale_connections gauge\n");
   out.append("flashsale_connections " + std::to_string(connections.Value()) + "\n");
@@ -216,7 +266,8 @@ Api::Api(PurchaseFunnel& funnel, Catalog& catalog, OrderRepository& repository,
       repository_(repository),
       funnel_metrics_(funnel_metrics),
       checks_(std::move(checks)),
-      options_(std::move(options)) {
+      options_(std::move(options)),
+      blocking_(options_.blocking_threads, options_.blocking_queue) {
   const std::pair<const char*, const char*> kAssets[] = {
       {"swagger-ui.css", "text/css"},
       {"swagger-ui-bundle.js", "application/javascript"},
@@ -247,103 +298,152 @@ void Api::RenderError(int status, std::string_view message, bool keep_alive, std
   Send(out, status, ErrorBody(status, message, status_name), keep_alive, kJson, extra_headers);
 }
 
-bool Api::Handle(const HttpRequest& req, const RouteMatch& match, std::string& out, int& status,
-                 PurchaseRequest& purchase) {
+template <class Render>
+Api::Handled Api::RunBlocking(bool keep_alive, std::string& out, int& status,
+                              DeferredResponder& responder, Render render) {
+  const bool queued =
+      blocking_.TrySubmit([owner = responder.Retain(), render = std::move(render)]() mutable {
+        DeferredAnswer answer;
+        try {
+          answer.status = render(answer.response);
+        } catch (...) {  // answered by the connection's seam (500, log, metric)
+          answer.error = std::current_exception();
+        }
+        owner->Deliver(std::move(answer));
+      });
+  if (queued) return Handled::kDeferred;
+  status = SendStatusError(out, Status::Unavailable("blocking pool full"), keep_alive);
+  return Handled::kAnswered;
+}
+
+Api::Handled Api::Handle(const HttpRequest& req, const RouteMatch& match, std::string& out,
+                         int& status, DeferredResponder& responder) {
   const bool ka = req.keep_alive;
   if (match.id == RouteId::kUnknown) {
     status = Send(out, 404, ErrorBody(404, "Not Found", "NOT_FOUND"), ka);
-    return false;
+    return Handled::kAnswered;
   }
   if (!match.method_allowed) {
     std::string allow = "Allow: " + std::string(match.allow) + "\r\n";
     status = Send(out, 405, ErrorBody(405, "Method Not Allowed", "METHOD_NOT_ALLOWED"), ka, kJson,
                   allow);
-    return false;
+    return Handled::kAnswered;
   }
   switch (match.id) {
-    case RouteId::kPurchase: {
-      std::vector<FieldError> errors;
-      BodyValues v;
-      if (!ThreadReader().Read(req.body, kPurchaseSpec, v, errors) ||
-          (req.has_idempotency_key && !ValidIdempotencyKey(req.idempotency_key))) {
-        if (req.has_idempotency_key && !ValidIdempotencyKey(req.idempotency_key)) {
-          errors.push_back({"Idempotency-Key", "must be 1 to 128 printable ASCII characters",
-                            "string_pattern_mismatch", "header"});
-        }
-        status = SendValidation(out, errors, ka);
-        return false;
-      }
-      purchase.user = *v.ints[0];
-      purchase.product = *v.ints[1];
-      purchase.amount = *v.ints[2];
-      purchase.idempotency_key = req.has_idempotency_key ? req.idempotency_key : std::string_view{};
-      return true;
-    }
+    case RouteId::kPurchase:
+      return HandlePurchase(req, out, status, responder);
     case RouteId::kRoot:
       status = HandleRoot(ka, out);
-      return false;
+      return Handled::kAnswered;
     case RouteId::kOrder:
-      status = HandleOrder(match.param, ka, out);
-      return false;
+      return RunBlocking(ka, out, status, responder,
+                         [this, id = std::string(match.param), ka](std::string& o) {
+                           return HandleOrder(id, ka, o);
+                         });
     case RouteId::kUserOrders:
-      status = HandleUserOrders(match.param, ka, out);
-      return false;
+      return RunBlocking(ka, out, status, responder,
+                         [this, id = std::string(match.param), ka](std::string& o) {
+                           return HandleUserOrders(id, ka, o);
+                         });
     case RouteId::kProducts:
       status = HandleProducts(req.query, ka, out);
-      return false;
+      return Handled::kAnswered;
     case RouteId::kProduct:
       status = HandleProduct(match.param, ka, out);
-      return false;
+      return Handled::kAnswered;
     case RouteId::kAdminProduct:
       status = HandleAdminPut(req, match.param, out);
-      return false;
+      return Handled::kAnswered;
     case RouteId::kAdminRestock:
       status = HandleAdminRestock(req, match.param, out);
-      return false;
+      return Handled::kAnswered;
     case RouteId::kHealthz:
       status = Send(out, 200, R"({"status":"ok"})", ka);
-      return false;
+      return Handled::kAnswered;
     case RouteId::kReadyz:
-      status = HandleReadyz(ka, out);
-      return false;
+      return RunBlocking(ka, out, status, responder,
+                         [this, ka](std::string& o) { return HandleReadyz(ka, o); });
     case RouteId::kMetrics:
       status = HandleMetrics(ka, out);
-      return false;
+      return Handled::kAnswered;
     case RouteId::kOpenApi:
       status = Send(out, 200, OpenApiJson(), ka);
-      return false;
+      return Handled::kAnswered;
     case RouteId::kDocs:
       status = Send(out, 200, DocsHtml(), ka, "text/html; charset=utf-8");
-      return false;
+      return Handled::kAnswered;
     case RouteId::kDocsAsset:
       status = HandleDocsAsset(match.param, ka, out);
-      return false;
+      return Handled::kAnswered;
     case RouteId::kUnknown:
       break;
   }
   FLASHSALE_CHECK(false, "unrouted RouteId");
 }
 
+Api::Handled Api::HandlePurchase(const HttpRequest& req, std::string& out, int& status,
+                                 DeferredResponder& responder) {
+  const bool ka = req.keep_alive;
+  const bool bad_key = req.has_idempotency_key && !ValidIdempotencyKey(req.idempotency_key);
+  std::vector<FieldError> errors;
+  BodyValues v;
+  if (!ThreadReader().Read(req.body, kPurchaseSpec, v, errors) || bad_key) {
+    if (bad_key) {
+      errors.push_back({"Idempotency-Key", "must be 1 to 128 printable ASCII characters",
+                        "string_pattern_mismatch", "header"});
+    }
+    status = SendValidation(out, errors, ka);
+    return Handled::kAnswered;
+  }
+  PurchaseRequest purchase;
+  purchase.user = *v.ints[0];
+  purchase.product = *v.ints[1];
+  purchase.amount = *v.ints[2];
+  purchase.idempotency_key = req.has_idempotency_key ? req.idempotency_key : std::string_view{};
+  // The callback holds only the connection (fits std::function's inline
+  // storage: no allocation here); the reply is rendered on its thread.
+  funnel_.Buy(purchase, [owner = responder.Retain()](const PurchaseReply& reply) {
+    owner->Deliver(DeferredAnswer{reply});
+  });
+  return Handled::kDeferred;
+}
+
+int Api::RenderDeferred(RouteId route, const DeferredAnswer& answer, bool keep_alive,
+                        std::string& out) {
+  if (answer.error) std::rethrow_exception(answer.error);
+  if (route == RouteId::kPurchase) return RenderPurchase(answer.purchase, keep_alive, out);
+  out.append(answer.response);
+  return answer.status;
+}
+
+int Api::RenderInternalError(bool keep_alive, std::string& out) {
+  return SendStatusError(out, Status::Internal("internal error"), keep_alive);
+}
+
 int Api::RenderPurchase(const PurchaseReply& reply, bool keep_alive, std::string& out) {
   if (reply.status.ok() && reply.outcome == PurchaseOutcome::kIdempotencyKeyMismatch) {
     return SendValidation(out,
                           {{"Idempotency-Key", std::string(SeedMessage(reply.outcome)),
-                            "idempotency_key_mismatch", "header"}},
+                            std::string(AnswerFor(reply.outcome).name), "header"}},
                           keep_alive);
   }
   if (!reply.status.ok()) {
+    // Any other backend error of a purchase is a 503 for the client: nothing
+    // was sold, or (kUnknown) the order may exist and the answer names it.
+    const Status::Code code =
+        reply.status.IsUnknown() ? Status::Code::kUnknown : Status::Code::kUnavailable;
+    const Answer a = AnswerFor(code, /*handoff=*/true);
     std::string& body = Scratch();
-    body = ErrorBody(503, "服务繁忙，请稍后重试",
-                     reply.status.IsUnknown() ? "UNKNOWN" : "UNAVAILABLE");
+    body = ErrorBody(a.body_code, kBusyMessage, a.name);
     if (reply.status.IsUnknown() && !reply.order_id.empty()) {
       body.pop_back();
       body.append(",\"order_id\":");
       AppendJsonString(body, reply.order_id.view());
       body.push_back('}');
     }
-    return Send(out, 503, body, keep_alive, kJson, kRetryAfter);
+    return Send(out, a.http_status, body, keep_alive, kJson, kRetryAfter);
   }
-  const int status = reply.outcome == PurchaseOutcome::kUnknownProduct ? 404 : 200;
+  const int status = AnswerFor(reply.outcome).http_status;
   if (reply.order_id.empty()) {
     return Send(out, status, fixed_purchase_bodies_[static_cast<std::size_t>(reply.outcome)],
                 keep_alive);

@@ -1,13 +1,20 @@
 #pragma once
 // Api: every route of SPEC §4 except the socket work. Synchronous routes write
-// their whole response here; POST /purchase is validated here, run through the
-// funnel by the connection (it may complete later, on another thread) and
-// rendered here again. Also owns the per-route request metrics.
+// their whole response in Handle(); POST /purchase is validated, run through
+// the funnel and rendered here too, but its answer may come later from a
+// backend thread: Handle() then says kDeferred and the answer reaches the
+// connection through its DeferredResponder. Routes whose backend call may
+// block (GET /orders/{id}, GET /users/{id}/orders, /readyz: database reads,
+// Redis, Kafka metadata) run on a small bounded worker pool instead of the
+// I/O thread and are deferred the same way. Also owns the per-route request
+// metrics.
 //
 // Thread safety: all methods may be called from any I/O thread concurrently.
 
 #include <array>
+#include <exception>
 #include <functional>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -16,6 +23,7 @@
 #include "core/order_repository.hpp"
 #include "funnel/catalog.hpp"
 #include "funnel/purchase_funnel.hpp"
+#include "http/blocking_pool.hpp"
 #include "http/http_parser.hpp"
 #include "http/router.hpp"
 
@@ -32,7 +40,9 @@ struct ReadinessCheck {
 struct ApiOptions {
   std::string admin_token;  // empty: admin routes answer 403
   std::string version;
-  std::string swagger_ui_dir;  // swagger-ui-dist assets; missing files answer 404
+  std::string swagger_ui_dir;        // swagger-ui-dist assets; missing files answer 404
+  int blocking_threads = 2;          // the worker pool for routes that may block
+  std::size_t blocking_queue = 256;  // beyond this many waiting, such routes answer 503
 };
 
 // Per-route request counters (by HTTP status) and latency histograms.
@@ -50,29 +60,69 @@ class RequestMetrics {
   std::array<Histogram, kRouteCount> durations_{};
 };
 
+// What a deferred route hands back to the connection's thread.
+struct DeferredAnswer {
+  PurchaseReply purchase;    // POST /purchase
+  std::string response;      // routes run on the blocking pool: the whole response
+  int status = 0;            // ... and its HTTP status
+  std::exception_ptr error;  // the pool job threw: rethrown on the connection's thread
+};
+
+// The socket layer's side of a deferred response; implemented by the
+// connection that called Api::Handle().
+class DeferredResponder {
+ public:
+  virtual ~DeferredResponder() = default;
+  // Keeps the connection alive until its answer was delivered.
+  virtual std::shared_ptr<DeferredResponder> Retain() = 0;
+  // Any thread, exactly once per Handle() that returned kDeferred, possibly
+  // before Handle() returned. The connection then calls Api::RenderDeferred()
+  // on its own thread. Must not block.
+  virtual void Deliver(DeferredAnswer answer) = 0;
+};
+
 class Api {
  public:
+  enum class Handled {
+    kAnswered,  // the whole response was appended to `out`; `status` is its code
+    kDeferred,  // nothing was appended; `responder.Deliver()` follows
+  };
+
   Api(PurchaseFunnel& funnel, Catalog& catalog, OrderRepository& repository,
       FunnelMetrics& funnel_metrics, std::vector<ReadinessCheck> checks, ApiOptions options);
 
-  // Handles `req` (routed as `match`). Returns true when it is a valid
-  // purchase: `purchase` is then filled and nothing was written; the caller
-  // runs it through the funnel and calls RenderPurchase(). Otherwise the whole
-  // response was appended to `out` and `status` says its code.
-  bool Handle(const HttpRequest& req, const RouteMatch& match, std::string& out, int& status,
-              PurchaseRequest& purchase);
+  // Handles `req` (routed as `match`). May throw when a backend has a bug;
+  // the caller answers that with RenderInternalError().
+  Handled Handle(const HttpRequest& req, const RouteMatch& match, std::string& out, int& status,
+                 DeferredResponder& responder);
 
-  // Appends the response to a purchase; returns its HTTP status.
-  int RenderPurchase(const PurchaseReply& reply, bool keep_alive, std::string& out);
+  // Appends the response to a deferred request routed as `route`; returns
+  // its HTTP status. Called on the connection's thread.
+  int RenderDeferred(RouteId route, const DeferredAnswer& answer, bool keep_alive,
+                     std::string& out);
+
+  // 500 for a request whose handling threw (a bug, caught by the connection).
+  static int RenderInternalError(bool keep_alive, std::string& out);
+
+  // Runs the blocking work already queued and stops the pool: call after the
+  // server stopped and before it is destroyed (the answers are posted to it).
+  void StopBlockingWork() { blocking_.Stop(); }
 
   // Responses the connection writes on its own (parse errors, timeouts).
   static void RenderError(int status, std::string_view message, bool keep_alive, std::string& out,
                           std::string_view extra_headers = {});
 
-  PurchaseFunnel& funnel() { return funnel_; }
   RequestMetrics& request_metrics() { return request_metrics_; }
 
  private:
+  Handled HandlePurchase(const HttpRequest& req, std::string& out, int& status,
+                         DeferredResponder& responder);
+  int RenderPurchase(const PurchaseReply& reply, bool keep_alive, std::string& out);
+  // Runs `render(out)` (appends a whole response, returns its status) on the
+  // blocking pool; 503 at once when the pool's queue is full.
+  template <class Render>
+  Handled RunBlocking(bool keep_alive, std::string& out, int& status, DeferredResponder& responder,
+                      Render render);
   int HandleRoot(bool keep_alive, std::string& out);
   int HandleOrder(std::string_view id, bool keep_alive, std::string& out);
   int HandleUserOrders(std::string_view id, bool keep_alive, std::string& out);
@@ -96,8 +146,11 @@ class Api {
   // Constant after construction.
   std::unordered_map<std::string, std::pair<std::string, std::string>>
       assets_;  // name -> type, bytes
-  // Fixed purchase bodies (no order id), by outcome: the sold-out path is a copy.
+  // Fixed purchase bodies (no order id), by outcome: the sold-out path is a
+  // copy. One per PurchaseOutcome: grows with the enum.
   std::array<std::string, 7> fixed_purchase_bodies_;
+  // Last: its threads are joined before the members their jobs use go away.
+  BlockingPool blocking_;
 };
 
 }  // namespace flashsale::http

@@ -63,9 +63,15 @@ class Worker {
   std::int64_t shutdown_deadline_ms_ = 0;
 };
 
-// One client connection. Lives on its worker's thread; a purchase completion
-// arriving from a backend thread is posted back to it.
-class Connection : public std::enable_shared_from_this<Connection> {
+// One client connection. Lives on its worker's thread; a deferred answer (a
+// purchase) arriving from a backend thread is posted back to it.
+//
+// Exceptions: Dispatch() and the rendering of a deferred answer are the seam
+// where an exception escaping the Api, the funnel or a backend called on this
+// thread is caught: it is logged, counted (flashsale_internal_errors_total)
+// and answered 500, and the connection keeps serving. Worker::Run() catches
+// what escapes any other handler on the thread.
+class Connection : public std::enable_shared_from_this<Connection>, public DeferredResponder {
  public:
   Connection(Worker& worker, tcp::socket socket) : worker_(worker), socket_(std::move(socket)) {
     in_.resize(kInitialReadBuffer);
@@ -80,8 +86,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Called by the sweep once a second.
   void CheckTimeouts(std::int64_t now_ms) {
-    if (closed_) return;
-    if (awaiting_purchase_) return;  // our turn, not the client's
+    if (state_ == State::kClosed) return;
+    if (awaiting()) return;  // our turn, not the client's
     if (write_in_flight_) {
       // A client that stops reading its replies must not hold the connection.
       if (now_ms - write_started_ms_ > worker_.options().request_timeout_ms) Close();
@@ -90,7 +96,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (request_started_ms_ != 0) {
       if (now_ms - request_started_ms_ > worker_.options().request_timeout_ms) {
         Api::RenderError(408, "request took too long to arrive", false, out_);
-        close_after_write_ = true;
+        CloseAfterWrite();
         Flush();
       }
       return;
@@ -100,17 +106,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Shutdown: idle connections close now, busy ones after their reply.
   void BeginShutdown() {
-    if (closed_) return;
-    if (!awaiting_purchase_ && !write_in_flight_ && out_.empty()) {
+    if (state_ == State::kClosed) return;
+    if (!awaiting() && !write_in_flight_ && out_.empty()) {
       Close();
     } else {
-      close_after_write_ = true;
+      CloseAfterWrite();
     }
   }
 
   void Close() {
-    if (closed_) return;
-    closed_ = true;
+    if (state_ == State::kClosed) return;
+    state_ = State::kClosed;
     boost::system::error_code ec;
     socket_.shutdown(tcp::socket::shutdown_both, ec);
     socket_.close(ec);
@@ -123,13 +129,46 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Connection* next = nullptr;
 
  private:
+  // Lifecycle. Invariants:
+  // - requests are parsed and dispatched only in kOpen;
+  // - kAwaiting*: exactly one dispatched request waits for its deferred
+  //   answer; nothing after it is parsed until it is answered, so answers
+  //   are written in request order (pipelining) and the read buffer's
+  //   unparsed tail is not moved (the request's views point into it);
+  // - kClosing, kAwaitingThenClose: the client or the server asked to close;
+  //   no new request is parsed, and the connection closes once its output
+  //   (and, first, the awaited answer) is written;
+  // - kClosed is final: socket closed, unlinked from the worker; late
+  //   completions find it and do nothing.
+  enum class State { kOpen, kAwaiting, kAwaitingThenClose, kClosing, kClosed };
+
+  bool awaiting() const {
+    return state_ == State::kAwaiting || state_ == State::kAwaitingThenClose;
+  }
+  // Close once what is pending was answered and written.
+  void CloseAfterWrite() {
+    if (state_ == State::kOpen) {
+      state_ = State::kClosing;
+    } else if (state_ == State::kAwaiting) {
+      state_ = State::kAwaitingThenClose;
+    }
+  }
+  // The awaited request got its answer.
+  void Answered() {
+    if (state_ == State::kAwaiting) {
+      state_ = State::kOpen;
+    } else if (state_ == State::kAwaitingThenClose) {
+      state_ = State::kClosing;
+    }
+  }
+
   void StartRead() {
-    if (closed_ || read_in_flight_) return;
+    if (state_ == State::kClosed || read_in_flight_) return;
     if (in_len_ == in_.size()) {
       if (in_.size() >= kMaxReadBuffer) {
         // Unreachable for valid requests (the parser answers 431/413 first).
         Api::RenderError(400, "request too large", false, out_);
-        close_after_write_ = true;
+        CloseAfterWrite();
         Flush();
         return;
       }
@@ -142,10 +181,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
           self->read_in_flight_ = false;
           if (ec) {
             // EOF or reset: finish what is in flight, then go.
-            if (!self->awaiting_purchase_ && !self->write_in_flight_)
+            if (!self->awaiting() && !self->write_in_flight_)
               self->Close();
             else
-              self->close_after_write_ = true;
+              self->CloseAfterWrite();
             return;
           }
           self->last_activity_ms_ = SteadyMillis();
@@ -157,8 +196,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Parses and answers every complete request in the buffer, in order.
   void Process() {
-    while (!closed_ && !awaiting_purchase_ && !close_after_write_ &&
-           out_.size() < kMaxPendingOutput) {
+    while (state_ == State::kOpen && out_.size() < kMaxPendingOutput) {
       if (in_pos_ == in_len_) {
         in_pos_ = in_len_ = 0;
         request_started_ms_ = 0;
@@ -170,75 +208,121 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (parsed.status == ParseStatus::kError) {
         Api::RenderError(parsed.error_status, parsed.error_message, false, out_);
         worker_.api().request_metrics().Record(RouteId::kUnknown, parsed.error_status, 0);
-        close_after_write_ = true;
+        CloseAfterWrite();
         break;
       }
       in_pos_ += parsed.consumed;
       request_started_ms_ = in_pos_ == in_len_ ? 0 : SteadyMillis();
       Dispatch(parsed);
-      if (!request_.keep_alive) close_after_write_ = true;
+      if (!request_.keep_alive) CloseAfterWrite();
     }
     // Keep the unparsed tail at the front of the buffer.
-    if (in_pos_ > 0 && !awaiting_purchase_) {
+    if (in_pos_ > 0 && !awaiting()) {
       std::memmove(in_.data(), in_.data() + in_pos_, in_len_ - in_pos_);
       in_len_ -= in_pos_;
       in_pos_ = 0;
     }
     Flush();
-    if (!awaiting_purchase_ && !close_after_write_ && out_.size() < kMaxPendingOutput) StartRead();
+    if (state_ == State::kOpen && out_.size() < kMaxPendingOutput) StartRead();
+  }
+
+  std::shared_ptr<DeferredResponder> Retain() override { return shared_from_this(); }
+
+  void Deliver(DeferredAnswer answer) override {
+    if (current_ == this) {  // answered inline, still inside Dispatch()
+      CompleteDeferred(answer);
+      return;
+    }
+    asio::post(socket_.get_executor(), [self = shared_from_this(), answer = std::move(answer)] {
+      self->CompleteDeferred(answer);
+      self->Process();
+    });
   }
 
   void Dispatch(const ParseResult&) {
     const RouteMatch match = MatchRoute(request_.method, request_.path);
     const std::int64_t started = MonotonicNanos();
     int status = 0;
-    PurchaseRequest purchase;
     Api& api = worker_.api();
     const std::size_t response_start = out_.size();
-    http10_keep_alive_ = request_.version_minor == 0 && request_.keep_alive;
+    // Set before Handle(): a deferred answer may be delivered inline.
+    FLASHSALE_CHECK(state_ == State::kOpen, "dispatch outside kOpen");
+    state_ = State::kAwaiting;
+    answering_ = {match.id, request_.keep_alive, request_.version_minor == 0 && request_.keep_alive,
+                  started};
+    current_ = this;
+    Api::Handled handled = Api::Handled::kAnswered;
     try {
-      if (!api.Handle(request_, match, out_, status, purchase)) {
-        if (http10_keep_alive_) AddKeepAliveHeader(out_, response_start);
-        api.request_metrics().Record(match.id, status, MonotonicNanos() - started);
-        return;
-      }
-    } catch (const std::exception& e) {  // a bug: answer 500, keep serving
-      spdlog::error("request {} {} failed: {}", request_.method_text, request_.target, e.what());
-      Api::RenderError(500, "internal error", request_.keep_alive, out_);
-      api.request_metrics().Record(match.id, 500, MonotonicNanos() - started);
+      handled = api.Handle(request_, match, out_, status, *this);
+    } catch (...) {
+      current_ = nullptr;
+      ReportException(match.id);
+      if (!awaiting()) return;  // answered inline before the throw
+      // Whatever the route had appended is cut off; it gets a whole 500. A
+      // deferred answer that still arrives later is dropped (CompleteDeferred).
+      Answered();
+      out_.resize(response_start);
+      AnswerInternalError(match.id, response_start);
       return;
     }
-    awaiting_purchase_ = true;
-    purchase_keep_alive_ = request_.keep_alive;
-    purchase_started_ns_ = started;
-    current_ = this;
-    api.funnel().Buy(purchase, [self = shared_from_this()](const PurchaseReply& reply) {
-      if (current_ == self.get()) {  // answered inline, still inside Dispatch()
-        self->CompletePurchase(reply);
-        return;
-      }
-      asio::post(self->socket_.get_executor(), [self, reply] {
-        self->CompletePurchase(reply);
-        self->Process();
-      });
-    });
     current_ = nullptr;
+    if (handled == Api::Handled::kDeferred) return;  // Deliver() ran or will run
+    Answered();
+    if (answering_.http10_keep_alive) AddKeepAliveHeader(out_, response_start);
+    api.request_metrics().Record(match.id, status, MonotonicNanos() - started);
   }
 
-  void CompletePurchase(const PurchaseReply& reply) {
-    awaiting_purchase_ = false;
+  // On this connection's thread.
+  void CompleteDeferred(const DeferredAnswer& answer) {
+    if (state_ == State::kClosed) return;  // the client went; nobody to answer
+    if (!awaiting()) {
+      // Only after its request threw and was answered 500 already. (Were the
+      // connection awaiting its next request by then, this stale answer would
+      // be taken for that one: only a backend that throws after handing its
+      // callback on can cause it, and it is logged where it threw.)
+      spdlog::error("late answer to a request that failed dropped ({})",
+                    RouteName(answering_.route));
+      return;
+    }
+    Answered();
     Api& api = worker_.api();
     const std::size_t response_start = out_.size();
-    const int status = api.RenderPurchase(reply, purchase_keep_alive_, out_);
-    if (http10_keep_alive_) AddKeepAliveHeader(out_, response_start);
-    api.request_metrics().Record(RouteId::kPurchase, status,
-                                 MonotonicNanos() - purchase_started_ns_);
+    int status = 0;
+    try {
+      status = api.RenderDeferred(answering_.route, answer, answering_.keep_alive, out_);
+    } catch (...) {
+      ReportException(answering_.route);
+      out_.resize(response_start);
+      AnswerInternalError(answering_.route, response_start);
+      return;
+    }
+    if (answering_.http10_keep_alive) AddKeepAliveHeader(out_, response_start);
+    api.request_metrics().Record(answering_.route, status,
+                                 MonotonicNanos() - answering_.started_ns);
+  }
+
+  // REQUIRES: inside a catch block.
+  void ReportException(RouteId route) {
+    InternalErrors().Inc();
+    try {
+      throw;
+    } catch (const std::exception& e) {
+      spdlog::error("request {} ({}) failed: {}", RouteName(route), request_.target, e.what());
+    } catch (...) {
+      spdlog::error("request {} ({}) failed: unknown exception", RouteName(route), request_.target);
+    }
+  }
+
+  void AnswerInternalError(RouteId route, std::size_t response_start) {
+    const int status = Api::RenderInternalError(answering_.keep_alive, out_);
+    if (answering_.http10_keep_alive) AddKeepAliveHeader(out_, response_start);
+    worker_.api().request_metrics().Record(route, status, MonotonicNanos() - answering_.started_ns);
   }
 
   void Flush() {
-    if (closed_ || write_in_flight_) return;
+    if (state_ == State::kClosed || write_in_flight_) return;
     if (out_.empty()) {
-      if (close_after_write_ && !awaiting_purchase_) Close();
+      if (state_ == State::kClosing) Close();
       return;
     }
     writing_.swap(out_);
@@ -254,9 +338,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
             self->Close();
             return;
           }
-          if (self->worker_.shutting_down() && !self->awaiting_purchase_) {
-            self->close_after_write_ = true;
-          }
+          if (self->worker_.shutting_down() && !self->awaiting()) self->CloseAfterWrite();
           self->Process();
         });
   }
@@ -271,14 +353,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string out_;      // replies not yet handed to the socket
   std::string writing_;  // replies being written
   HttpRequest request_;
+  State state_ = State::kOpen;
+  // The two asio operations this connection may have outstanding. They are
+  // independent of each other and of state_: the next requests are read while
+  // earlier answers are written (pipelining). At most one of each.
   bool read_in_flight_ = false;
   bool write_in_flight_ = false;
-  bool awaiting_purchase_ = false;
-  bool purchase_keep_alive_ = true;
-  bool http10_keep_alive_ = false;  // the request being answered is HTTP/1.0 keep-alive
-  bool close_after_write_ = false;
-  bool closed_ = false;
-  std::int64_t purchase_started_ns_ = 0;
+  // The request being answered (the last one dispatched).
+  struct Answering {
+    RouteId route = RouteId::kUnknown;
+    bool keep_alive = true;
+    bool http10_keep_alive = false;  // HTTP/1.0 keep-alive: the answer says so explicitly
+    std::int64_t started_ns = 0;
+  } answering_;
   std::int64_t last_activity_ms_ = 0;
   std::int64_t write_started_ms_ = 0;
   std::int64_t request_started_ms_ = 0;  // first byte of an unfinished request, 0 if none
@@ -309,7 +396,21 @@ void Worker::Run() {
   if (options_.on_thread_start) options_.on_thread_start(ctx_);
   Accept();
   ScheduleSweep();
-  ctx_.run();
+  // Last guard of this thread: a handler that throws outside a connection's
+  // seam (e.g. a backend's own callback on this io_context) is logged and
+  // counted, and the loop goes on (io_context allows run() again).
+  for (;;) {
+    try {
+      ctx_.run();
+      break;
+    } catch (const std::exception& e) {
+      InternalErrors().Inc();
+      spdlog::error("exception escaped a handler on an HTTP I/O thread: {}", e.what());
+    } catch (...) {
+      InternalErrors().Inc();
+      spdlog::error("unknown exception escaped a handler on an HTTP I/O thread");
+    }
+  }
   if (options_.on_thread_stop) options_.on_thread_stop();
 }
 

@@ -54,7 +54,11 @@ class HttpServer {
   // Binds and starts the worker threads. Unavailable if the address is taken.
   Status Start();
   // Graceful: stop accepting, let in-flight requests finish (bounded by
-  // shutdown_grace_ms), close every connection, join the threads.
+  // shutdown_grace_ms), close every connection, join the threads. The event
+  // loops live on until the destructor: a deferred answer (a purchase whose
+  // hand-off outlived the grace period) delivered after Stop() is posted to a
+  // stopped loop and dropped with its connection, so flush the backends
+  // between Stop() and destruction.
   void Stop();
   [[nodiscard]] std::uint16_t port() const { return bound_port_; }
 

@@ -16,6 +16,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,6 +25,7 @@
 #include "backends/embedded/sqlite_database.hpp"
 #include "backends/embedded/sqlite_order_journal.hpp"
 #include "consumer/order_consumer.hpp"
+#include "core/metrics.hpp"
 #include "run_concurrently.hpp"
 #include "temp_dir.hpp"
 
@@ -534,6 +536,29 @@ TEST(SqliteOrderJournal, AnswersOnlyAfterTheCommit) {
   });
   journal.Flush();
   EXPECT_TRUE(row_was_there.load());
+}
+
+TEST(SqliteOrderJournal, ACallbackThatThrowsIsCountedAndTheJournalKeepsAnswering) {
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  JournalOrderSource source;
+  SqliteOrderJournal journal(*db, source);
+  const std::int64_t errors_before = InternalErrors().Value();
+  bool later_answered = false;
+  // Both in one group: the second is answered although the first threw.
+  journal.HandOff(MakeOrder(kPhone, 1),
+                  [](const Status&) { throw std::runtime_error("bug in a callback"); });
+  journal.HandOff(MakeOrder(kPhone, 2), [&](const Status& s) { later_answered = s.ok(); });
+  journal.Flush();
+  EXPECT_TRUE(later_answered);
+  EXPECT_EQ(InternalErrors().Value(), errors_before + 1);
+  // And the journal thread is still there for the next group.
+  Status next = Status::Unknown("not answered");
+  journal.HandOff(MakeOrder(kPhone, 3), [&](const Status& s) { next = s; });
+  journal.Flush();
+  EXPECT_TRUE(next.ok()) << next.ToString();
+  EXPECT_EQ(source.Lag(), 3);  // every committed order still goes to the consumer
 }
 
 TEST(SqliteOrderJournal, HandOffAfterStopIsNotDelivered) {

@@ -4,6 +4,8 @@
 
 #include <chrono>
 
+#include "core/metrics.hpp"
+
 namespace flashsale::embedded {
 
 void JournalOrderSource::Prime(std::vector<Order> pending) {
@@ -105,8 +107,20 @@ void SqliteOrderJournal::Run() {
     const Status s = db_.AppendPending(orders);
     if (!s.ok())
       spdlog::error("journal commit of {} orders failed: {}", orders.size(), s.ToString());
-    // Answer only after the commit (durable first, then reply).
-    for (HandOffCallback& done : callbacks) done(s);
+    // Answer only after the commit (durable first, then reply). A callback
+    // that throws is a bug upstream: logged and counted, and the rest of the
+    // group is still answered (the journal thread must outlive it).
+    for (HandOffCallback& done : callbacks) {
+      try {
+        done(s);
+      } catch (const std::exception& e) {
+        InternalErrors().Inc();
+        spdlog::error("order journal: a hand-off callback threw: {}", e.what());
+      } catch (...) {
+        InternalErrors().Inc();
+        spdlog::error("order journal: a hand-off callback threw an unknown exception");
+      }
+    }
     const std::size_t answered = orders.size();
     if (s.ok()) source_.Push(orders);
     orders.clear();

@@ -1,0 +1,60 @@
+#include "http/blocking_pool.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "core/metrics.hpp"
+
+namespace flashsale::http {
+
+BlockingPool::BlockingPool(int threads, std::size_t max_queued) : max_queued_(max_queued) {
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+}
+
+BlockingPool::~BlockingPool() { Stop(); }
+
+void BlockingPool::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+bool BlockingPool::TrySubmit(std::function<void()> job) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || jobs_.size() >= max_queued_) return false;
+    jobs_.push_back(std::move(job));
+  }
+  wake_.notify_one();
+  return true;
+}
+
+void BlockingPool::Run() {
+  for (;;) {
+    std::function<void()> job;
+    {
+      std::unique_lock lock(mu_);
+      wake_.wait(lock, [this] { return !jobs_.empty() || stopping_; });
+      if (jobs_.empty()) return;  // stopping and drained
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    // A job is a route's handler: it answers its own exceptions (Api), so one
+    // that still escapes is a bug; this thread must outlive it.
+    try {
+      job();
+    } catch (const std::exception& e) {
+      InternalErrors().Inc();
+      spdlog::error("blocking pool: a job threw: {}", e.what());
+    } catch (...) {
+      InternalErrors().Inc();
+      spdlog::error("blocking pool: a job threw an unknown exception");
+    }
+  }
+}
+
+}  // namespace flashsale::http
