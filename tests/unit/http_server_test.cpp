@@ -45,7 +45,9 @@ class ThrowingStockStore final : public StockStore {
     if (throw_on_reserve) throw std::runtime_error("stock store bug");
     inner.Reserve(r, std::move(done));
   }
-  Result<std::int64_t> Release(const Reservation& r) override { return inner.Release(r); }
+  void Release(const Reservation& r, ReleaseCallback done) override {
+    inner.Release(r, std::move(done));
+  }
   Result<PutResult> Put(const Product& p, const PersistProduct& persist) override {
     return inner.Put(p, persist);
   }

@@ -32,9 +32,6 @@ inline constexpr std::string_view kOrderPrefix = "order:";
 inline constexpr const char* kOrderPattern = "order:*";  // SCAN MATCH of every Order()
 inline std::string Order(const OrderId& order) { return std::string(kOrderPrefix) + order.str(); }
 
-// Idempotency-Key records (RedisIdempotencyStore).
-inline std::string Idempotency(std::string_view key) { return "idem:" + std::string(key); }
-
 // Idempotency-Keys (RedisIdempotencyStore): one string per key, two indexes
 // of finished answers (sorted sets, score = finish time, member = the key),
 // and a flag set while accepted answers were let go over the cap.
