@@ -72,12 +72,16 @@ Result<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Open(const Config& config)
 }
 
 void EmbeddedStack::RunCheckpointer() {
-  std::unique_lock lock(checkpoint_mu_);
-  while (!checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(100),
-                                  [this] { return stop_checkpointer_; })) {
-    lock.unlock();
+  MutexLock lock(&checkpoint_mu_);
+  for (;;) {
+    const auto next = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+    while (!stop_checkpointer_ && std::chrono::steady_clock::now() < next) {
+      checkpoint_cv_.WaitUntil(&checkpoint_mu_, next);
+    }
+    if (stop_checkpointer_) return;
+    lock.Unlock();
     if (Result<std::int64_t> r = db_->Checkpoint(); !r) spdlog::warn("{}", r.error().ToString());
-    lock.lock();
+    lock.Lock();
   }
 }
 
@@ -87,10 +91,10 @@ void EmbeddedStack::Shutdown() {
   if (journal_) journal_->Stop();        // every handed-off order answered and journalled
   if (consumer_) consumer_->Stop(true);  // and persisted
   {
-    std::lock_guard lock(checkpoint_mu_);
+    MutexLock lock(&checkpoint_mu_);
     stop_checkpointer_ = true;
   }
-  checkpoint_cv_.notify_all();
+  checkpoint_cv_.SignalAll();
   if (checkpointer_.joinable()) checkpointer_.join();
   if (db_) (void)db_->Checkpoint();
 }

@@ -8,9 +8,7 @@
 // so a kill -9 never loses an acknowledged order or lets it be sold twice;
 // PENDING orders are handed to the consumer again.
 
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <thread>
 
 #include "backends/embedded/local_status_broadcast.hpp"
@@ -20,6 +18,7 @@
 #include "backends/embedded/sqlite_order_journal.hpp"
 #include "config.hpp"
 #include "consumer/order_consumer.hpp"
+#include "core/mutex.hpp"
 #include "funnel/catalog.hpp"
 #include "funnel/purchase_funnel.hpp"
 
@@ -56,9 +55,9 @@ class EmbeddedStack {
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<OrderConsumer> consumer_;
   bool shut_down_ = false;
-  std::mutex checkpoint_mu_;
-  std::condition_variable checkpoint_cv_;
-  bool stop_checkpointer_ = false;  // guarded by checkpoint_mu_
+  Mutex checkpoint_mu_;
+  CondVar checkpoint_cv_;
+  bool stop_checkpointer_ GUARDED_BY(checkpoint_mu_) = false;
   std::thread checkpointer_;
 };
 

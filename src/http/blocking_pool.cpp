@@ -14,10 +14,10 @@ BlockingPool::~BlockingPool() { Stop(); }
 
 void BlockingPool::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
-  wake_.notify_all();
+  wake_.SignalAll();
   for (std::thread& t : threads_) {
     if (t.joinable()) t.join();
   }
@@ -25,11 +25,11 @@ void BlockingPool::Stop() {
 
 bool BlockingPool::TrySubmit(std::function<void()> job) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (stopping_ || jobs_.size() >= max_queued_) return false;
     jobs_.push_back(std::move(job));
   }
-  wake_.notify_one();
+  wake_.Signal();
   return true;
 }
 
@@ -37,8 +37,8 @@ void BlockingPool::Run() {
   for (;;) {
     std::function<void()> job;
     {
-      std::unique_lock lock(mu_);
-      wake_.wait(lock, [this] { return !jobs_.empty() || stopping_; });
+      MutexLock lock(&mu_);
+      while (jobs_.empty() && !stopping_) wake_.Wait(&mu_);
       if (jobs_.empty()) return;  // stopping and drained
       job = std::move(jobs_.front());
       jobs_.pop_front();

@@ -23,7 +23,7 @@ std::int64_t MemoryIdempotencyStore::EntryBytes(std::string_view key) {
 }
 
 std::int64_t MemoryIdempotencyStore::Bytes() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return bytes_;
 }
 
@@ -64,7 +64,7 @@ void MemoryIdempotencyStore::EvictLocked(std::int64_t now_ms) {
 
 void MemoryIdempotencyStore::Preload(const std::string& key, const PurchaseFingerprint& fp,
                                      const PurchaseReply& reply, std::int64_t created_at_ms) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto [it, inserted] = entries_.try_emplace(key);
   if (inserted) bytes_ += EntryBytes(key);
   if (!inserted && it->second.finished) return;  // the first order with the key wins
@@ -77,7 +77,7 @@ void MemoryIdempotencyStore::Claim(std::string_view key, const PurchaseFingerpri
   ClaimResult claim;
   bool ask_order_record = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     const std::int64_t now = NowMillis();
     EvictLocked(now);
     auto [it, inserted] = entries_.try_emplace(std::string(key));
@@ -118,7 +118,7 @@ void MemoryIdempotencyStore::ClaimFromOrderRecord(std::string key, const Purchas
     // Not known now: nothing remembered, this caller and the waiters get 503.
     std::vector<std::pair<PurchaseFingerprint, ClaimCallback>> waiters;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       auto it = entries_.find(key);
       FLASHSALE_CHECK(it != entries_.end() && !it->second.finished, "claimed entry vanished");
       waiters = std::move(it->second.waiters);
@@ -146,7 +146,7 @@ void MemoryIdempotencyStore::ClaimFromOrderRecord(std::string key, const Purchas
   const PurchaseFingerprint stored{o.user, o.product, o.quantity};
   std::vector<std::pair<PurchaseFingerprint, ClaimCallback>> waiters;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto it = entries_.find(key);
     FLASHSALE_CHECK(it != entries_.end() && !it->second.finished, "claimed entry vanished");
     waiters = std::move(it->second.waiters);
@@ -164,7 +164,7 @@ void MemoryIdempotencyStore::Finish(std::string_view key, const PurchaseReply& r
                                     bool remember) {
   std::vector<std::pair<PurchaseFingerprint, ClaimCallback>> waiters;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto it = entries_.find(std::string(key));
     FLASHSALE_CHECK(it != entries_.end() && !it->second.finished, "Finish without Claim");
     waiters = std::move(it->second.waiters);

@@ -17,7 +17,6 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -25,6 +24,7 @@
 
 #include "core/domain.hpp"
 #include "core/idempotency_store.hpp"
+#include "core/mutex.hpp"
 #include "core/status.hpp"
 
 namespace flashsale::embedded {
@@ -68,25 +68,25 @@ class MemoryIdempotencyStore final : public IdempotencyStore {
     std::int64_t expires_ms = 0;
   };
   static std::int64_t EntryBytes(std::string_view key);
-  // REQUIRES: mu_ held. Marks `e` finished with `reply` and queues it.
+  // Marks `e` finished with `reply` and queues it.
   void RememberLocked(const std::string& key, Entry& e, const PurchaseReply& reply,
-                      std::int64_t expires_ms);
-  // REQUIRES: mu_ held. Drops the queue's front entry if it is still that entry.
-  void DropFrontLocked(std::deque<Queued>& queue);
-  void EvictLocked(std::int64_t now_ms);
+                      std::int64_t expires_ms) REQUIRES(mu_);
+  // Drops the queue's front entry if it is still that entry.
+  void DropFrontLocked(std::deque<Queued>& queue) REQUIRES(mu_);
+  void EvictLocked(std::int64_t now_ms) REQUIRES(mu_);
   // Resolves a key claimed while accepted answers had been let go: from the
   // order record, or as a first request.
   void ClaimFromOrderRecord(std::string key, const PurchaseFingerprint& fp,
                             const OrderId& proposed_order, ClaimCallback done);
 
   const Options options_;
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, Entry> entries_;  // guarded by mu_
-  std::deque<Queued> refusals_;                     // guarded by mu_, finish order
-  std::deque<Queued> accepted_;                     // guarded by mu_, finish order
-  std::int64_t bytes_ = 0;                          // guarded by mu_
-  std::uint64_t next_generation_ = 1;               // guarded by mu_
-  bool accepted_let_go_ = false;                    // guarded by mu_
+  mutable Mutex mu_;
+  std::unordered_map<std::string, Entry> entries_ GUARDED_BY(mu_);
+  std::deque<Queued> refusals_ GUARDED_BY(mu_);  // finish order
+  std::deque<Queued> accepted_ GUARDED_BY(mu_);  // finish order
+  std::int64_t bytes_ GUARDED_BY(mu_) = 0;
+  std::uint64_t next_generation_ GUARDED_BY(mu_) = 1;
+  bool accepted_let_go_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace flashsale::embedded

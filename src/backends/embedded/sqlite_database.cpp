@@ -191,6 +191,10 @@ Status SqliteDatabase::Exec(sqlite3* db, const char* sql) {
 Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const Options& options) {
   std::unique_ptr<SqliteDatabase> db(new SqliteDatabase());
   db->path_ = options.path;
+  // Nobody else can see `db` yet; the locks keep the locking rule exceptionless.
+  MutexLock write_lock(&db->write_mu_);
+  MutexLock read_lock(&db->read_mu_);
+  MutexLock checkpoint_lock(&db->checkpoint_mu_);
   std::error_code ec;
   const std::filesystem::path parent = std::filesystem::path(options.path).parent_path();
   if (!options.read_only && !parent.empty()) std::filesystem::create_directories(parent, ec);
@@ -229,7 +233,6 @@ Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const Options& opti
         !s.ok()) {
       return s;
     }
-    std::lock_guard lock(db->write_mu_);
     if (Status s = db->LoadGuardStateLocked(); !s.ok()) return s;
   }
   return db;
@@ -282,7 +285,7 @@ Status SqliteDatabase::LoadGuardStateLocked() {
 }
 
 Result<std::int64_t> SqliteDatabase::Checkpoint() {
-  std::lock_guard lock(checkpoint_mu_);
+  MutexLock lock(&checkpoint_mu_);
   if (checkpointer_ == nullptr) return std::int64_t{0};
   int wal_frames = 0;
   int copied = 0;
@@ -294,7 +297,7 @@ Result<std::int64_t> SqliteDatabase::Checkpoint() {
 }
 
 Status SqliteDatabase::UpsertProduct(const Product& p) {
-  std::lock_guard lock(write_mu_);
+  MutexLock lock(&write_mu_);
   // Kept only if not older than the stored row (OrderRepository::UpsertProduct).
   SqliteStatement st(writer_,
                      "INSERT INTO products(product_id, price, stock, starts_at, ends_at, "
@@ -312,7 +315,7 @@ Status SqliteDatabase::UpsertProduct(const Product& p) {
 
 Status SqliteDatabase::InsertProducts(const std::vector<Product>& products, bool overwrite,
                                       std::int64_t* inserted) {
-  std::lock_guard lock(write_mu_);
+  MutexLock lock(&write_mu_);
   if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok()) return s;
   const char* sql = overwrite
                         ? "INSERT OR REPLACE INTO products(product_id, price, stock, starts_at, "
@@ -340,7 +343,7 @@ Status SqliteDatabase::InsertProducts(const std::vector<Product>& products, bool
 }
 
 Status SqliteDatabase::AppendPending(std::span<const Order> orders) {
-  std::lock_guard lock(write_mu_);
+  MutexLock lock(&write_mu_);
   if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok())
     return Status::NotDelivered(s.message());
   SqliteStatement st(writer_,
@@ -373,7 +376,7 @@ Status SqliteDatabase::AppendPending(std::span<const Order> orders) {
 }
 
 Result<PersistSummary> SqliteDatabase::PersistBatch(std::span<const Order> orders) {
-  std::lock_guard lock(write_mu_);
+  MutexLock lock(&write_mu_);
   PersistSummary summary;
   if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok()) return s;
   // Another process committed since the guard was loaded (distributed mode on
@@ -405,6 +408,7 @@ Result<PersistSummary> SqliteDatabase::PersistBatch(std::span<const Order> order
   // Tentative guard changes, applied to the mirror only after COMMIT.
   std::unordered_map<ProductId, std::int64_t> confirmed_delta;
   auto fail = [&](std::string_view what) -> Status {
+    write_mu_.AssertHeld();  // called below, under the lock taken above
     Status err = Error(writer_, what);
     (void)Exec(writer_, "ROLLBACK");
     return err;
@@ -454,13 +458,13 @@ Result<PersistSummary> SqliteDatabase::PersistBatch(std::span<const Order> order
 }
 
 Status SqliteDatabase::Ping() {
-  std::lock_guard lock(read_mu_);
+  MutexLock lock(&read_mu_);
   SqliteStatement st(reader_, "SELECT 1");
   return st.Step() == SQLITE_ROW ? Status::Ok() : Error(reader_, "ping");
 }
 
 Result<std::optional<Order>> SqliteDatabase::FindOrder(const OrderId& id) {
-  std::lock_guard lock(read_mu_);
+  MutexLock lock(&read_mu_);
   SqliteStatement st(
       reader_,
       (std::string("SELECT ") + kOrderColumns + " FROM orders WHERE order_id = ?1").c_str());
@@ -476,7 +480,7 @@ Result<std::optional<Order>> SqliteDatabase::FindOrder(const OrderId& id) {
 }
 
 Result<std::vector<Order>> SqliteDatabase::OrdersOfUser(UserId user, std::int64_t limit) {
-  std::lock_guard lock(read_mu_);
+  MutexLock lock(&read_mu_);
   return QueryOrders(reader_,
                      std::string("SELECT ") + kOrderColumns +
                          " FROM orders WHERE user_id = ?1 ORDER BY created_at DESC, order_id DESC "
@@ -485,7 +489,7 @@ Result<std::vector<Order>> SqliteDatabase::OrdersOfUser(UserId user, std::int64_
 }
 
 Result<std::vector<Product>> SqliteDatabase::LoadProducts() {
-  std::lock_guard lock(read_mu_);
+  MutexLock lock(&read_mu_);
   // A read-only open of a file made before Product::version reads version 0.
   SqliteStatement st(reader_, ProductsHaveVersion(reader_)
                                   ? "SELECT product_id, price, stock, starts_at, ends_at, "
@@ -507,7 +511,7 @@ Result<std::vector<Product>> SqliteDatabase::LoadProducts() {
 }
 
 Result<std::vector<SoldUnits>> SqliteDatabase::LoadSoldUnits() {
-  std::lock_guard lock(read_mu_);
+  MutexLock lock(&read_mu_);
   SqliteStatement st(reader_,
                      "SELECT product_id, user_id, SUM(quantity), MAX(order_id) FROM orders WHERE "
                      "status != 'FAILED' GROUP BY product_id, user_id");
@@ -524,7 +528,7 @@ Result<std::vector<SoldUnits>> SqliteDatabase::LoadSoldUnits() {
 }
 
 Result<std::vector<Order>> SqliteDatabase::LoadPending() {
-  std::lock_guard lock(read_mu_);
+  MutexLock lock(&read_mu_);
   return QueryOrders(reader_,
                      std::string("SELECT ") + kOrderColumns +
                          " FROM orders WHERE status = 'PENDING' ORDER BY created_at",
@@ -532,7 +536,7 @@ Result<std::vector<Order>> SqliteDatabase::LoadPending() {
 }
 
 Result<std::vector<Order>> SqliteDatabase::LoadKeyedOrders(UnixMillis since_ms) {
-  std::lock_guard lock(read_mu_);
+  MutexLock lock(&read_mu_);
   return QueryOrders(reader_,
                      std::string("SELECT ") + kOrderColumns +
                          " FROM orders WHERE idempotency_key IS NOT NULL AND created_at > ?1 "
@@ -541,7 +545,7 @@ Result<std::vector<Order>> SqliteDatabase::LoadKeyedOrders(UnixMillis since_ms) 
 }
 
 Result<std::optional<Order>> SqliteDatabase::FindOrderByIdempotencyKey(std::string_view key) {
-  std::lock_guard lock(read_mu_);
+  MutexLock lock(&read_mu_);
   SqliteStatement st(reader_, (std::string("SELECT ") + kOrderColumns +
                                " FROM orders WHERE idempotency_key = ?1 "
                                "ORDER BY created_at, order_id LIMIT 1")
@@ -556,7 +560,7 @@ Result<std::optional<Order>> SqliteDatabase::FindOrderByIdempotencyKey(std::stri
 }
 
 Result<std::vector<Order>> SqliteDatabase::LoadAllOrders() {
-  std::lock_guard lock(read_mu_);
+  MutexLock lock(&read_mu_);
   return QueryOrders(reader_, std::string("SELECT ") + kOrderColumns + " FROM orders", {});
 }
 

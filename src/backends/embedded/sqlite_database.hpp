@@ -16,12 +16,12 @@
 #include <sqlite3.h>
 
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "backends/embedded/memory_stock_store.hpp"
+#include "core/mutex.hpp"
 #include "core/order_repository.hpp"
 
 namespace flashsale::embedded {
@@ -105,25 +105,24 @@ class SqliteDatabase final : public OrderRepository {
   SqliteDatabase() = default;
   Status Exec(sqlite3* db, const char* sql);
   Status Error(sqlite3* db, std::string_view what);
-  // REQUIRES: write_mu_ held.
-  Status LoadGuardStateLocked();
+  Status LoadGuardStateLocked() REQUIRES(write_mu_);
   // Schema upgrade at Open(): products.version (Product::version).
-  Status AddProductVersionColumn();
+  Status AddProductVersionColumn() REQUIRES(write_mu_);
 
   std::string path_;
-  std::mutex write_mu_;
-  sqlite3* writer_ = nullptr;  // guarded by write_mu_
-  std::mutex read_mu_;
-  sqlite3* reader_ = nullptr;  // guarded by read_mu_
-  std::mutex checkpoint_mu_;
-  sqlite3* checkpointer_ = nullptr;  // guarded by checkpoint_mu_
+  Mutex write_mu_;
+  sqlite3* writer_ GUARDED_BY(write_mu_) = nullptr;
+  Mutex read_mu_;
+  sqlite3* reader_ GUARDED_BY(read_mu_) = nullptr;
+  Mutex checkpoint_mu_;
+  sqlite3* checkpointer_ GUARDED_BY(checkpoint_mu_) = nullptr;
   // Stock guard of PersistBatch: stock and CONFIRMED units per product,
-  // mirrored from the database. Guarded by write_mu_.
-  std::unordered_map<ProductId, std::int64_t> guard_stock_;
-  std::unordered_map<ProductId, std::int64_t> guard_confirmed_;
+  // mirrored from the database.
+  std::unordered_map<ProductId, std::int64_t> guard_stock_ GUARDED_BY(write_mu_);
+  std::unordered_map<ProductId, std::int64_t> guard_confirmed_ GUARDED_BY(write_mu_);
   // PRAGMA data_version when the guard was loaded: it changes when another
-  // process commits, and the guard is then reloaded. Guarded by write_mu_.
-  std::int64_t guard_data_version_ = -1;
+  // process commits, and the guard is then reloaded.
+  std::int64_t guard_data_version_ GUARDED_BY(write_mu_) = -1;
 };
 
 }  // namespace flashsale::embedded

@@ -9,23 +9,25 @@
 namespace flashsale::embedded {
 
 void JournalOrderSource::Prime(std::vector<Order> pending) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   for (Order& o : pending) orders_.push_back(std::move(o));
-  cv_.notify_one();
+  cv_.Signal();
 }
 
 void JournalOrderSource::Push(std::vector<Order>& committed) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     for (Order& o : committed) orders_.push_back(std::move(o));
   }
-  cv_.notify_one();
+  cv_.Signal();
 }
 
 Result<std::vector<Order>> JournalOrderSource::Poll(std::size_t max, int wait_ms) {
-  std::unique_lock lock(mu_);
-  cv_.wait_for(lock, std::chrono::milliseconds(wait_ms),
-               [this] { return !orders_.empty() || woken_; });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+  MutexLock lock(&mu_);
+  while (orders_.empty() && !woken_ && std::chrono::steady_clock::now() < deadline) {
+    cv_.WaitUntil(&mu_, deadline);
+  }
   woken_ = false;
   std::vector<Order> out;
   const std::size_t n = std::min(max, orders_.size());
@@ -38,9 +40,9 @@ Result<std::vector<Order>> JournalOrderSource::Poll(std::size_t max, int wait_ms
 }
 
 void JournalOrderSource::Wake() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   woken_ = true;
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 Status JournalOrderSource::DeadLetter(std::size_t index, std::string_view reason) {
@@ -51,7 +53,7 @@ Status JournalOrderSource::DeadLetter(std::size_t index, std::string_view reason
 }
 
 std::int64_t JournalOrderSource::Lag() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return static_cast<std::int64_t>(orders_.size());
 }
 
@@ -62,12 +64,12 @@ SqliteOrderJournal::~SqliteOrderJournal() { Stop(); }
 
 void SqliteOrderJournal::HandOff(Order order, HandOffCallback done) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (!stopping_) {
       queued_orders_.push_back(std::move(order));
       queued_callbacks_.push_back(std::move(done));
       ++enqueued_;
-      if (queued_orders_.size() == 1) wake_.notify_one();
+      if (queued_orders_.size() == 1) wake_.Signal();
       return;
     }
   }
@@ -75,19 +77,19 @@ void SqliteOrderJournal::HandOff(Order order, HandOffCallback done) {
 }
 
 void SqliteOrderJournal::Flush() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(&mu_);
   const std::uint64_t target = enqueued_;
-  drained_.wait(lock, [&] { return answered_ >= target; });
+  while (answered_ < target) drained_.Wait(&mu_);
 }
 
 void SqliteOrderJournal::Stop() {
   Flush();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (stopping_) return;
     stopping_ = true;
   }
-  wake_.notify_one();
+  wake_.Signal();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -96,8 +98,8 @@ void SqliteOrderJournal::Run() {
   std::vector<HandOffCallback> callbacks;
   for (;;) {
     {
-      std::unique_lock lock(mu_);
-      wake_.wait(lock, [this] { return !queued_orders_.empty() || stopping_; });
+      MutexLock lock(&mu_);
+      while (queued_orders_.empty() && !stopping_) wake_.Wait(&mu_);
       if (queued_orders_.empty()) return;  // stopping and drained
       // Everything queued so far goes into this commit (group commit). The
       // batch is not capped: its size is bounded by the requests in flight.
@@ -126,10 +128,10 @@ void SqliteOrderJournal::Run() {
     orders.clear();
     callbacks.clear();
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       answered_ += answered;
     }
-    drained_.notify_all();
+    drained_.SignalAll();
   }
 }
 

@@ -8,13 +8,12 @@
 // Thread safety: HandOff() and Flush() from any thread; callbacks run on the
 // journal thread.
 
-#include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "backends/embedded/sqlite_database.hpp"
+#include "core/mutex.hpp"
 #include "core/order_queue.hpp"
 #include "core/order_repository.hpp"
 
@@ -36,10 +35,10 @@ class JournalOrderSource final : public OrderSource {
   Status DeadLetter(std::size_t index, std::string_view reason) override;
 
  private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Order> orders_;  // guarded by mu_
-  bool woken_ = false;        // guarded by mu_
+  Mutex mu_;
+  CondVar cv_;
+  std::deque<Order> orders_ GUARDED_BY(mu_);
+  bool woken_ GUARDED_BY(mu_) = false;
 };
 
 class SqliteOrderJournal final : public OrderQueue {
@@ -57,16 +56,16 @@ class SqliteOrderJournal final : public OrderQueue {
 
   SqliteDatabase& db_;
   JournalOrderSource& source_;
-  std::mutex mu_;
-  std::condition_variable wake_;     // journal thread: work arrived
-  std::condition_variable drained_;  // Flush(): a batch finished
+  Mutex mu_;
+  CondVar wake_;     // journal thread: work arrived
+  CondVar drained_;  // Flush(): a batch finished
   // Orders and their callbacks, index by index; swapped out whole by the
   // journal thread, so an order is never copied.
-  std::vector<Order> queued_orders_;               // guarded by mu_
-  std::vector<HandOffCallback> queued_callbacks_;  // guarded by mu_
-  std::uint64_t enqueued_ = 0;                     // guarded by mu_
-  std::uint64_t answered_ = 0;                     // guarded by mu_
-  bool stopping_ = false;                          // guarded by mu_
+  std::vector<Order> queued_orders_ GUARDED_BY(mu_);
+  std::vector<HandOffCallback> queued_callbacks_ GUARDED_BY(mu_);
+  std::uint64_t enqueued_ GUARDED_BY(mu_) = 0;
+  std::uint64_t answered_ GUARDED_BY(mu_) = 0;
+  bool stopping_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

@@ -123,7 +123,7 @@ void KafkaOrderQueue::ErrorCallback(rd_kafka_t* rk, int err, const char* reason,
   } else {
     spdlog::warn("kafka order queue: {} ({})", reason, rd_kafka_err2name(code));
   }
-  std::lock_guard lock(self->health_mu_);
+  MutexLock lock(&self->health_mu_);
   self->last_error_ = reason;
   if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
     // Don't wait for the cache to expire: /readyz should say so now.
@@ -142,7 +142,7 @@ void KafkaOrderQueue::Flush() {
 }
 
 Status KafkaOrderQueue::Health() {
-  std::lock_guard lock(health_mu_);
+  MutexLock lock(&health_mu_);
   const auto now = std::chrono::steady_clock::now();
   if (now - health_checked_ < std::chrono::seconds(1)) return health_;
   char fatal[512];

@@ -21,11 +21,11 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include "backends/kafka/kafka_options.hpp"
+#include "core/mutex.hpp"
 #include "core/order_queue.hpp"
 
 namespace flashsale::kafka {
@@ -57,10 +57,10 @@ class KafkaOrderQueue final : public OrderQueue {
   std::atomic<bool> stop_{false};
   std::atomic<std::int64_t> in_flight_{0};
 
-  std::mutex health_mu_;  // guards the three below
-  Status health_ = Status::Unavailable("kafka: not checked yet");
-  std::chrono::steady_clock::time_point health_checked_{};
-  std::string last_error_;  // from the error callback
+  Mutex health_mu_;
+  Status health_ GUARDED_BY(health_mu_) = Status::Unavailable("kafka: not checked yet");
+  std::chrono::steady_clock::time_point health_checked_ GUARDED_BY(health_mu_){};
+  std::string last_error_ GUARDED_BY(health_mu_);  // from the error callback
 };
 
 }  // namespace flashsale::kafka

@@ -385,7 +385,7 @@ struct PgDatabase::Connection {
 PgDatabase::PgDatabase() = default;
 
 PgDatabase::~PgDatabase() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   idle_.clear();
 }
 
@@ -497,8 +497,8 @@ Result<PgDatabase::ConnPtr> PgDatabase::Connect() {
 }
 
 Result<PgDatabase::ConnPtr> PgDatabase::Borrow() {
-  std::unique_lock lock(mu_);
-  idle_cv_.wait(lock, [&] { return !idle_.empty() || open_ < options_.pool_size; });
+  MutexLock lock(&mu_);
+  while (idle_.empty() && open_ >= options_.pool_size) idle_cv_.Wait(&mu_);
   if (!idle_.empty()) {
     ConnPtr c = std::move(idle_.back());
     idle_.pop_back();
@@ -506,26 +506,26 @@ Result<PgDatabase::ConnPtr> PgDatabase::Borrow() {
     return c;
   }
   ++open_;
-  lock.unlock();
+  lock.Unlock();
   Result<ConnPtr> c = Connect();  // outside the lock: may take connect_timeout_s
   if (!c.has_value()) {
-    lock.lock();
+    lock.Lock();
     --open_;
-    idle_cv_.notify_one();
+    idle_cv_.Signal();
   }
   return c;
 }
 
 void PgDatabase::Return(ConnPtr c) {
   const bool broken = c->broken() || PQtransactionStatus(c->pg) != PQTRANS_IDLE;
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (broken) {
     c.reset();
     --open_;
   } else {
     idle_.push_back(std::move(c));
   }
-  idle_cv_.notify_one();
+  idle_cv_.Signal();
 }
 
 template <class T>
@@ -754,8 +754,8 @@ Result<std::optional<Order>> PgDatabase::FindOrderByIdempotencyKey(std::string_v
                           " FROM orders WHERE idempotency_key = $1 "
                           "ORDER BY created_at, order_id LIMIT 1";
   return Run<std::optional<Order>>([&](Connection& c) -> Result<std::optional<Order>> {
-    Result<PgResult> r = c.Exec(server_, "reading order by Idempotency-Key", sql.c_str(),
-                                {k.c_str()});
+    Result<PgResult> r =
+        c.Exec(server_, "reading order by Idempotency-Key", sql.c_str(), {k.c_str()});
     if (!r.has_value()) return r.error();
     if (PQntuples(r->get()) == 0) return std::optional<Order>();
     Result<Order> order = ReadOrder(r->get(), 0);

@@ -34,16 +34,15 @@
 // them; other SQL errors are Internal. A stored row that does not parse is
 // Internal, naming the table, the row's key and the column.
 
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "core/mutex.hpp"
 #include "core/order_repository.hpp"
 #include "core/stock_store.hpp"
 
@@ -132,10 +131,10 @@ class PgDatabase final : public OrderRepository {
   Options options_;
   std::string server_;
 
-  std::mutex mu_;
-  std::condition_variable idle_cv_;
-  std::vector<ConnPtr> idle_;  // guarded by mu_
-  int open_ = 0;               // guarded by mu_: idle + borrowed + connecting
+  Mutex mu_;
+  CondVar idle_cv_;
+  std::vector<ConnPtr> idle_ GUARDED_BY(mu_);
+  int open_ GUARDED_BY(mu_) = 0;  // idle + borrowed + connecting
 };
 
 }  // namespace flashsale::postgres
