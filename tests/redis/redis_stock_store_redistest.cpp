@@ -23,6 +23,7 @@
 #include <thread>
 
 #include "backends/embedded/local_status_broadcast.hpp"
+#include "backends/redis/lua_scripts.hpp"
 #include "backends/redis/redis_connection.hpp"
 #include "backends/redis/redis_idempotency_store.hpp"
 #include "backends/redis/redis_stock_store.hpp"
@@ -853,6 +854,50 @@ TEST_F(RedisStockStoreTest, IdempotencyKeysAreSharedAndRacingRetriesWait) {
     ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
     EXPECT_EQ(f.get().state, IdempotencyStore::ClaimState::kReplay);
   }
+}
+
+// The Idempotency-Key scripts go by EVALSHA with the SHA1 CMake computed of the
+// compiled-in source: it must be the name Redis gives that source (else every
+// call would pay a NOSCRIPT and an EVAL). After SCRIPT FLUSH (as after a
+// restart) the store falls back to EVAL once and the script is cached again.
+TEST_F(RedisStockStoreTest, IdempotencyScriptsRunByShaAndSurviveScriptFlush) {
+  RedisIdempotencyStore keys(*connection_, io_, {60'000, 5'000, 2});
+  const PurchaseFingerprint fp{1, kPhone, 1};
+  auto command = [&](std::vector<std::string> argv) {
+    std::promise<Result<RedisValue>> reply;
+    connection_->Send(argv, [&](Result<RedisValue> v) { reply.set_value(std::move(v)); });
+    return reply.get_future().get();
+  };
+  auto claim = [&](std::string_view key) {
+    auto p = std::make_shared<std::promise<IdempotencyStore::ClaimResult>>();
+    keys.Claim(key, fp, ids_.Next(Now()),
+               [p](const IdempotencyStore::ClaimResult& r) { p->set_value(r); });
+    return p->get_future().get();
+  };
+  auto cached = [&](std::string_view sha1) {
+    Result<RedisValue> exists = command({"SCRIPT", "EXISTS", std::string(sha1)});
+    return exists.has_value() && exists->elements.size() == 1 && exists->elements[0].integer == 1;
+  };
+  for (std::string_view source :
+       {ClaimIdempotencyKeyLua(), TakeOverIdempotencyKeyLua(), FinishIdempotencyKeyLua()}) {
+    Result<RedisValue> loaded = command({"SCRIPT", "LOAD", std::string(source)});
+    ASSERT_TRUE(loaded.has_value());
+    EXPECT_TRUE(loaded->str == ClaimIdempotencyKeyLuaSha1() ||
+                loaded->str == TakeOverIdempotencyKeyLuaSha1() ||
+                loaded->str == FinishIdempotencyKeyLuaSha1())
+        << loaded->str;
+  }
+  ASSERT_TRUE(command({"SCRIPT", "FLUSH"}).has_value());
+  ASSERT_FALSE(cached(ClaimIdempotencyKeyLuaSha1()));
+  EXPECT_EQ(claim("flushed").state, IdempotencyStore::ClaimState::kFirst);
+  EXPECT_TRUE(cached(ClaimIdempotencyKeyLuaSha1()));  // the EVAL fallback cached it
+  PurchaseReply sold_out;
+  sold_out.outcome = PurchaseOutcome::kSoldOut;
+  keys.Finish("flushed", sold_out, true);
+  IdempotencyStore::ClaimResult replay = claim("flushed");  // polls until the Finish landed
+  EXPECT_EQ(replay.state, IdempotencyStore::ClaimState::kReplay);
+  EXPECT_EQ(replay.reply.outcome, PurchaseOutcome::kSoldOut);
+  EXPECT_TRUE(cached(FinishIdempotencyKeyLuaSha1()));
 }
 
 // Same fixture, on a server that keeps its data across Stop()/Start().

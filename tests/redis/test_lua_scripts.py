@@ -460,3 +460,174 @@ def test_seed_creates_once_with_the_database_version(store, pid):
     assert store.stock(pid) == 7 and store.version(pid) == 41
     # The next admin change is numbered above the database row's version.
     assert store.restock(pid, 1)[3] == 42
+
+
+# -- Idempotency-Key scripts: claim_idempotency_key.lua, take_over_idempotency_key.lua,
+#    finish_idempotency_key.lua (RedisIdempotencyStore) ----------------------------------------
+
+IDEM_TTL_MS = 86_400_000
+
+
+class IdemKeys:
+    """The Idempotency-Key scripts with the key layout of their headers. Every test gets its own
+    prefix, so the (otherwise server-wide) indexes and let-go flag of one test are its own."""
+
+    def __init__(self, r, tag):
+        self.r = r
+        self.prefix = f"t{tag}:idem:"
+        self.refused = f"t{tag}:idem-index:refused"
+        self.accepted = f"t{tag}:idem-index:accepted"
+        self.let_go = f"t{tag}:idem-index:accepted-let-go"
+        self.claim_sha = r.script_load((SCRIPTS / "claim_idempotency_key.lua").read_text())
+        self.take_over_sha = r.script_load((SCRIPTS / "take_over_idempotency_key.lua").read_text())
+        self.finish_sha = r.script_load((SCRIPTS / "finish_idempotency_key.lua").read_text())
+
+    def key(self, k):
+        return self.prefix + k
+
+    def claim(self, k, pending, ttl_ms=IDEM_TTL_MS):
+        return self.r.evalsha(self.claim_sha, 2, self.key(k), self.let_go, pending, ttl_ms)
+
+    def take_over(self, k, stale, mine):
+        return self.r.evalsha(self.take_over_sha, 1, self.key(k), stale, mine)
+
+    def finish(self, k, answer, accepted, now=NOW, max_keys=1000, ttl_ms=IDEM_TTL_MS):
+        return self.r.evalsha(self.finish_sha, 4, self.key(k), self.refused, self.accepted,
+                              self.let_go, answer, ttl_ms, "1" if accepted else "0", now,
+                              max_keys, k, self.prefix)
+
+    def get(self, k):
+        return self.r.get(self.key(k))
+
+    def index(self, name):
+        return self.r.zrange(name, 0, -1, withscores=True)
+
+
+@pytest.fixture
+def idem(server, pid):
+    return IdemKeys(server, pid)
+
+
+def test_idem_claim_of_a_fresh_key_creates_it_pending(idem):
+    pending = f"P|7|42|1|o1|{NOW}"
+    assert idem.claim("k", pending, ttl_ms=60_000) == 0  # created; nothing let go
+    assert idem.get("k") == pending
+    assert 59_000 < idem.r.pttl(idem.key("k")) <= 60_000
+    # While accepted answers were let go, a claim that creates a key says: ask the order record.
+    idem.r.set(idem.let_go, "1")
+    assert idem.claim("k2", f"P|7|42|1|o2|{NOW}") == 1
+    assert idem.get("k2") == f"P|7|42|1|o2|{NOW}"
+
+
+def test_idem_claim_of_a_held_key_reads_it_back_unchanged(idem):
+    first = f"P|7|42|1|o1|{NOW}"
+    assert idem.claim("k", first, ttl_ms=60_000) == 0
+    idem.r.pexpire(idem.key("k"), 30_000)
+    # A racing retry (same fingerprint) and a mismatch (another user): both read the pending
+    # value back; neither overwrites it nor extends its TTL (the caller compares fingerprints).
+    assert idem.claim("k", f"P|7|42|1|o2|{NOW + 1}") == first
+    assert idem.claim("k", f"P|8|42|1|o3|{NOW + 1}") == first
+    assert idem.get("k") == first
+    assert 29_000 < idem.r.pttl(idem.key("k")) <= 30_000
+    # Even with the let-go flag set: a held key is answered from Redis, not the order record.
+    idem.r.set(idem.let_go, "1")
+    assert idem.claim("k", f"P|7|42|1|o4|{NOW + 2}") == first
+
+
+def test_idem_replay_of_a_finished_key(idem):
+    assert idem.claim("k", f"P|7|42|2|o1|{NOW}", ttl_ms=30_000) == 0
+    assert idem.finish("k", "|ACCEPTED|OK|o1", accepted=True) == 1
+    finished = "F|7|42|2|ACCEPTED|OK|o1"
+    assert idem.get("k") == finished
+    # The answer lives for the full TTL from the finish, not from the claim.
+    assert IDEM_TTL_MS - 5_000 < idem.r.pttl(idem.key("k")) <= IDEM_TTL_MS
+    assert idem.index(idem.accepted) == [("k", float(NOW))]
+    assert idem.index(idem.refused) == []
+    # Retries read the first answer back (a mismatch too: the fingerprint is in the value).
+    assert idem.claim("k", f"P|7|42|2|o9|{NOW + 5}") == finished
+    assert idem.claim("k", f"P|9|42|2|o9|{NOW + 5}") == finished
+    assert idem.get("k") == finished
+
+
+def test_idem_finish_stores_only_a_pending_key(idem):
+    # Unknown (expired, or deleted by a refused hand-off): nothing written, nothing indexed.
+    assert idem.finish("gone", "|SOLD_OUT|OK|", accepted=False) == 0
+    assert idem.get("gone") is None
+    # Already finished (a second Finish): the first answer stays.
+    idem.claim("k", f"P|7|42|1|o1|{NOW}")
+    assert idem.finish("k", "|SOLD_OUT|OK|", accepted=False) == 1
+    assert idem.get("k") == "F|7|42|1|SOLD_OUT|OK|"
+    assert idem.finish("k", "|ACCEPTED|UNKNOWN|o1", accepted=True, now=NOW + 1) == 0
+    assert idem.get("k") == "F|7|42|1|SOLD_OUT|OK|"
+    assert idem.index(idem.refused) == [("k", float(NOW))]
+    assert idem.index(idem.accepted) == []
+    assert not idem.r.exists(idem.let_go)
+
+
+def test_idem_take_over_is_a_compare_and_set_that_keeps_the_ttl(idem):
+    stale = f"P|7|42|1|o1|{NOW}"
+    idem.claim("k", stale, ttl_ms=60_000)
+    idem.r.pexpire(idem.key("k"), 40_000)
+    mine = f"P|7|42|1|o1|{NOW + 31_000}"
+    assert idem.take_over("k", stale, mine) == 1
+    assert idem.get("k") == mine
+    assert 39_000 < idem.r.pttl(idem.key("k")) <= 40_000  # KEEPTTL: no longer life
+    # A racing retry that read the same stale value loses: nothing written.
+    assert idem.take_over("k", stale, f"P|7|42|1|o2|{NOW + 31_001}") == 0
+    assert idem.get("k") == mine
+    # A key that is gone is not created.
+    assert idem.take_over("gone", stale, mine) == 0
+    assert idem.get("gone") is None
+
+
+def test_idem_finish_trims_over_the_cap_refusals_first(idem):
+    # Cap 3. Two accepted answers, then refusals: the refusals go first, oldest first.
+    def finish(k, accepted, t, max_keys=3):
+        idem.claim(k, f"P|1|2|1|o{k}|{t}")
+        return idem.finish(k, f"|{'ACCEPTED' if accepted else 'SOLD_OUT'}|OK|o{k}", accepted,
+                           now=t, max_keys=max_keys)
+
+    assert finish("a1", True, NOW + 1) == 1
+    assert finish("a2", True, NOW + 2) == 1
+    assert finish("r1", False, NOW + 3) == 1
+    assert finish("r2", False, NOW + 4) == 1  # 4 > 3: the oldest refusal r1 goes
+    assert idem.get("r1") is None
+    assert [m for m, _ in idem.index(idem.refused)] == ["r2"]
+    assert [m for m, _ in idem.index(idem.accepted)] == ["a1", "a2"]
+    assert not idem.r.exists(idem.let_go)  # no accepted answer let go yet
+    # An accepted answer over the cap: the one refusal left goes first, nothing else.
+    assert finish("a3", True, NOW + 5) == 1
+    assert idem.get("r2") is None
+    assert idem.index(idem.refused) == []
+    assert [m for m, _ in idem.index(idem.accepted)] == ["a1", "a2", "a3"]
+    assert not idem.r.exists(idem.let_go)
+    # No refusal left: the oldest accepted answer goes, and the let-go flag is set (TTL).
+    assert finish("a4", True, NOW + 6) == 1
+    assert idem.get("a1") is None
+    assert [m for m, _ in idem.index(idem.accepted)] == ["a2", "a3", "a4"]
+    assert idem.r.get(idem.let_go) == "1"
+    assert IDEM_TTL_MS - 5_000 < idem.r.pttl(idem.let_go) <= IDEM_TTL_MS
+    # A popped key that is pending again (claimed anew since) is left alone: only finished
+    # answers are deleted.
+    idem.r.set(idem.key("a2"), f"P|1|2|1|oa2b|{NOW + 7}")
+    assert finish("r3", False, NOW + 8, max_keys=2) == 1  # 4 > 2: r3, then a2 popped
+    assert idem.get("r3") is None
+    assert idem.get("a2") == f"P|1|2|1|oa2b|{NOW + 7}"
+    assert [m for m, _ in idem.index(idem.accepted)] == ["a3", "a4"]
+    assert idem.get("a3") == "F|1|2|1|ACCEPTED|OK|oa3"
+
+
+def test_idem_finish_drops_index_entries_older_than_the_ttl(idem):
+    ttl = 1_000
+    idem.claim("old", f"P|1|2|1|o1|{NOW}")
+    assert idem.finish("old", "|SOLD_OUT|OK|", accepted=False, now=NOW, ttl_ms=ttl) == 1
+    idem.claim("older", f"P|1|2|1|o2|{NOW}")
+    assert idem.finish("older", "|ACCEPTED|OK|o2", accepted=True, now=NOW, ttl_ms=ttl) == 1
+    # A finish TTL later: both earlier entries are past the horizon (now - TTL) and leave their
+    # indexes without counting against the cap; nothing is let go.
+    idem.claim("new", f"P|1|2|1|o3|{NOW + ttl}")
+    assert idem.finish("new", "|ACCEPTED|OK|o3", accepted=True, now=NOW + ttl, ttl_ms=ttl,
+                       max_keys=1) == 1
+    assert idem.index(idem.refused) == []
+    assert idem.index(idem.accepted) == [("new", float(NOW + ttl))]
+    assert not idem.r.exists(idem.let_go)

@@ -1,7 +1,8 @@
 #pragma once
 // The Lua sources of src/backends/redis/*.lua, compiled into the binary at build
 // time (CMake file(READ) -> generated/redis_lua_scripts.cpp), never read from
-// disk at run time. Plain constants; thread-safe.
+// disk at run time. Plain constants; thread-safe. Each `<Script>Sha1()` is the
+// lowercase hex SHA1 of its source (computed by CMake), the name EVALSHA takes.
 
 #include <string_view>
 
@@ -13,5 +14,19 @@ std::string_view PutProductLua();      // put_product.lua
 std::string_view RestockProductLua();  // restock_product.lua
 std::string_view GetProductLua();      // get_product.lua
 std::string_view SeedProductLua();     // seed_product.lua
+// RedisIdempotencyStore's scripts.
+std::string_view ClaimIdempotencyKeyLua();     // claim_idempotency_key.lua
+std::string_view TakeOverIdempotencyKeyLua();  // take_over_idempotency_key.lua
+std::string_view FinishIdempotencyKeyLua();    // finish_idempotency_key.lua
+
+std::string_view ReserveStockLuaSha1();
+std::string_view ReleaseStockLuaSha1();
+std::string_view PutProductLuaSha1();
+std::string_view RestockProductLuaSha1();
+std::string_view GetProductLuaSha1();
+std::string_view SeedProductLuaSha1();
+std::string_view ClaimIdempotencyKeyLuaSha1();
+std::string_view TakeOverIdempotencyKeyLuaSha1();
+std::string_view FinishIdempotencyKeyLuaSha1();
 
 }  // namespace flashsale::redis

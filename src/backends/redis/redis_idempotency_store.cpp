@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "backends/redis/lua_scripts.hpp"
 #include "backends/redis/redis_keys.hpp"
 
 namespace flashsale::redis {
@@ -67,54 +68,38 @@ std::optional<PurchaseReply> FinalAnswer(const std::vector<std::string_view>& pa
   return reply;
 }
 
-// Replaces the value of KEYS[1] by ARGV[2] only if it still is ARGV[1]; the
-// key keeps its expiry. 1 when replaced.
-constexpr std::string_view kCompareAndSetLua =
-    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
-    "redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') "
-    "return 1";
+// One of this folder's scripts, called by EVALSHA: only its SHA1 travels, not
+// its source (the contract headers make the sources kilobytes, and Claim and
+// Finish run once per keyed purchase). On NOSCRIPT (a fresh or restarted
+// server, SCRIPT FLUSH) the script did not run: the same call goes once more
+// as EVAL, which also caches the script for the next EVALSHA. `redis` must
+// outlive the call (it runs the callback).
+struct Script {
+  std::string_view source;
+  std::string_view sha1;
+};
+const Script kClaim{ClaimIdempotencyKeyLua(), ClaimIdempotencyKeyLuaSha1()};
+const Script kTakeOver{TakeOverIdempotencyKeyLua(), TakeOverIdempotencyKeyLuaSha1()};
+const Script kFinish{FinishIdempotencyKeyLua(), FinishIdempotencyKeyLuaSha1()};
 
-// KEYS[1] idem:<key>  KEYS[2] idem-index:accepted-let-go
-// ARGV[1] pending value  ARGV[2] TTL ms
-// The value already there (a string), or, when this call claimed the key, an
-// integer: 1 if accepted answers were let go (ask the order record), else 0.
-constexpr std::string_view kClaimLua =
-    "local v = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET', 'PX', ARGV[2]) "
-    "if v then return v end "
-    "return redis.call('EXISTS', KEYS[2])";
-
-// KEYS[1] idem:<key>  KEYS[2] idem-index:refused  KEYS[3] idem-index:accepted
-// KEYS[4] idem-index:accepted-let-go
-// ARGV[1] "|<OUTCOME>|<s>|<order id>"  ARGV[2] TTL ms  ARGV[3] "1" if accepted
-// ARGV[4] now ms  ARGV[5] max keys  ARGV[6] the Idempotency-Key  ARGV[7] "idem:"
-// Turns "P|<fp>|..." into "F|<fp>|<answer>", indexes it, trims the indexes
-// (expired entries, then over max keys: refusals first). 0 if not pending.
-constexpr std::string_view kFinishLua =
-    "local v = redis.call('GET', KEYS[1]) "
-    "if not v or string.sub(v, 1, 2) ~= 'P|' then return 0 end "
-    "local fp = string.match(v, '^P|([^|]*|[^|]*|[^|]*)') "
-    "redis.call('SET', KEYS[1], 'F|' .. fp .. ARGV[1], 'PX', ARGV[2]) "
-    "redis.call('ZADD', ARGV[3] == '1' and KEYS[3] or KEYS[2], ARGV[4], ARGV[6]) "
-    "local horizon = tonumber(ARGV[4]) - tonumber(ARGV[2]) "
-    "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', horizon) "
-    "redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', horizon) "
-    "local over = redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3]) - "
-    "tonumber(ARGV[5]) "
-    "local function drop(index, n) "
-    "  local popped = redis.call('ZPOPMIN', index, n) "
-    "  for i = 1, #popped, 2 do "
-    "    local k = ARGV[7] .. popped[i] "
-    "    local kv = redis.call('GET', k) "
-    "    if kv and string.sub(kv, 1, 2) == 'F|' then redis.call('DEL', k) end "
-    "  end "
-    "  return #popped / 2 "
-    "end "
-    "if over > 0 then over = over - drop(KEYS[2], over) end "
-    "if over > 0 then "
-    "  drop(KEYS[3], over) "
-    "  redis.call('SET', KEYS[4], '1', 'PX', ARGV[2]) "
-    "end "
-    "return 1";
+void Eval(RedisCommander& redis, const Script& script, std::size_t num_keys,
+          std::vector<std::string> keys_and_args, RedisCommander::Callback done) {
+  std::vector<std::string> argv;
+  argv.reserve(keys_and_args.size() + 3);
+  argv.emplace_back("EVALSHA");
+  argv.emplace_back(script.sha1);
+  argv.push_back(std::to_string(num_keys));
+  for (std::string& s : keys_and_args) argv.push_back(std::move(s));
+  auto call = std::make_shared<std::vector<std::string>>(std::move(argv));
+  redis.Send(*call, [&redis, &script, call, done = std::move(done)](Result<RedisValue> r) mutable {
+    if (!r.has_value() || !r->IsError() || !r->str.starts_with("NOSCRIPT")) {
+      return done(std::move(r));
+    }
+    (*call)[0] = "EVAL";
+    (*call)[1] = std::string(script.source);
+    redis.Send(*call, std::move(done));
+  });
+}
 
 }  // namespace
 
@@ -130,14 +115,10 @@ void RedisIdempotencyStore::Claim(std::string_view key, const PurchaseFingerprin
 
 void RedisIdempotencyStore::TryClaim(Attempt a) {
   std::vector<std::string> argv{
-      "EVAL",
-      std::string(kClaimLua),
-      "2",
-      KeyOf(a.key),
-      keys::IdempotencyAcceptedLetGo(),
+      KeyOf(a.key), keys::IdempotencyAcceptedLetGo(),
       "P|" + Fingerprint(a.fp) + "|" + a.proposed_order.str() + "|" + std::to_string(NowMillis()),
       std::to_string(options_.ttl_ms)};
-  redis_.Send(argv, [this, a = std::move(a)](Result<RedisValue> r) mutable {
+  Eval(redis_, kClaim, 2, std::move(argv), [this, a = std::move(a)](Result<RedisValue> r) mutable {
     if (!r.has_value()) return a.done(Unavailable(r.error()));
     if (r->IsError()) return a.done(Unavailable(Status::Unavailable("redis: " + r->str)));
     if (r->type == RedisValue::Type::kInteger) {
@@ -208,25 +189,23 @@ void RedisIdempotencyStore::TakeOver(Attempt a, std::string stale, OrderId stale
     OrderId order = released ? a.proposed_order : stale_order;
     std::string mine =
         "P|" + Fingerprint(a.fp) + "|" + order.str() + "|" + std::to_string(NowMillis());
-    std::vector<std::string> swap{
-        "EVAL",         std::string(kCompareAndSetLua), "1", KeyOf(a.key), std::move(stale),
-        std::move(mine)};
-    redis_.Send(std::move(swap), [this, a = std::move(a),
-                                  order = std::move(order)](Result<RedisValue> swapped) mutable {
-      if (!swapped.has_value()) return a.done(Unavailable(swapped.error()));
-      if (swapped->IsError()) {
-        return a.done(Unavailable(Status::Unavailable("redis: " + swapped->str)));
-      }
-      if (swapped->integer != 1) return TryClaim(std::move(a));  // lost the race
-      spdlog::warn(
-          "Idempotency-Key {}: the first request did not finish; "
-          "retrying it with order {}",
-          a.key, order.view());
-      ClaimResult first;
-      first.state = ClaimState::kFirst;
-      first.order_id = std::move(order);
-      a.done(first);
-    });
+    std::vector<std::string> swap{KeyOf(a.key), std::move(stale), std::move(mine)};
+    Eval(redis_, kTakeOver, 1, std::move(swap),
+         [this, a = std::move(a), order = std::move(order)](Result<RedisValue> swapped) mutable {
+           if (!swapped.has_value()) return a.done(Unavailable(swapped.error()));
+           if (swapped->IsError()) {
+             return a.done(Unavailable(Status::Unavailable("redis: " + swapped->str)));
+           }
+           if (swapped->integer != 1) return TryClaim(std::move(a));  // lost the race
+           spdlog::warn(
+               "Idempotency-Key {}: the first request did not finish; "
+               "retrying it with order {}",
+               a.key, order.view());
+           ClaimResult first;
+           first.state = ClaimState::kFirst;
+           first.order_id = std::move(order);
+           a.done(first);
+         });
   });
 }
 
@@ -239,18 +218,17 @@ void RedisIdempotencyStore::Finish(std::string_view key, const PurchaseReply& re
     return;
   }
   // The pending value already holds the fingerprint: one script turns
-  // "P|<fp>|<order>|<at>" into "F|<fp>|<answer>" and keeps the cap (keys are
-  // optional and rare: EVAL is fine). Lost? See TakeOver.
+  // "P|<fp>|<order>|<at>" into "F|<fp>|<answer>" and keeps the cap
+  // (finish_idempotency_key.lua). Lost? See TakeOver.
   std::string value = "|" + std::string(StatusName(reply.outcome)) + "|" +
                       (reply.status.IsUnknown() ? "UNKNOWN" : "OK") + "|" +
                       std::string(reply.order_id.view());
-  redis_.Send(
-      {"EVAL", std::string(kFinishLua), "4", KeyOf(key), keys::IdempotencyRefusals(),
-       keys::IdempotencyAccepted(), keys::IdempotencyAcceptedLetGo(), std::move(value),
-       std::to_string(options_.ttl_ms), reply.outcome == PurchaseOutcome::kAccepted ? "1" : "0",
-       std::to_string(NowMillis()), std::to_string(options_.max_keys), std::string(key),
-       std::string(keys::kIdempotencyPrefix)},
-      [](Result<RedisValue>) {});
+  Eval(redis_, kFinish, 4,
+       {KeyOf(key), keys::IdempotencyRefusals(), keys::IdempotencyAccepted(),
+        keys::IdempotencyAcceptedLetGo(), std::move(value), std::to_string(options_.ttl_ms),
+        reply.outcome == PurchaseOutcome::kAccepted ? "1" : "0", std::to_string(NowMillis()),
+        std::to_string(options_.max_keys), std::string(key), std::string(keys::kIdempotencyPrefix)},
+       [](Result<RedisValue>) {});
 }
 
 void RedisIdempotencyStore::ClaimFromOrderRecord(Attempt a) {

@@ -42,8 +42,10 @@
 // oldest go first, so this takes a cap's worth of accepted orders within the
 // consumer's lag. Pending records are not indexed: they are as many as the
 // requests in flight (plus lost Finishes, taken over as above).
-// NOTE: the Finish script touches keys in many hash slots (not Cluster-ready,
-// like order:<id>).
+// The scripts are claim_idempotency_key.lua, take_over_idempotency_key.lua and
+// finish_idempotency_key.lua (called by EVALSHA). NOTE: Claim and Finish touch
+// keys in several hash slots (not Cluster-ready, like order:<id>); see their
+// headers.
 #include <boost/asio/io_context.hpp>
 #include <functional>
 #include <optional>
