@@ -1,11 +1,11 @@
 #include "backends/redis/redis_idempotency_store.hpp"
 
 #include <boost/asio/steady_timer.hpp>
-#include <charconv>
 #include <memory>
 #include <vector>
 
 #include "backends/redis/redis_keys.hpp"
+#include "core/numbers.hpp"
 
 namespace flashsale::redis {
 namespace {
@@ -25,13 +25,6 @@ std::vector<std::string_view> Split(std::string_view s) {
     if (bar == std::string_view::npos) return out;
     s = s.substr(bar + 1);
   }
-}
-
-std::optional<std::int64_t> ToInt(std::string_view s) {
-  std::int64_t v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
-  return v;
 }
 
 IdempotencyStore::ClaimResult Unavailable(const Status& why) {
@@ -75,7 +68,7 @@ void RedisIdempotencyStore::TryClaim(std::string key, PurchaseFingerprint fp, Cl
     }
     if (parts[0] == "F" && parts.size() == 7) {
       ClaimResult replay{ClaimState::kReplay, {}};
-      std::optional<std::int64_t> outcome = ToInt(parts[4]);
+      std::optional<std::int64_t> outcome = ParseInt64(parts[4]);
       if (!outcome || *outcome < 0 ||
           *outcome > static_cast<std::int64_t>(PurchaseOutcome::kUnknownProduct)) {
         return done(Unavailable(Status::Internal("idempotency record is malformed")));
