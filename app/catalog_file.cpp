@@ -2,11 +2,12 @@
 
 #include <boost/json.hpp>
 
-#include <charconv>
 #include <cmath>
 #include <fstream>
 #include <set>
 #include <sstream>
+
+#include "core/numbers.hpp"
 
 namespace flashsale::app {
 namespace {
@@ -23,13 +24,6 @@ Result<Product> MakeProduct(const std::string& where,
                                                "starts_at",  "ends_at", "limit_per_user"};
   Product p;
   std::set<std::string> seen;
-  auto to_int = [&](const std::string& name, const std::string& v) -> std::optional<std::int64_t> {
-    std::int64_t out = 0;
-    auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
-    if (ec != std::errc() || ptr != v.data() + v.size()) return std::nullopt;
-    (void)name;
-    return out;
-  };
   for (const auto& [name, value] : fields) {
     if (!kKnown.contains(name)) return Bad(where, "unknown field '" + name + "'");
     if (!seen.insert(name).second) return Bad(where, "duplicate field '" + name + "'");
@@ -48,7 +42,7 @@ Result<Product> MakeProduct(const std::string& where,
       p.price = *c;
       continue;
     }
-    std::optional<std::int64_t> v = to_int(name, value);
+    std::optional<std::int64_t> v = ParseInt64(value);
     if (!v) return Bad(where, "'" + name + "' must be an integer");
     if (name == "product_id") {
       if (*v <= 0) return Bad(where, "'product_id' must be > 0");

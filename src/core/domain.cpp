@@ -1,9 +1,10 @@
 #include "core/domain.hpp"
 
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <random>
+
+#include "core/numbers.hpp"
 
 namespace flashsale {
 namespace {
@@ -180,17 +181,16 @@ std::optional<Cents> ParsePrice(std::string_view s) {
   // Trailing zeros beyond 2 decimals are still "at most 2 decimals" in value.
   while (frac.size() > 2 && frac.back() == '0') frac.remove_suffix(1);
   if (frac.size() > 2) return std::nullopt;
-  std::int64_t units = 0;
-  auto [p, ec] = std::from_chars(whole.data(), whole.data() + whole.size(), units);
-  if (ec != std::errc() || p != whole.data() + whole.size()) return std::nullopt;
+  const std::optional<std::int64_t> units = ParseInt64(whole);
+  if (!units) return std::nullopt;
   std::int64_t cents = 0;
   for (std::size_t i = 0; i < 2; ++i) {
     char c = i < frac.size() ? frac[i] : '0';
     if (c < '0' || c > '9') return std::nullopt;
     cents = cents * 10 + (c - '0');
   }
-  if (units > (INT64_MAX - cents) / 100) return std::nullopt;
-  return units * 100 + cents;
+  if (*units > (INT64_MAX - cents) / 100) return std::nullopt;
+  return *units * 100 + cents;
 }
 
 std::string FormatPrice(Cents c) {

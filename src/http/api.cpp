@@ -2,10 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
-#include <charconv>
 #include <fstream>
 #include <sstream>
 
+#include "core/numbers.hpp"
 #include "http/body_specs.hpp"
 #include "http/json_body.hpp"
 #include "http/response_writer.hpp"
@@ -78,20 +78,6 @@ std::string& Scratch() {
   thread_local std::string scratch;
   scratch.clear();
   return scratch;
-}
-
-std::optional<std::int64_t> ParseInt64(std::string_view s) {
-  std::int64_t v = 0;
-  if (s.empty() || (s.size() > 1 && s[0] == '0')) return std::nullopt;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-
-void AppendInt(std::string& out, std::int64_t v) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, end);
 }
 
 void AppendOptionalTime(std::string& out, const std::optional<UnixMillis>& t) {
@@ -477,7 +463,7 @@ int Api::HandleOrder(std::string_view id, bool ka, std::string& out) {
 }
 
 int Api::HandleUserOrders(std::string_view id, bool ka, std::string& out) {
-  std::optional<std::int64_t> user = ParseInt64(id);
+  std::optional<std::int64_t> user = ParseInt64(id, LeadingZeros::kRefuse);
   if (!user || *user < 0) {
     return SendValidation(
         out, {{"user_id", "Input should be a valid integer >= 0", "int_parsing", "path"}}, ka);
@@ -502,14 +488,14 @@ int Api::HandleProducts(std::string_view query, bool ka, std::string& out) {
     std::string_view value =
         eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
     if (name == "offset") {
-      std::optional<std::int64_t> v = ParseInt64(value);
+      std::optional<std::int64_t> v = ParseInt64(value, LeadingZeros::kRefuse);
       if (!v || *v < 0) {
         errors.push_back({"offset", "Input should be an integer >= 0", "int_parsing", "query"});
       } else {
         offset = *v;
       }
     } else if (name == "limit") {
-      std::optional<std::int64_t> v = ParseInt64(value);
+      std::optional<std::int64_t> v = ParseInt64(value, LeadingZeros::kRefuse);
       if (!v || *v < 1 || *v > 1000) {
         errors.push_back(
             {"limit", "Input should be an integer from 1 to 1000", "int_parsing", "query"});
@@ -527,7 +513,7 @@ int Api::HandleProducts(std::string_view query, bool ka, std::string& out) {
 }
 
 int Api::HandleProduct(std::string_view id, bool ka, std::string& out) {
-  std::optional<std::int64_t> product = ParseInt64(id);
+  std::optional<std::int64_t> product = ParseInt64(id, LeadingZeros::kRefuse);
   if (!product || *product <= 0) {
     return SendValidation(
         out, {{"product_id", "Input should be a valid integer > 0", "int_parsing", "path"}}, ka);
@@ -570,7 +556,7 @@ int Api::CheckAdmin(const HttpRequest& req, std::string& out) {
 int Api::HandleAdminPut(const HttpRequest& req, std::string_view id, std::string& out) {
   const bool ka = req.keep_alive;
   if (int s = CheckAdmin(req, out); s != 0) return s;
-  std::optional<std::int64_t> product_id = ParseInt64(id);
+  std::optional<std::int64_t> product_id = ParseInt64(id, LeadingZeros::kRefuse);
   std::vector<FieldError> errors;
   if (!product_id || *product_id <= 0) {
     errors.push_back({"product_id", "Input should be a valid integer > 0", "int_parsing", "path"});
@@ -602,7 +588,7 @@ int Api::HandleAdminPut(const HttpRequest& req, std::string_view id, std::string
 int Api::HandleAdminRestock(const HttpRequest& req, std::string_view id, std::string& out) {
   const bool ka = req.keep_alive;
   if (int s = CheckAdmin(req, out); s != 0) return s;
-  std::optional<std::int64_t> product_id = ParseInt64(id);
+  std::optional<std::int64_t> product_id = ParseInt64(id, LeadingZeros::kRefuse);
   std::vector<FieldError> errors;
   if (!product_id || *product_id <= 0) {
     errors.push_back({"product_id", "Input should be a valid integer > 0", "int_parsing", "path"});

@@ -1,7 +1,6 @@
 #include "http/response_writer.hpp"
 
-#include <charconv>
-
+#include "core/numbers.hpp"
 #include "http/json_body.hpp"
 
 namespace flashsale::http {
@@ -48,17 +47,14 @@ std::string_view ReasonPhrase(int status) {
 }
 
 void AppendResponse(std::string& out, const ResponseHead& head, std::string_view body) {
-  char num[24];
   out.append("HTTP/1.1 ");
-  auto [end, ec] = std::to_chars(num, num + sizeof num, head.status);
-  out.append(num, end);
+  AppendInt(out, head.status);
   out.push_back(' ');
   out.append(ReasonPhrase(head.status));
   out.append("\r\nContent-Type: ");
   out.append(head.content_type);
   out.append("\r\nContent-Length: ");
-  auto [end2, ec2] = std::to_chars(num, num + sizeof num, body.size());
-  out.append(num, end2);
+  AppendInt(out, static_cast<std::int64_t>(body.size()));
   out.append(head.keep_alive ? "\r\n" : "\r\nConnection: close\r\n");
   out.append(head.extra_headers);
   out.append("\r\n");

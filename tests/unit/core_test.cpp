@@ -1,10 +1,13 @@
 // core_test: the value types every layer shares (src/core): Status and
-// Result, order ids, RFC 3339 times, prices, and the metrics renderers.
+// Result, order ids, RFC 3339 times, prices, decimal integers, and the metrics
+// renderers.
 // Everything here is pure; only the order id test uses threads (16 × 10k ids
 // from one generator must all differ).
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <limits>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -13,6 +16,7 @@
 
 #include "core/domain.hpp"
 #include "core/metrics.hpp"
+#include "core/numbers.hpp"
 #include "core/purchase.hpp"
 #include "core/status.hpp"
 #include "run_concurrently.hpp"
@@ -384,6 +388,78 @@ TEST(Price, FormatsTheShortestDecimal) {
 
 TEST(Price, FormatThenParseRoundTrips) {
   for (Cents c = 0; c < 2000; ++c) EXPECT_EQ(ParsePrice(FormatPrice(c)), c) << c;
+}
+
+// --------------------------------------------------------------- Numbers ---
+
+constexpr std::int64_t kInt64Min = std::numeric_limits<std::int64_t>::min();
+constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
+
+TEST(Numbers, ParseInt64ReadsOneWholeDecimal) {
+  EXPECT_EQ(ParseInt64("0"), 0);
+  EXPECT_EQ(ParseInt64("42"), 42);
+  EXPECT_EQ(ParseInt64("-42"), -42);
+  EXPECT_EQ(ParseInt64("-0"), 0);
+  EXPECT_EQ(ParseInt64("9223372036854775807"), kInt64Max);
+  EXPECT_EQ(ParseInt64("-9223372036854775808"), kInt64Min);
+}
+
+TEST(Numbers, ParseInt64RefusesWhatIsNotExactlyOneInt64) {
+  for (std::string_view bad :
+       {"", "-", "+1", " 1", "1 ", "1x", "x1", "1.0", "1e3", "0x10", "9223372036854775808",
+        "-9223372036854775809", "99999999999999999999999"}) {
+    EXPECT_EQ(ParseInt64(bad), std::nullopt) << "'" << bad << "'";
+    EXPECT_EQ(ParseInt64(bad, LeadingZeros::kRefuse), std::nullopt) << "'" << bad << "'";
+  }
+}
+
+TEST(Numbers, ParseInt64StopsAtTheViewsEnd) {
+  // A view into a longer buffer: the digits after it are not part of the number.
+  const std::string_view text = std::string_view("12345").substr(0, 2);
+  EXPECT_EQ(ParseInt64(text), 12);
+}
+
+TEST(Numbers, LeadingZerosAreAllowedUnlessRefused) {
+  EXPECT_EQ(ParseInt64("007"), 7);
+  EXPECT_EQ(ParseInt64("00"), 0);
+  EXPECT_EQ(ParseInt64("-007"), -7);
+  EXPECT_EQ(ParseInt64("007", LeadingZeros::kRefuse), std::nullopt);
+  EXPECT_EQ(ParseInt64("00", LeadingZeros::kRefuse), std::nullopt);
+  EXPECT_EQ(ParseInt64("0", LeadingZeros::kRefuse), 0);
+  EXPECT_EQ(ParseInt64("70", LeadingZeros::kRefuse), 70);
+  // Only the first character is looked at (the HTTP layer's long-standing rule).
+  EXPECT_EQ(ParseInt64("-07", LeadingZeros::kRefuse), -7);
+}
+
+TEST(Numbers, AppendIntAppendsTheShortestDecimal) {
+  std::string out = "n=";
+  AppendInt(out, 0);
+  out += ',';
+  AppendInt(out, -17);
+  out += ',';
+  AppendInt(out, kInt64Max);
+  out += ',';
+  AppendInt(out, kInt64Min);
+  EXPECT_EQ(out, "n=0,-17,9223372036854775807,-9223372036854775808");
+  EXPECT_EQ(std::string_view("-9223372036854775808").size(), kMaxInt64Chars);
+}
+
+TEST(Numbers, Int64TextHoldsTheDecimal) {
+  EXPECT_EQ(Int64Text(0).view(), "0");
+  EXPECT_EQ(Int64Text(1234).view(), "1234");
+  EXPECT_EQ(Int64Text(kInt64Min).view(), "-9223372036854775808");
+  const Int64Text max(kInt64Max);
+  EXPECT_EQ(std::string_view(max.data(), max.size()), "9223372036854775807");
+}
+
+TEST(Numbers, FormatThenParseRoundTrips) {
+  for (std::int64_t v : {kInt64Min, kInt64Min + 1, std::int64_t{-1}, std::int64_t{0},
+                         std::int64_t{1}, std::int64_t{1000000007}, kInt64Max - 1, kInt64Max}) {
+    std::string text;
+    AppendInt(text, v);
+    EXPECT_EQ(ParseInt64(text), v) << text;
+    EXPECT_EQ(ParseInt64(Int64Text(v).view(), LeadingZeros::kRefuse), v) << text;
+  }
 }
 
 // --------------------------------------------------------------- Metrics ---

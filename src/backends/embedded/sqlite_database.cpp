@@ -1,8 +1,9 @@
 #include "backends/embedded/sqlite_database.hpp"
 
-#include <charconv>
 #include <filesystem>
 #include <span>
+
+#include "core/numbers.hpp"
 
 namespace flashsale::embedded {
 namespace {
@@ -55,13 +56,8 @@ class RowReader {
   }
   std::optional<std::int64_t> OptionalInt(int col) {
     if (st_.IsNull(col)) return std::nullopt;
-    const std::string_view text = st_.Text(col);
-    std::int64_t v = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec != std::errc() || end != text.data() + text.size()) {
-      Corrupt(col, "is not an integer");
-      return std::nullopt;
-    }
+    std::optional<std::int64_t> v = ParseInt64(st_.Text(col));
+    if (!v) Corrupt(col, "is not an integer");
     return v;
   }
   OrderId Id(int col) {

@@ -2,9 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include <charconv>
-
 #include "backends/kafka/order_codec.hpp"
+#include "core/numbers.hpp"
 
 namespace flashsale::kafka {
 namespace {
@@ -82,16 +81,14 @@ void KafkaOrderQueue::PollLoop() {
 
 void KafkaOrderQueue::HandOff(Order order, HandOffCallback done) {
   const std::string payload = EncodeOrder(order);
-  char key[24];
-  const auto [key_end, ec] = std::to_chars(key, key + sizeof key, order.product);
-  (void)ec;
+  const Int64Text key(order.product);
   auto* pending = new Pending{std::move(done)};
   in_flight_.fetch_add(1, std::memory_order_relaxed);
   // F_COPY: librdkafka copies the ~120 bytes; cheaper than handing over ownership
   // of a std::string's buffer. UA: the partitioner hashes the key.
   if (rd_kafka_produce(topic_.get(), RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
-                       const_cast<char*>(payload.data()), payload.size(), key,
-                       static_cast<std::size_t>(key_end - key), pending) != 0) {
+                       const_cast<char*>(payload.data()), payload.size(), key.data(), key.size(),
+                       pending) != 0) {
     const rd_kafka_resp_err_t err = rd_kafka_last_error();
     std::unique_ptr<Pending> owned(pending);
     Answer(owned->done, Status::NotDelivered(ErrorText("produce refused", err)));

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "backends/kafka/order_codec.hpp"
+#include "core/numbers.hpp"
 
 namespace flashsale::kafka {
 namespace {
@@ -89,12 +90,10 @@ void KafkaStatusBroadcast::Publish(ProductId product, ProductStatusChange change
                                    std::int64_t epoch) {
   Notify(product, change, epoch);  // this instance does not wait for the round trip
   const std::string payload = EncodeStatusChange(product, change, epoch, NowMillis());
-  char key[24];
-  const auto [key_end, ec] = std::to_chars(key, key + sizeof key, product);
-  (void)ec;
+  const Int64Text key(product);
   if (rd_kafka_produce(producer_topic_.get(), RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
-                       const_cast<char*>(payload.data()), payload.size(), key,
-                       static_cast<std::size_t>(key_end - key), nullptr) != 0) {
+                       const_cast<char*>(payload.data()), payload.size(), key.data(), key.size(),
+                       nullptr) != 0) {
     spdlog::error("{}", ErrorText("status change not sent", rd_kafka_last_error()));
   }
   rd_kafka_poll(producer_.get(), 0);  // serve earlier delivery reports

@@ -1,20 +1,14 @@
 #include "backends/kafka/order_codec.hpp"
 
 #include <boost/json/basic_parser_impl.hpp>
-#include <charconv>
 #include <optional>
+
+#include "core/numbers.hpp"
 
 namespace flashsale::kafka {
 namespace {
 
 namespace json = boost::json;
-
-void AppendInt(std::string& out, std::int64_t v) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  (void)ec;
-  out.append(buf, end);
-}
 
 // One JSON value at depth 1 of the top-level object, as the handlers saw it.
 enum class Kind { kNone, kString, kInt, kNumber, kOther };

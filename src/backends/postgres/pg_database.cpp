@@ -5,12 +5,13 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <span>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+
+#include "core/numbers.hpp"
 
 namespace flashsale::postgres {
 namespace {
@@ -162,18 +163,11 @@ std::string_view Text(const PGresult* r, int row, int col) {
   return {PQgetvalue(r, row, col), static_cast<std::size_t>(PQgetlength(r, row, col))};
 }
 
-std::optional<std::int64_t> ParseInt(std::string_view text) {
-  std::int64_t out = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
-  return out;
-}
-
 // A value the server computes from NOT NULL BIGINT columns (counts, stock):
 // it always parses unless libpq or the SQL text is broken, a bug.
 std::int64_t Int(const PGresult* r, int row, int col) {
   std::optional<std::int64_t> v =
-      PQgetisnull(r, row, col) ? std::nullopt : ParseInt(Text(r, row, col));
+      PQgetisnull(r, row, col) ? std::nullopt : ParseInt64(Text(r, row, col));
   FLASHSALE_CHECK(v.has_value(), "PostgreSQL answered a non-integer where the SQL yields one");
   return *v;
 }
@@ -196,7 +190,7 @@ class RowReader {
   }
   std::optional<std::int64_t> OptionalInt(int col) {
     if (PQgetisnull(r_, row_, col)) return std::nullopt;
-    std::optional<std::int64_t> v = ParseInt(Text(r_, row_, col));
+    std::optional<std::int64_t> v = ParseInt64(Text(r_, row_, col));
     if (!v) Corrupt(col, "is not an integer");
     return v;
   }
@@ -295,12 +289,6 @@ void AppendCopyText(std::string& out, std::string_view v) {
         out += ch;
     }
   }
-}
-
-void AppendInt(std::string& out, std::int64_t v) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, end);
 }
 
 // "{1,2,NULL}": an array literal of integers (no quoting needed).
@@ -595,10 +583,8 @@ Status PgDatabase::InsertProducts(const std::vector<Product>& products, bool ove
         {ids.c_str(), cents.c_str(), stock.c_str(), starts.c_str(), ends.c_str(), lim.c_str()},
         PGRES_COMMAND_OK);
     if (!res.has_value()) return res.error();
-    std::int64_t n = 0;
-    const char* tuples = PQcmdTuples(res->get());
-    std::from_chars(tuples, tuples + std::char_traits<char>::length(tuples), n);
-    return n;
+    // PQcmdTuples gives the count's digits, or "" for a command without one.
+    return ParseInt64(PQcmdTuples(res->get())).value_or(0);
   });
   if (!r.has_value()) return r.error();
   *inserted = *r;

@@ -4,8 +4,9 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
-#include <charconv>
 #include <utility>
+
+#include "core/numbers.hpp"
 
 namespace flashsale::redis {
 namespace {
@@ -376,22 +377,20 @@ Result<RedisAddress> ParseRedisUrl(std::string_view url) {
     hostport = rest.substr(0, slash);
     std::string_view db = rest.substr(slash + 1);
     if (!db.empty()) {
-      int n = 0;
-      auto [p, ec] = std::from_chars(db.data(), db.data() + db.size(), n);
-      if (ec != std::errc() || p != db.data() + db.size() || n < 0 || n > 1000) {
+      const std::optional<std::int64_t> n = ParseInt64(db);
+      if (!n || *n < 0 || *n > 1000) {
         return Status::Invalid("redis URL: bad database number '" + std::string(db) + "'");
       }
-      out.db = n;
+      out.db = static_cast<int>(*n);
     }
   }
   if (const std::size_t colon = hostport.rfind(':'); colon != std::string_view::npos) {
     std::string_view port = hostport.substr(colon + 1);
-    unsigned n = 0;
-    auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
-    if (ec != std::errc() || p != port.data() + port.size() || n == 0 || n > 65535) {
+    const std::optional<std::int64_t> n = ParseInt64(port);
+    if (!n || *n < 1 || *n > 65535) {
       return Status::Invalid("redis URL: bad port '" + std::string(port) + "'");
     }
-    out.port = static_cast<std::uint16_t>(n);
+    out.port = static_cast<std::uint16_t>(*n);
     hostport = hostport.substr(0, colon);
   }
   if (!hostport.empty()) out.host = std::string(hostport);

@@ -3,12 +3,12 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/steady_timer.hpp>
-#include <charconv>
 #include <memory>
 #include <vector>
 
 #include "backends/redis/lua_scripts.hpp"
 #include "backends/redis/redis_keys.hpp"
+#include "core/numbers.hpp"
 
 namespace flashsale::redis {
 namespace {
@@ -30,13 +30,6 @@ std::vector<std::string_view> Split(std::string_view s) {
   }
 }
 
-std::optional<std::int64_t> ToInt(std::string_view s) {
-  std::int64_t v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-
 IdempotencyStore::ClaimResult Unavailable(Status why) {
   IdempotencyStore::ClaimResult r;
   r.state = IdempotencyStore::ClaimState::kUnavailable;
@@ -51,7 +44,7 @@ std::optional<PurchaseReply> FinalAnswer(const std::vector<std::string_view>& pa
   PurchaseReply reply;
   if (std::optional<PurchaseOutcome> named = PurchaseOutcomeNamed(parts[4])) {
     reply.outcome = *named;
-  } else if (std::optional<std::int64_t> ordinal = ToInt(parts[4]);
+  } else if (std::optional<std::int64_t> ordinal = ParseInt64(parts[4]);
              ordinal && *ordinal >= 0 &&
              *ordinal <= static_cast<std::int64_t>(PurchaseOutcome::kUnknownProduct)) {
     reply.outcome = static_cast<PurchaseOutcome>(*ordinal);
@@ -145,7 +138,7 @@ void RedisIdempotencyStore::TryClaim(Attempt a) {
     // Pending. "P|<fp>" alone was written before pending records carried an
     // order id: it expires after pending_ttl_ms as it always did.
     std::optional<std::int64_t> claimed_at =
-        parts.size() == 6 ? ToInt(parts[5]) : std::optional<std::int64_t>();
+        parts.size() == 6 ? ParseInt64(parts[5]) : std::optional<std::int64_t>();
     if (claimed_at && NowMillis() >= *claimed_at + options_.pending_ttl_ms) {
       // The owner did not finish in time (its Finish was lost, or it crashed).
       OrderId stale_order;

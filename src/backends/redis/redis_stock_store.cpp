@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <array>
 #include <boost/uuid/detail/sha1.hpp>
-#include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <future>
@@ -15,6 +14,7 @@
 
 #include "backends/redis/lua_scripts.hpp"
 #include "backends/redis/redis_keys.hpp"
+#include "core/numbers.hpp"
 
 namespace flashsale::redis {
 namespace {
@@ -32,10 +32,7 @@ std::string Sha1Hex(std::string_view text) {
 std::optional<std::int64_t> ToInt(const RedisValue& v) {
   if (v.type == RedisValue::Type::kInteger) return v.integer;
   if (v.type != RedisValue::Type::kString) return std::nullopt;
-  std::int64_t out = 0;
-  auto [p, ec] = std::from_chars(v.str.data(), v.str.data() + v.str.size(), out);
-  if (ec != std::errc() || p != v.str.data() + v.str.size()) return std::nullopt;
-  return out;
+  return ParseInt64(v.str);
 }
 
 Status ErrorReply(std::string_view what, const RedisValue& v) {
@@ -523,8 +520,9 @@ std::optional<Order> ParseOrderMarker(const OrderId& id, std::string_view v) {
   for (std::size_t i = 0; i < f.size(); ++i) {
     const std::size_t bar = rest.find('|');
     const std::string_view field = rest.substr(0, bar);
-    auto [p, ec] = std::from_chars(field.data(), field.data() + field.size(), f[i]);
-    if (ec != std::errc() || p != field.data() + field.size()) return std::nullopt;
+    const std::optional<std::int64_t> value = ParseInt64(field);
+    if (!value) return std::nullopt;
+    f[i] = *value;
     if (bar == std::string_view::npos) {
       if (i + 1 != f.size()) return std::nullopt;
       break;
