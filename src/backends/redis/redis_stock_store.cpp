@@ -6,12 +6,12 @@
 #include <cstdio>
 #include <future>
 #include <memory>
-#include <mutex>
 #include <utility>
 
 #include "backends/redis/lua_scripts.hpp"
 #include "backends/redis/redis_keys.hpp"
 #include "backends/redis/redis_stock_store_internal.hpp"
+#include "core/mutex.hpp"
 #include "core/numbers.hpp"
 
 namespace flashsale::redis {
@@ -164,24 +164,27 @@ std::vector<Result<RedisValue>> RedisStockStore::Gather(
     std::size_t n, const std::function<void(std::size_t, RedisConnection::Callback)>& send) {
   // Every call goes out at once (pipelined); one wait for all the replies.
   struct Replies {
-    std::mutex mu;
-    std::vector<Result<RedisValue>> values;  // guarded by mu
-    std::size_t left = 0;                    // guarded by mu
+    Mutex mu;
+    std::vector<Result<RedisValue>> values GUARDED_BY(mu);
+    std::size_t left GUARDED_BY(mu) = 0;
     std::promise<void> all_done;
   };
   if (n == 0) return {};
   auto replies = std::make_shared<Replies>();
-  replies->values.assign(n, Result<RedisValue>(Status::Unknown("no reply")));
-  replies->left = n;
+  {
+    MutexLock lock(&replies->mu);
+    replies->values.assign(n, Result<RedisValue>(Status::Unknown("no reply")));
+    replies->left = n;
+  }
   for (std::size_t i = 0; i < n; ++i) {
     send(i, [replies, i](Result<RedisValue> v) {
-      std::lock_guard lock(replies->mu);
+      MutexLock lock(&replies->mu);
       replies->values[i] = std::move(v);
       if (--replies->left == 0) replies->all_done.set_value();
     });
   }
   replies->all_done.get_future().wait();
-  std::lock_guard lock(replies->mu);
+  MutexLock lock(&replies->mu);
   return std::move(replies->values);
 }
 
