@@ -7,7 +7,12 @@
 // block (GET /orders/{id}, GET /users/{id}/orders, /readyz: database reads,
 // Redis, Kafka metadata) run on a small bounded worker pool instead of the
 // I/O thread and are deferred the same way. Also owns the per-route request
-// metrics.
+// metrics (http/request_metrics.hpp).
+//
+// The methods live by concern: api.cpp (construction, Handle() dispatch, the
+// blocking pool, read routes, readyz, metrics, docs), api_purchase.cpp (POST
+// /purchase and deferred/500 rendering), api_admin.cpp (admin routes);
+// api_render.hpp holds the answer table and rendering they share.
 //
 // Thread safety: all methods may be called from any I/O thread concurrently.
 
@@ -25,6 +30,7 @@
 #include "funnel/purchase_funnel.hpp"
 #include "http/blocking_pool.hpp"
 #include "http/http_parser.hpp"
+#include "http/request_metrics.hpp"
 #include "http/router.hpp"
 
 namespace flashsale::http {
@@ -43,21 +49,6 @@ struct ApiOptions {
   std::string swagger_ui_dir;        // swagger-ui-dist assets; missing files answer 404
   int blocking_threads = 2;          // the worker pool for routes that may block
   std::size_t blocking_queue = 256;  // beyond this many waiting, such routes answer 503
-};
-
-// Per-route request counters (by HTTP status) and latency histograms.
-class RequestMetrics {
- public:
-  static constexpr std::array<int, 17> kStatuses = {200, 201, 400, 401, 403, 404, 405, 408, 409,
-                                                    413, 422, 431, 500, 501, 503, 505, 0};
-  void Record(RouteId route, int status, std::int64_t nanos);
-  void Render(std::string& out) const;
-  Gauge connections;
-
- private:
-  static std::size_t StatusSlot(int status);
-  std::array<std::array<Counter, kStatuses.size()>, kRouteCount> counts_{};
-  std::array<Histogram, kRouteCount> durations_{};
 };
 
 // What a deferred route hands back to the connection's thread.
