@@ -1,0 +1,185 @@
+// PgDatabase's catalog and audit queries: product upsert, seeding and loads,
+// sold units (for rebuilding stock at startup and for seed), and the order
+// counts and listings that `audit` and the tests read.
+
+#include <libpq-fe.h>
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "backends/postgres/pg_database.hpp"
+#include "backends/postgres/pg_internal.hpp"
+#include "core/numbers.hpp"
+
+namespace flashsale::postgres {
+namespace {
+
+// What ReadProduct parses, in its order.
+constexpr const char* kProductColumns =
+    "product_id, (price * 100)::bigint, stock, (extract(epoch FROM starts_at) * 1000)::bigint, "
+    "(extract(epoch FROM ends_at) * 1000)::bigint, limit_per_user, version";
+
+// $1..$7: id, cents, stock, starts_ms, ends_ms, limit, version. The row is
+// kept only if not older (OrderRepository::UpsertProduct): racing admin
+// changes persisted out of order converge to the last one.
+constexpr const char* kUpsertProduct = R"sql(
+INSERT INTO products (product_id, price, stock, starts_at, ends_at, limit_per_user, version)
+VALUES ($1, $2::bigint::numeric / 100, $3,
+        TIMESTAMPTZ 'epoch' + $4::bigint * INTERVAL '1 millisecond',
+        TIMESTAMPTZ 'epoch' + $5::bigint * INTERVAL '1 millisecond', $6, $7)
+ON CONFLICT (product_id) DO UPDATE SET
+  price = excluded.price, stock = excluded.stock, starts_at = excluded.starts_at,
+  ends_at = excluded.ends_at, limit_per_user = excluded.limit_per_user, version = excluded.version
+WHERE products.version <= excluded.version
+)sql";
+
+constexpr const char* kInsertProductsSelect = R"sql(
+INSERT INTO products (product_id, price, stock, starts_at, ends_at, limit_per_user)
+SELECT id, cents::numeric / 100, stock,
+       TIMESTAMPTZ 'epoch' + starts_ms * INTERVAL '1 millisecond',
+       TIMESTAMPTZ 'epoch' + ends_ms * INTERVAL '1 millisecond', lim
+FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
+     AS t(id, cents, stock, starts_ms, ends_ms, lim)
+)sql";
+
+constexpr const char* kOverwriteClause =
+    " ON CONFLICT (product_id) DO UPDATE SET price = excluded.price, stock = excluded.stock, "
+    "starts_at = excluded.starts_at, ends_at = excluded.ends_at, "
+    "limit_per_user = excluded.limit_per_user";
+
+// The columns of kProductColumns, for RowReader's messages.
+constexpr const char* kProductColumnNames[] = {
+    "product_id", "price", "stock", "starts_at", "ends_at", "limit_per_user", "version"};
+
+Result<Product> ReadProduct(const PGresult* r, int row) {
+  RowReader cells(r, row, "products", kProductColumnNames, 1);
+  Product p{cells.Int(0),         cells.Int(1), cells.Int(2), cells.OptionalInt(3),
+            cells.OptionalInt(4), cells.Int(5), cells.Int(6)};
+  if (!cells.error().ok()) return cells.error();
+  return p;
+}
+
+}  // namespace
+
+Status PgDatabase::UpsertProduct(const Product& p) {
+  const std::string id = std::to_string(p.id), price = std::to_string(p.price),
+                    stock = std::to_string(p.stock), limit = std::to_string(p.limit_per_user),
+                    version = std::to_string(p.version);
+  const std::optional<std::string> starts =
+      p.starts_at ? std::optional(std::to_string(*p.starts_at)) : std::nullopt;
+  const std::optional<std::string> ends =
+      p.ends_at ? std::optional(std::to_string(*p.ends_at)) : std::nullopt;
+  Result<bool> r = Run<bool>([&](Connection& c) -> Result<bool> {
+    Status s =
+        c.Command(server_, "saving product", kUpsertProduct,
+                  {id.c_str(), price.c_str(), stock.c_str(), starts ? starts->c_str() : nullptr,
+                   ends ? ends->c_str() : nullptr, limit.c_str(), version.c_str()});
+    if (!s.ok()) return s;
+    return true;
+  });
+  return r.has_value() ? Status::Ok() : r.error();
+}
+
+Status PgDatabase::InsertProducts(const std::vector<Product>& products, bool overwrite,
+                                  std::int64_t* inserted) {
+  *inserted = 0;
+  // One row per id (ON CONFLICT DO UPDATE refuses to touch a row twice): the
+  // first wins without overwrite, the last with it, as in SqliteDatabase.
+  std::vector<Product> rows;
+  std::unordered_map<ProductId, std::size_t> at;
+  for (const Product& p : products) {
+    auto [it, fresh] = at.emplace(p.id, rows.size());
+    if (fresh) {
+      rows.push_back(p);
+    } else if (overwrite) {
+      rows[it->second] = p;
+    }
+  }
+  if (rows.empty()) return Status::Ok();
+  using P = const Product&;
+  const std::string ids = IntArray(rows.begin(), rows.end(), [](P p) { return p.id; });
+  const std::string cents = IntArray(rows.begin(), rows.end(), [](P p) { return p.price; });
+  const std::string stock = IntArray(rows.begin(), rows.end(), [](P p) { return p.stock; });
+  const std::string starts = IntArray(rows.begin(), rows.end(), [](P p) { return p.starts_at; });
+  const std::string ends = IntArray(rows.begin(), rows.end(), [](P p) { return p.ends_at; });
+  const std::string lim = IntArray(rows.begin(), rows.end(), [](P p) { return p.limit_per_user; });
+  const std::string sql = std::string(kInsertProductsSelect) +
+                          (overwrite ? kOverwriteClause : " ON CONFLICT (product_id) DO NOTHING");
+  Result<std::int64_t> r = Run<std::int64_t>([&](Connection& c) -> Result<std::int64_t> {
+    Result<PgResult> res = c.Exec(
+        server_, "inserting products", sql.c_str(),
+        {ids.c_str(), cents.c_str(), stock.c_str(), starts.c_str(), ends.c_str(), lim.c_str()},
+        PGRES_COMMAND_OK);
+    if (!res.has_value()) return res.error();
+    // PQcmdTuples gives the count's digits, or "" for a command without one.
+    return ParseInt64(PQcmdTuples(res->get())).value_or(0);
+  });
+  if (!r.has_value()) return r.error();
+  *inserted = *r;
+  return Status::Ok();
+}
+
+Result<std::vector<Product>> PgDatabase::LoadProducts() {
+  const std::string sql =
+      std::string("SELECT ") + kProductColumns + " FROM products ORDER BY product_id";
+  return Run<std::vector<Product>>([&](Connection& c) -> Result<std::vector<Product>> {
+    Result<PgResult> r = c.Exec(server_, "reading products", sql.c_str());
+    if (!r.has_value()) return r.error();
+    std::vector<Product> out;
+    for (int row = 0; row < PQntuples(r->get()); ++row) {
+      Result<Product> product = ReadProduct(r->get(), row);
+      if (!product.has_value()) return product.error();
+      out.push_back(*product);
+    }
+    return out;
+  });
+}
+
+Result<std::vector<SoldUnits>> PgDatabase::LoadSoldUnits() {
+  // Order ids begin with the creation time: the greatest is the latest.
+  constexpr const char* kSql =
+      "SELECT product_id, user_id, sum(quantity)::bigint, max(order_id) FROM orders "
+      "WHERE status <> 'FAILED' GROUP BY product_id, user_id ORDER BY product_id, user_id";
+  return Run<std::vector<SoldUnits>>([&](Connection& c) -> Result<std::vector<SoldUnits>> {
+    Result<PgResult> r = c.Exec(server_, "reading sold units", kSql);
+    if (!r.has_value()) return r.error();
+    std::vector<SoldUnits> out;
+    constexpr const char* kColumns[] = {"product_id", "user_id", "sum(quantity)", "max(order_id)"};
+    for (int row = 0; row < PQntuples(r->get()); ++row) {
+      RowReader cells(r->get(), row, "orders", kColumns, 2);
+      out.push_back({cells.Int(0), cells.Int(1), cells.Int(2), cells.Id(3)});
+      if (!cells.error().ok()) return cells.error();
+    }
+    return out;
+  });
+}
+
+Result<std::vector<Order>> PgDatabase::LoadFailedOrders() {
+  const std::string sql = std::string("SELECT ") + kOrderColumns +
+                          " FROM orders WHERE status = 'FAILED' ORDER BY created_at, order_id";
+  return Run<std::vector<Order>>([&](Connection& c) {
+    return ReadOrders(c.Exec(server_, "reading failed orders", sql.c_str()));
+  });
+}
+
+Result<OrderCounts> PgDatabase::CountOrders() {
+  constexpr const char* kSql =
+      "SELECT count(*) FILTER (WHERE status = 'CONFIRMED'), "
+      "count(*) FILTER (WHERE status = 'FAILED') FROM orders";
+  return Run<OrderCounts>([&](Connection& c) -> Result<OrderCounts> {
+    Result<PgResult> r = c.Exec(server_, "counting orders", kSql);
+    if (!r.has_value()) return r.error();
+    return OrderCounts{Int(r->get(), 0, 0), Int(r->get(), 0, 1)};
+  });
+}
+
+Result<std::vector<Order>> PgDatabase::LoadAllOrders() {
+  const std::string sql =
+      std::string("SELECT ") + kOrderColumns + " FROM orders ORDER BY created_at, order_id";
+  return Run<std::vector<Order>>([&](Connection& c) {
+    return ReadOrders(c.Exec(server_, "reading all orders", sql.c_str()));
+  });
+}
+
+}  // namespace flashsale::postgres

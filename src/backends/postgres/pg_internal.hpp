@@ -1,0 +1,227 @@
+#pragma once
+// Private to flashsale_postgres: include only from the pg_*.cpp files of this
+// directory (pg_pool.cpp, pg_schema.cpp, pg_orders.cpp, pg_catalog.cpp), never
+// from elsewhere; callers use pg_database.hpp. Holds what those files share:
+// PGresult ownership and cell parsing (RowReader), the Connection wrapper with
+// its error classification by SQLSTATE, and PgDatabase::Run, a template that
+// must be visible where each file instantiates it.
+
+#include <libpq-fe.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "backends/postgres/pg_database.hpp"
+#include "core/numbers.hpp"
+
+namespace flashsale::postgres {
+
+// Per-connection staging table of PersistBatch, filled by COPY.
+inline constexpr const char* kCreateStaging = R"sql(
+CREATE TEMP TABLE IF NOT EXISTS flashsale_batch (
+  idx             INT NOT NULL,
+  order_id        TEXT NOT NULL,
+  user_id         BIGINT NOT NULL,
+  product_id      BIGINT NOT NULL,
+  quantity        BIGINT NOT NULL,
+  price_cents     BIGINT NOT NULL,
+  created_ms      BIGINT NOT NULL,
+  idempotency_key TEXT NULL
+) ON COMMIT DELETE ROWS
+)sql";
+
+// What ReadOrder parses, in its order.
+inline constexpr const char* kOrderColumns =
+    "order_id, user_id, product_id, quantity, (price * 100)::bigint, status, "
+    "(extract(epoch FROM created_at) * 1000)::bigint, idempotency_key";
+
+// Owns a PGresult.
+struct ResultDeleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using PgResult = std::unique_ptr<PGresult, ResultDeleter>;
+
+inline std::string_view Text(const PGresult* r, int row, int col) {
+  return {PQgetvalue(r, row, col), static_cast<std::size_t>(PQgetlength(r, row, col))};
+}
+
+// A value the server computes from NOT NULL BIGINT columns (counts, stock):
+// it always parses unless libpq or the SQL text is broken, a bug.
+inline std::int64_t Int(const PGresult* r, int row, int col) {
+  std::optional<std::int64_t> v =
+      PQgetisnull(r, row, col) ? std::nullopt : ParseInt64(Text(r, row, col));
+  FLASHSALE_CHECK(v.has_value(), "PostgreSQL answered a non-integer where the SQL yields one");
+  return *v;
+}
+
+// The cells of one row of `table`, parsed strictly: a value that does not
+// parse (written behind our back, or a schema that drifted from ours) makes
+// error() an Internal naming the table, the row's key and the column, never
+// a 0, an empty id or PENDING. `columns` names the result's columns in
+// order; the first `key_columns` of them identify the row.
+class RowReader {
+ public:
+  RowReader(const PGresult* r, int row, std::string_view table,
+            std::span<const char* const> columns, int key_columns)
+      : r_(r), row_(row), table_(table), columns_(columns), key_columns_(key_columns) {}
+
+  std::int64_t Int(int col) {
+    std::optional<std::int64_t> v = OptionalInt(col);
+    if (!v && PQgetisnull(r_, row_, col)) Corrupt(col, "is NULL");
+    return v.value_or(0);
+  }
+  std::optional<std::int64_t> OptionalInt(int col) {
+    if (PQgetisnull(r_, row_, col)) return std::nullopt;
+    std::optional<std::int64_t> v = ParseInt64(Text(r_, row_, col));
+    if (!v) Corrupt(col, "is not an integer");
+    return v;
+  }
+  OrderId Id(int col) {
+    std::optional<OrderId> id = OrderId::Parse(Text(r_, row_, col));
+    if (!id) Corrupt(col, "is not an order id");
+    return id.value_or(OrderId());
+  }
+  OrderStatus StatusAt(int col) {
+    std::optional<OrderStatus> s = ParseOrderStatus(Text(r_, row_, col));
+    if (!s) Corrupt(col, "is not an order status");
+    return s.value_or(OrderStatus::kPending);
+  }
+  // OK, or the first value that did not parse.
+  [[nodiscard]] const Status& error() const { return error_; }
+
+ private:
+  void Corrupt(int col, std::string_view why) {
+    if (!error_.ok()) return;
+    std::string msg = "corrupt row in " + std::string(table_) + " (";
+    for (int key = 0; key < key_columns_; ++key) {
+      if (key > 0) msg += ", ";
+      msg += std::string(columns_[static_cast<std::size_t>(key)]) + " '" +
+             std::string(Text(r_, row_, key)) + "'";
+    }
+    msg += "): " + std::string(columns_[static_cast<std::size_t>(col)]) + " '" +
+           std::string(Text(r_, row_, col)) + "' " + std::string(why);
+    error_ = Status::Internal(std::move(msg));
+  }
+
+  const PGresult* r_;
+  int row_;
+  std::string_view table_;
+  std::span<const char* const> columns_;
+  int key_columns_;
+  Status error_;
+};
+
+// Strict parse of one row of kOrderColumns (pg_orders.cpp).
+Result<Order> ReadOrder(const PGresult* r, int row);
+// Every row of kOrderColumns, or the error of `r` or of the first corrupt row
+// (pg_orders.cpp).
+Result<std::vector<Order>> ReadOrders(Result<PgResult> r);
+
+// libpq messages end with a newline; keep them on one line (pg_pool.cpp).
+std::string Trimmed(const char* msg);
+
+// "{1,2,NULL}": an array literal of integers (no quoting needed).
+template <class It, class Fn>
+std::string IntArray(It begin, It end, Fn value) {
+  std::string out = "{";
+  for (It it = begin; it != end; ++it) {
+    if (out.size() > 1) out += ',';
+    std::optional<std::int64_t> v = value(*it);
+    if (v) {
+      AppendInt(out, *v);
+    } else {
+      out += "NULL";
+    }
+  }
+  out += '}';
+  return out;
+}
+
+// One libpq connection. Used by one thread at a time: the pool (pg_pool.cpp)
+// hands it out by Borrow and takes it back by Return.
+struct PgDatabase::Connection {
+  PGconn* pg = nullptr;
+  // Came from the idle list, so it may have gone stale: a failure on it is
+  // retried once on a fresh connection. Cleared after a timeout (a server that
+  // does not answer would only make the retry wait too).
+  bool reused = false;
+  ~Connection() { PQfinish(pg); }
+
+  [[nodiscard]] bool broken() const { return PQstatus(pg) != CONNECTION_OK; }
+
+  // A failure as a Status: connection trouble and transient server states
+  // are Unavailable (retry); the server refusing the data itself is Invalid
+  // (the same rows fail again: the consumer isolates and parks them);
+  // everything else Internal.
+  Status Error(const PGresult* r, std::string_view what, const std::string& server) const {
+    std::string msg = std::string(what) + ": ";
+    msg += Trimmed(r != nullptr && PQresultErrorMessage(r)[0] != '\0' ? PQresultErrorMessage(r)
+                                                                      : PQerrorMessage(pg));
+    msg += " (PostgreSQL at " + server + ")";
+    if (broken() || r == nullptr) return Status::Unavailable(std::move(msg));
+    const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const std::string_view cls = state != nullptr ? std::string_view(state).substr(0, 2) : "";
+    // 08 connection, 40 rollback (deadlock, serialization), 53 resources,
+    // 57 operator intervention (shutdown, statement timeout), 58 system.
+    if (cls == "08" || cls == "40" || cls == "53" || cls == "57" || cls == "58") {
+      return Status::Unavailable(std::move(msg));
+    }
+    // 22 data exception (a value out of range, bad encoding), 23 integrity
+    // constraint (check, not null, unique), 54 program limit (e.g. an index
+    // row too big): caused by the values sent, not by the server's state.
+    if (cls == "22" || cls == "23" || cls == "54") return Status::Invalid(std::move(msg));
+    return Status::Internal(std::move(msg));
+  }
+
+  // Runs `sql` with text parameters (nullptr = NULL); OK when the result
+  // status is `expect`.
+  Result<PgResult> Exec(const std::string& server, std::string_view what, const char* sql,
+                        std::initializer_list<const char*> params = {},
+                        ExecStatusType expect = PGRES_TUPLES_OK) {
+    PgResult r(params.size() == 0 ? PQexec(pg, sql)
+                                  : PQexecParams(pg, sql, static_cast<int>(params.size()), nullptr,
+                                                 params.begin(), nullptr, nullptr, 0));
+    if (r == nullptr || PQresultStatus(r.get()) != expect) return Error(r.get(), what, server);
+    return r;
+  }
+
+  Status Command(const std::string& server, std::string_view what, const char* sql,
+                 std::initializer_list<const char*> params = {}) {
+    Result<PgResult> r = Exec(server, what, sql, params, PGRES_COMMAND_OK);
+    return r.has_value() ? Status::Ok() : r.error();
+  }
+
+  // Best effort, after a failure inside a transaction.
+  void Rollback() {
+    if (!broken()) PQclear(PQexec(pg, "ROLLBACK"));
+  }
+};
+
+// In this header, not in pg_pool.cpp: each pg_*.cpp instantiates it for its
+// own result types.
+template <class T>
+Result<T> PgDatabase::Run(const std::function<Result<T>(Connection&)>& body) {
+  for (int attempt = 0;; ++attempt) {
+    Result<ConnPtr> c = Borrow();
+    if (!c.has_value()) return c.error();
+    Result<T> r = body(**c);
+    const bool stale = !r.has_value() && (*c)->broken() && (*c)->reused &&
+                       r.error().code() == Status::Code::kUnavailable;
+    Return(std::move(*c));
+    if (stale && attempt == 0) {
+      spdlog::info("postgres: idle connection to {} was broken; retrying on a new one", server_);
+      continue;
+    }
+    return r;
+  }
+}
+
+}  // namespace flashsale::postgres
