@@ -2,7 +2,7 @@
 // RFC 3339 and price codecs of core/domain.hpp.
 //
 // The input is a request body. It is read against the purchase, admin-product
-// and restock specs (copies of api.cpp's, which are private there) and checked:
+// and restock specs (the ones the API reads with, from http/body_specs.hpp) and checked:
 //   * Read returns true exactly when it reports no errors; on success every
 //     required field is present, ints respect their minimum, and the values
 //     agree with a Boost.JSON DOM parse of the same body.
