@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <span>
 
+#include "core/checked_row.hpp"
 #include "core/numbers.hpp"
 
 namespace flashsale::embedded {
@@ -37,61 +38,19 @@ CREATE INDEX IF NOT EXISTS orders_by_idempotency_key ON orders(idempotency_key)
 constexpr const char* kOrderColumns =
     "order_id, user_id, product_id, quantity, price, status, created_at, idempotency_key";
 
-// The cells of one row of `table`, parsed strictly: SQLite stores whatever
-// it is given (an INTEGER column keeps 'lots' as text, which sqlite3's own
-// accessors read as 0), so a value that does not parse makes error() an
-// Internal naming the table, the row's key and the column, never a 0, an
-// empty id or PENDING. `columns` names the result's columns in order; the
-// first `key_columns` of them identify the row.
-class RowReader {
+// A row of a SQLite result, for CheckedRow (core/checked_row.hpp): SQLite
+// stores whatever it is given, so every cell is read as text and parsed strictly.
+struct SqliteCells {
+  const SqliteStatement& st;
+  std::string_view Text(int col) const { return st.Text(col); }
+  bool IsNull(int col) const { return st.IsNull(col); }
+};
+
+class RowReader : public CheckedRow<SqliteCells> {
  public:
   RowReader(const SqliteStatement& st, std::string_view table, std::span<const char* const> columns,
             int key_columns)
-      : st_(st), table_(table), columns_(columns), key_columns_(key_columns) {}
-
-  std::int64_t Int(int col) {
-    std::optional<std::int64_t> v = OptionalInt(col);
-    if (!v && st_.IsNull(col)) Corrupt(col, "is NULL");
-    return v.value_or(0);
-  }
-  std::optional<std::int64_t> OptionalInt(int col) {
-    if (st_.IsNull(col)) return std::nullopt;
-    std::optional<std::int64_t> v = ParseInt64(st_.Text(col));
-    if (!v) Corrupt(col, "is not an integer");
-    return v;
-  }
-  OrderId Id(int col) {
-    std::optional<OrderId> id = OrderId::Parse(st_.Text(col));
-    if (!id) Corrupt(col, "is not an order id");
-    return id.value_or(OrderId());
-  }
-  OrderStatus StatusAt(int col) {
-    std::optional<OrderStatus> s = ParseOrderStatus(st_.Text(col));
-    if (!s) Corrupt(col, "is not an order status");
-    return s.value_or(OrderStatus::kPending);
-  }
-  // OK, or the first value that did not parse.
-  [[nodiscard]] const Status& error() const { return error_; }
-
- private:
-  void Corrupt(int col, std::string_view why) {
-    if (!error_.ok()) return;
-    std::string msg = "corrupt row in " + std::string(table_) + " (";
-    for (int key = 0; key < key_columns_; ++key) {
-      if (key > 0) msg += ", ";
-      msg += std::string(columns_[static_cast<std::size_t>(key)]) + " '" +
-             std::string(st_.Text(key)) + "'";
-    }
-    msg += "): " + std::string(columns_[static_cast<std::size_t>(col)]) + " '" +
-           std::string(st_.Text(col)) + "' " + std::string(why);
-    error_ = Status::Internal(std::move(msg));
-  }
-
-  const SqliteStatement& st_;
-  std::string_view table_;
-  std::span<const char* const> columns_;
-  int key_columns_;
-  Status error_;
+      : CheckedRow<SqliteCells>(SqliteCells{st}, table, columns, key_columns) {}
 };
 
 // The columns of kOrderColumns, for RowReader's messages.

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "backends/postgres/pg_database.hpp"
+#include "core/checked_row.hpp"
 #include "core/numbers.hpp"
 
 namespace flashsale::postgres {
@@ -62,61 +63,19 @@ inline std::int64_t Int(const PGresult* r, int row, int col) {
   return *v;
 }
 
-// The cells of one row of `table`, parsed strictly: a value that does not
-// parse (written behind our back, or a schema that drifted from ours) makes
-// error() an Internal naming the table, the row's key and the column, never
-// a 0, an empty id or PENDING. `columns` names the result's columns in
-// order; the first `key_columns` of them identify the row.
-class RowReader {
+// A row of a libpq result, for CheckedRow (core/checked_row.hpp).
+struct PgCells {
+  const PGresult* r;
+  int row;
+  std::string_view Text(int col) const { return postgres::Text(r, row, col); }
+  bool IsNull(int col) const { return PQgetisnull(r, row, col) != 0; }
+};
+
+class RowReader : public CheckedRow<PgCells> {
  public:
   RowReader(const PGresult* r, int row, std::string_view table,
             std::span<const char* const> columns, int key_columns)
-      : r_(r), row_(row), table_(table), columns_(columns), key_columns_(key_columns) {}
-
-  std::int64_t Int(int col) {
-    std::optional<std::int64_t> v = OptionalInt(col);
-    if (!v && PQgetisnull(r_, row_, col)) Corrupt(col, "is NULL");
-    return v.value_or(0);
-  }
-  std::optional<std::int64_t> OptionalInt(int col) {
-    if (PQgetisnull(r_, row_, col)) return std::nullopt;
-    std::optional<std::int64_t> v = ParseInt64(Text(r_, row_, col));
-    if (!v) Corrupt(col, "is not an integer");
-    return v;
-  }
-  OrderId Id(int col) {
-    std::optional<OrderId> id = OrderId::Parse(Text(r_, row_, col));
-    if (!id) Corrupt(col, "is not an order id");
-    return id.value_or(OrderId());
-  }
-  OrderStatus StatusAt(int col) {
-    std::optional<OrderStatus> s = ParseOrderStatus(Text(r_, row_, col));
-    if (!s) Corrupt(col, "is not an order status");
-    return s.value_or(OrderStatus::kPending);
-  }
-  // OK, or the first value that did not parse.
-  [[nodiscard]] const Status& error() const { return error_; }
-
- private:
-  void Corrupt(int col, std::string_view why) {
-    if (!error_.ok()) return;
-    std::string msg = "corrupt row in " + std::string(table_) + " (";
-    for (int key = 0; key < key_columns_; ++key) {
-      if (key > 0) msg += ", ";
-      msg += std::string(columns_[static_cast<std::size_t>(key)]) + " '" +
-             std::string(Text(r_, row_, key)) + "'";
-    }
-    msg += "): " + std::string(columns_[static_cast<std::size_t>(col)]) + " '" +
-           std::string(Text(r_, row_, col)) + "' " + std::string(why);
-    error_ = Status::Internal(std::move(msg));
-  }
-
-  const PGresult* r_;
-  int row_;
-  std::string_view table_;
-  std::span<const char* const> columns_;
-  int key_columns_;
-  Status error_;
+      : CheckedRow<PgCells>(PgCells{r, row}, table, columns, key_columns) {}
 };
 
 // Strict parse of one row of kOrderColumns (pg_orders.cpp).
