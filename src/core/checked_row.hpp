@@ -53,6 +53,11 @@ class CheckedRow {
     if (!s) Corrupt(col, "is not an order status");
     return s.value_or(OrderStatus::kPending);
   }
+  // Any text; nullopt for NULL.
+  std::optional<std::string_view> OptionalText(int col) const {
+    if (cells_.IsNull(col)) return std::nullopt;
+    return cells_.Text(col);
+  }
   // OK, or the first value that did not parse.
   [[nodiscard]] const Status& error() const { return error_; }
 
@@ -76,5 +81,29 @@ class CheckedRow {
   int key_columns_;
   Status error_;
 };
+
+// The columns of an order row, in this order, as both databases select them:
+// price in cents, created_at in Unix ms, idempotency_key NULL when none.
+inline constexpr const char* kOrderRowColumns[] = {"order_id",   "user_id",        "product_id",
+                                                   "quantity",   "price",          "status",
+                                                   "created_at", "idempotency_key"};
+
+// An order from a row of kOrderRowColumns; an error naming the row if a cell
+// does not parse.
+template <class Cells>
+Result<Order> ReadOrderRow(Cells cells) {
+  CheckedRow<Cells> row(std::move(cells), "orders", kOrderRowColumns, 1);
+  Order o;
+  o.id = row.Id(0);
+  o.user = row.Int(1);
+  o.product = row.Int(2);
+  o.quantity = row.Int(3);
+  o.price = row.Int(4);
+  o.status = row.StatusAt(5);
+  o.created_at = row.Int(6);
+  if (std::optional<std::string_view> key = row.OptionalText(7)) o.idempotency_key = *key;
+  if (!row.error().ok()) return row.error();
+  return o;
+}
 
 }  // namespace flashsale

@@ -35,6 +35,7 @@ CREATE INDEX IF NOT EXISTS orders_by_idempotency_key ON orders(idempotency_key)
   WHERE idempotency_key IS NOT NULL;
 )sql";
 
+// The columns of kOrderRowColumns (core/checked_row.hpp), for ReadOrderRow.
 constexpr const char* kOrderColumns =
     "order_id, user_id, product_id, quantity, price, status, created_at, idempotency_key";
 
@@ -53,25 +54,7 @@ class RowReader : public CheckedRow<SqliteCells> {
       : CheckedRow<SqliteCells>(SqliteCells{st}, table, columns, key_columns) {}
 };
 
-// The columns of kOrderColumns, for RowReader's messages.
-constexpr const char* kOrderColumnNames[] = {"order_id",   "user_id",        "product_id",
-                                             "quantity",   "price",          "status",
-                                             "created_at", "idempotency_key"};
-
-Result<Order> ReadOrder(const SqliteStatement& st) {
-  RowReader cells(st, "orders", kOrderColumnNames, 1);
-  Order o;
-  o.id = cells.Id(0);
-  o.user = cells.Int(1);
-  o.product = cells.Int(2);
-  o.quantity = cells.Int(3);
-  o.price = cells.Int(4);
-  o.status = cells.StatusAt(5);
-  o.created_at = cells.Int(6);
-  if (!st.IsNull(7)) o.idempotency_key = std::string(st.Text(7));
-  if (!cells.error().ok()) return cells.error();
-  return o;
-}
+Result<Order> ReadOrder(const SqliteStatement& st) { return ReadOrderRow(SqliteCells{st}); }
 
 // Runs an orders query whose parameters ?1, ?2 are `args`.
 Result<std::vector<Order>> QueryOrders(sqlite3* db, const std::string& sql,

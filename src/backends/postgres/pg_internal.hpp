@@ -39,7 +39,7 @@ CREATE TEMP TABLE IF NOT EXISTS flashsale_batch (
 ) ON COMMIT DELETE ROWS
 )sql";
 
-// What ReadOrder parses, in its order.
+// What ReadOrder parses: the columns of kOrderRowColumns (core/checked_row.hpp).
 inline constexpr const char* kOrderColumns =
     "order_id, user_id, product_id, quantity, (price * 100)::bigint, status, "
     "(extract(epoch FROM created_at) * 1000)::bigint, idempotency_key";

@@ -81,27 +81,9 @@ void AppendCopyText(std::string& out, std::string_view v) {
   }
 }
 
-// The columns of kOrderColumns, for RowReader's messages.
-constexpr const char* kOrderColumnNames[] = {"order_id",   "user_id",        "product_id",
-                                             "quantity",   "price",          "status",
-                                             "created_at", "idempotency_key"};
-
 }  // namespace
 
-Result<Order> ReadOrder(const PGresult* r, int row) {
-  RowReader cells(r, row, "orders", kOrderColumnNames, 1);
-  Order o;
-  o.id = cells.Id(0);
-  o.user = cells.Int(1);
-  o.product = cells.Int(2);
-  o.quantity = cells.Int(3);
-  o.price = cells.Int(4);
-  o.status = cells.StatusAt(5);
-  o.created_at = cells.Int(6);
-  if (!PQgetisnull(r, row, 7)) o.idempotency_key = std::string(Text(r, row, 7));
-  if (!cells.error().ok()) return cells.error();
-  return o;
-}
+Result<Order> ReadOrder(const PGresult* r, int row) { return ReadOrderRow(PgCells{r, row}); }
 
 Result<std::vector<Order>> ReadOrders(Result<PgResult> r) {
   if (!r.has_value()) return r.error();
