@@ -19,12 +19,26 @@ void OrderConsumer::Start() {
 
 void OrderConsumer::Stop(bool drain) {
   if (!thread_.joinable()) return;
-  stopping_.store(true);
+  {
+    MutexLock lock(&stop_mu_);
+    stopping_.store(true);
+  }
+  stop_cv_.SignalAll();  // a backoff in progress ends now
   source_.Wake();
   thread_.join();
   if (drain) {
     while (RunOnce()) {
     }
+  }
+}
+
+void OrderConsumer::WaitUnlessStopping(int ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  MutexLock lock(&stop_mu_);
+  // stopping_ is set under stop_mu_, so the signal cannot slip in between
+  // this check and the wait.
+  while (!stopping_.load() && std::chrono::steady_clock::now() < deadline) {
+    stop_cv_.WaitUntil(&stop_mu_, deadline);
   }
 }
 
@@ -84,7 +98,7 @@ bool OrderConsumer::PersistOrPark(std::span<const Order> orders, std::size_t fir
       spdlog::error("consumer: persisting {} orders failed, retrying in {} ms: {}", orders.size(),
                     backoff_ms, error.ToString());
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+    WaitUnlessStopping(backoff_ms);
     backoff_ms = std::min(backoff_ms * 2, options_.max_backoff_ms);
   }
 }
@@ -123,7 +137,7 @@ bool OrderConsumer::DeadLetterOrWait(std::size_t index, const std::string& reaso
     if (stopping_.load()) return false;
     spdlog::warn("consumer: dead-lettering failed, retrying in {} ms: {}", backoff_ms,
                  s.ToString());
-    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+    WaitUnlessStopping(backoff_ms);
     backoff_ms = std::min(backoff_ms * 2, options_.max_backoff_ms);
   }
 }
@@ -132,7 +146,7 @@ void OrderConsumer::Run() {
   while (!stopping_.load()) {
     const std::size_t done = RunOnce();
     if (done > 0 && done < options_.max_batch && !stopping_.load()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(options_.batch_interval_ms));
+      WaitUnlessStopping(options_.batch_interval_ms);
     }
   }
 }

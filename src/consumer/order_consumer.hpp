@@ -13,7 +13,8 @@
 // - Anything else (database down, timeout, unknown COMMIT outcome, or an
 //   error that is not about the data): retried with bounded exponential
 //   backoff (10 ms doubling to max_backoff_ms), never skipped, so every
-//   handed-off order lands once (the repository ignores replays).
+//   handed-off order lands once (the repository ignores replays). Stop()
+//   cuts a backoff short; the batch is then left uncommitted for the next start.
 // Orders naming an unknown product are parked in the dead-letter queue too.
 //
 // Thread safety: Start()/Stop() from one owner thread; the work runs on the
@@ -25,6 +26,7 @@
 #include <thread>
 
 #include "core/metrics.hpp"
+#include "core/mutex.hpp"
 #include "core/order_repository.hpp"
 
 namespace flashsale {
@@ -67,12 +69,16 @@ class OrderConsumer {
   // queue, retrying with backoff; false when stopping before it succeeded.
   bool DeadLetterOrWait(std::size_t index, const std::string& reason);
   void Run();
+  // Sleeps `ms`, or less when Stop() is called meanwhile.
+  void WaitUnlessStopping(int ms) EXCLUDES(stop_mu_);
 
   OrderSource& source_;
   OrderRepository& repository_;
   FunnelMetrics& metrics_;
   const Options options_;
-  std::atomic<bool> stopping_{false};
+  std::atomic<bool> stopping_{false};  // written under stop_mu_, read anywhere
+  Mutex stop_mu_;
+  CondVar stop_cv_;  // Stop() was called: backoffs and batch waits end early
   std::thread thread_;
 };
 

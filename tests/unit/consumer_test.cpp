@@ -219,6 +219,34 @@ TEST(OrderConsumer, RetryableFailuresBackOffThenPersistEveryOrderOnce) {
   EXPECT_EQ(again->duplicates, 10);
 }
 
+TEST(OrderConsumer, StopCutsABackoffShort) {
+  // The database stays down: the consumer backs off 10, 20, 40 ... ms. Once the
+  // wait is in the seconds, Stop() must not sit it out (a SIGTERM to
+  // `flashsale consume` during an outage would otherwise wait up to
+  // max_backoff_ms, then the batch is left uncommitted as before).
+  RefusingRepository repo;
+  MemoryOrderSource source;
+  source.Push({MakeOrder(1)});
+  std::vector<std::optional<Status>> down(64, Status::Unavailable("database is down"));
+  repo.Script(down);
+  FunnelMetrics metrics;
+  OrderConsumer::Options options = FastOptions(10);
+  options.max_backoff_ms = 60'000;
+  OrderConsumer consumer(source, repo, metrics, options);
+  consumer.Start();
+  // Attempt 9 fails after 10 + 20 + ... + 1280 ms of waits; the next wait is 2560 ms.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (repo.Calls() < 9 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_GE(repo.Calls(), 9);
+  const auto stop_started = std::chrono::steady_clock::now();
+  consumer.Stop(false);
+  const auto took = std::chrono::steady_clock::now() - stop_started;
+  EXPECT_LT(took, std::chrono::milliseconds(1000)) << "Stop() waited out the backoff";
+  EXPECT_EQ(source.Committed(), 0u) << "nothing was stored: nothing may be committed";
+}
+
 TEST(OrderConsumer, ARetryableFailureWhileIsolatingAPoisonOrderIsRetriedNotDeadLettered) {
   RefusingRepository repo;
   MemoryOrderSource source;
