@@ -49,14 +49,22 @@ int Api::CheckAdmin(const HttpRequest& req, std::string& out) {
   return 0;
 }
 
-int Api::HandleAdminPut(const HttpRequest& req, std::string_view id, std::string& out) {
-  const bool ka = req.keep_alive;
-  if (int s = CheckAdmin(req, out); s != 0) return s;
+namespace {
+// The {id} of /admin/products/{id}: a positive integer, or a path error in `errors`.
+std::optional<std::int64_t> PathProductId(std::string_view id, std::vector<FieldError>& errors) {
   std::optional<std::int64_t> product_id = ParseInt64(id, LeadingZeros::kRefuse);
-  std::vector<FieldError> errors;
   if (!product_id || *product_id <= 0) {
     errors.push_back({"product_id", "Input should be a valid integer > 0", "int_parsing", "path"});
   }
+  return product_id;
+}
+}  // namespace
+
+int Api::HandleAdminPut(const HttpRequest& req, std::string_view id, std::string& out) {
+  const bool ka = req.keep_alive;
+  if (int s = CheckAdmin(req, out); s != 0) return s;
+  std::vector<FieldError> errors;
+  const std::optional<std::int64_t> product_id = PathProductId(id, errors);
   BodyValues v;
   ThreadReader().Read(req.body, kProductSpec, v, errors);
   if (errors.empty() && v.ints[2] && v.ints[3] && *v.ints[3] <= *v.ints[2]) {
@@ -84,11 +92,8 @@ int Api::HandleAdminPut(const HttpRequest& req, std::string_view id, std::string
 int Api::HandleAdminRestock(const HttpRequest& req, std::string_view id, std::string& out) {
   const bool ka = req.keep_alive;
   if (int s = CheckAdmin(req, out); s != 0) return s;
-  std::optional<std::int64_t> product_id = ParseInt64(id, LeadingZeros::kRefuse);
   std::vector<FieldError> errors;
-  if (!product_id || *product_id <= 0) {
-    errors.push_back({"product_id", "Input should be a valid integer > 0", "int_parsing", "path"});
-  }
+  const std::optional<std::int64_t> product_id = PathProductId(id, errors);
   BodyValues v;
   ThreadReader().Read(req.body, kRestockSpec, v, errors);
   if (!errors.empty()) return SendValidation(out, errors, ka);

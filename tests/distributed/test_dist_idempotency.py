@@ -8,26 +8,9 @@ from __future__ import annotations
 import uuid
 
 from dist_harness import DistServer, running_stack, wait_orders
-from harness import HttpConn, assert_422, assert_sale, build_request, purchase_body
+from harness import HttpConn, assert_422, assert_sale, pipelined_keyed_purchases
 
 MAX_KEYS = (1 << 20) // 400
-
-
-def _pipelined_purchases(srv, requests, batch: int = 256) -> list[dict]:
-    """POST /purchase for each (user, product, key), `batch` requests per write."""
-    answers = []
-    with HttpConn(srv.port, timeout=30) as c:
-        for i in range(0, len(requests), batch):
-            chunk = requests[i:i + batch]
-            c.send(b"".join(
-                build_request("POST", "/purchase", purchase_body(u, p, 1),
-                              [("Content-Type", "application/json"), ("Idempotency-Key", k)])
-                for u, p, k in chunk))
-            for _ in chunk:
-                r = c.read_response()
-                assert r.status == 200, r
-                answers.append(r.json())
-    return answers
 
 
 def _idem_keys(b) -> int:
@@ -44,9 +27,9 @@ def test_key_store_is_bounded_and_answers_let_go_keys_from_their_order(tmp_path_
             srv.put_product(sold_out, 1, 1.0, expect=(201,))
             assert_sale(srv.purchase(1, sold_out, 1), "ACCEPTED")
 
-            accepted = _pipelined_purchases(srv, [(u, stocked, f"acc-{u}") for u in range(1, 3001)])
+            accepted = pipelined_keyed_purchases(srv.port, [(u, stocked, f"acc-{u}") for u in range(1, 3001)])
             assert all(a["status"] == "ACCEPTED" for a in accepted)
-            refused = _pipelined_purchases(srv, [(u, sold_out, "r-" + uuid.uuid4().hex)
+            refused = pipelined_keyed_purchases(srv.port, [(u, sold_out, "r-" + uuid.uuid4().hex)
                                                  for u in range(100_000, 120_000)])
             assert all(a["status"] == "SOLD_OUT" for a in refused)
             indexed = (int(b.redis_cli("ZCARD", "idem-index:refused")) +

@@ -1015,3 +1015,22 @@ def tally(outcomes: Iterable[Outcome]) -> Tally:
             key = (o.user, o.product)
             t.user_units[key] = t.user_units.get(key, 0) + o.amount
     return t
+
+
+def pipelined_keyed_purchases(port: int, requests: list[tuple[int, int, str]],
+                              batch: int = 256) -> list[dict]:
+    """POST /purchase of 1 unit for each (user, product, Idempotency-Key), `batch`
+    requests per write on one connection; every answer must be a 200. Bodies in order."""
+    answers = []
+    with HttpConn(port, timeout=30) as c:
+        for i in range(0, len(requests), batch):
+            chunk = requests[i:i + batch]
+            c.send(b"".join(
+                build_request("POST", "/purchase", purchase_body(u, p, 1),
+                              [("Content-Type", "application/json"), ("Idempotency-Key", k)])
+                for u, p, k in chunk))
+            for _ in chunk:
+                r = c.read_response()
+                assert r.status == 200, r
+                answers.append(r.json())
+    return answers

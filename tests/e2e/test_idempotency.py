@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from harness import (HttpConn, assert_422, assert_sale, build_request, purchase_body,
-                     wait_orders_confirmed)
+from harness import (HttpConn, assert_422, assert_sale, build_request,
+                     pipelined_keyed_purchases, purchase_body, wait_orders_confirmed)
 
 
 @pytest.fixture(scope="module")
@@ -175,23 +175,6 @@ def _rss_bytes(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def _pipelined_purchases(srv, requests: list[tuple[int, int, str]], batch: int = 256) -> list[dict]:
-    """POST /purchase for each (user, product, key), `batch` requests per write."""
-    answers = []
-    with HttpConn(srv.port, timeout=30) as c:
-        for i in range(0, len(requests), batch):
-            chunk = requests[i:i + batch]
-            c.send(b"".join(
-                build_request("POST", "/purchase", purchase_body(u, p, 1),
-                              [("Content-Type", "application/json"), ("Idempotency-Key", k)])
-                for u, p, k in chunk))
-            for _ in chunk:
-                r = c.read_response()
-                assert r.status == 200, r
-                answers.append(r.json())
-    return answers
-
-
 def test_key_store_is_bounded_and_answers_let_go_keys_from_their_order(make_server):
     # Issue 7 (2j), scaled down: a 1 MiB cap (~4,000 keys). 6,000 accepted keys overflow it
     # (the oldest are let go), then 60,000 unique keys on a sold-out product (uncapped:
@@ -203,11 +186,11 @@ def test_key_store_is_bounded_and_answers_let_go_keys_from_their_order(make_serv
     srv.put_product(sold_out, 1, 4.2, expect=(201,))
     assert_sale(srv.purchase(1, sold_out, 1), "ACCEPTED")
 
-    accepted = _pipelined_purchases(srv, [(u, stocked, f"acc-{u}") for u in range(1, 6001)])
+    accepted = pipelined_keyed_purchases(srv.port, [(u, stocked, f"acc-{u}") for u in range(1, 6001)])
     assert all(a["status"] == "ACCEPTED" for a in accepted)
     first = accepted[0]
     rss_before = _rss_bytes(srv.proc.pid)
-    refused = _pipelined_purchases(srv, [(u, sold_out, _key()) for u in range(100_000, 160_000)])
+    refused = pipelined_keyed_purchases(srv.port, [(u, sold_out, _key()) for u in range(100_000, 160_000)])
     assert all(a["status"] == "SOLD_OUT" for a in refused)
     grown = _rss_bytes(srv.proc.pid) - rss_before
     assert grown < 6 * 1024 * 1024, f"60,000 refused keys grew the server by {grown} bytes (cap 1 MiB)"
