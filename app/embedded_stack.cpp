@@ -14,9 +14,13 @@ Result<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Open(const Config& config)
         "--database " + config.database +
         ": embedded mode needs sqlite:PATH (PostgreSQL comes with distributed mode)");
   }
-  auto db = embedded::SqliteDatabase::Open({path, config.journal_sync == "normal"
-                                                      ? embedded::JournalSync::kNormal
-                                                      : embedded::JournalSync::kFull});
+  embedded::SqliteDatabase::Options db_options;
+  db_options.path = path;
+  db_options.sync = config.journal_sync == "normal" ? embedded::JournalSync::kNormal
+                                                    : embedded::JournalSync::kFull;
+  // Every order the in-process consumer settles is in the journal until then.
+  db_options.settle_without_fsync = true;
+  auto db = embedded::SqliteDatabase::Open(db_options);
   if (!db) return db.error();
   s->db_ = std::move(*db);
 
@@ -65,10 +69,23 @@ Result<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Open(const Config& config)
                                                 PurchaseFunnel::Options{config.l1_ttl_s * 1000});
   s->catalog_ = std::make_unique<Catalog>(s->stock_, *s->db_, *s->funnel_);
   s->consumer_ =
-      std::make_unique<OrderConsumer>(s->source_, *s->db_, s->metrics_, OrderConsumer::Options{});
+      std::make_unique<OrderConsumer>(s->source_, *s->db_, s->metrics_, ConsumerOptions());
   s->consumer_->Start();
   s->checkpointer_ = std::thread([stack = s.get()] { stack->RunCheckpointer(); });
   return s;
+}
+
+OrderConsumer::Options EmbeddedStack::ConsumerOptions() {
+  // The consumer moves journalled orders into orders, whose per-user index
+  // takes them at random places: a transaction writes one page per index page
+  // it touches, so larger batches share pages and write less per order. But a
+  // move holds SQLite's one write lock, which the journal's group commit (the
+  // ack path) waits for: batches are capped so that a move stays short.
+  // Figures in bench/README.md ("embedded consumer batches").
+  OrderConsumer::Options options;
+  options.max_batch = 5000;
+  options.batch_interval_ms = 50;
+  return options;
 }
 
 void EmbeddedStack::RunCheckpointer() {

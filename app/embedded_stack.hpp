@@ -42,6 +42,7 @@ class EmbeddedStack {
  private:
   EmbeddedStack() = default;
   // Checkpoints the WAL every 100 ms on its own thread, off the commit path.
+  static OrderConsumer::Options ConsumerOptions();
   void RunCheckpointer();
 
   FunnelMetrics metrics_;

@@ -531,7 +531,9 @@ def db_query(db_path: str | Path, sql: str, params: Sequence[Any] = ()) -> list[
 
 
 def db_orders(db_path: str | Path) -> list[dict]:
-    return db_query(db_path, "SELECT * FROM orders")
+    """Every order in the file: the view all_orders (orders + the journal's PENDING rows)."""
+    has_view = db_query(db_path, "SELECT 1 FROM sqlite_master WHERE name = 'all_orders'")
+    return db_query(db_path, "SELECT * FROM all_orders" if has_view else "SELECT * FROM orders")
 
 
 def db_columns(db_path: str | Path, table: str) -> list[str]:

@@ -1,7 +1,14 @@
 #pragma once
 // SqliteDatabase: the embedded database of record (SPEC §5) in one SQLite file
-// in WAL mode: products, orders (the journal writes PENDING rows, the consumer
-// decides CONFIRMED/FAILED), and what start-up needs to rebuild the stores.
+// in WAL mode: products, orders, and what start-up needs to rebuild the stores.
+//
+// Orders live in two tables (schema in the .cpp): the journal writes each
+// accepted order into order_journal, an append-only table with no secondary
+// index (the ack path pays only for durability), and the consumer moves it into
+// orders with its decided status (CONFIRMED/FAILED) in one transaction, where
+// the indexes the readers need are built. Invariant: at every commit an order
+// is in exactly one of the two; the view all_orders is the union, and every
+// reader reads it (a journal row reads as PENDING).
 //
 // Thread safety: one writer connection behind `write_mu_` (the journal, the
 // consumer and admin changes take turns, so SQLite never answers BUSY inside
@@ -59,6 +66,13 @@ class SqliteDatabase final : public OrderRepository {
     std::string path;
     JournalSync sync = JournalSync::kFull;
     bool read_only = false;
+    // PersistBatch commits without waiting for the disk (synchronous=NORMAL
+    // for that transaction). Safe only when every order it settles is in
+    // order_journal (embedded mode): a settle lost to a power cut leaves the
+    // orders in the journal, and the next journal commit's fsync makes every
+    // earlier WAL frame durable too. Never for orders from a queue whose
+    // offsets are committed after PersistBatch.
+    bool settle_without_fsync = false;
   };
   static Result<std::unique_ptr<SqliteDatabase>> Open(const Options& options);
   ~SqliteDatabase() override;
@@ -106,10 +120,18 @@ class SqliteDatabase final : public OrderRepository {
   Status Exec(sqlite3* db, const char* sql);
   Status Error(sqlite3* db, std::string_view what);
   Status LoadGuardStateLocked() REQUIRES(write_mu_);
+  Result<PersistSummary> PersistBatchLocked(std::span<const Order> orders) REQUIRES(write_mu_);
   // Schema upgrade at Open(): products.version (Product::version).
   Status AddProductVersionColumn() REQUIRES(write_mu_);
+  // Schema upgrade at Open(): PENDING rows of a database that predates the
+  // journal move into order_journal (once: PRAGMA user_version records it).
+  Status MovePendingOrdersToJournal() REQUIRES(write_mu_);
 
   std::string path_;
+  // Set by Open(), constant after: what readers select from. "all_orders", or
+  // "orders" for a read-only open of a file that predates the journal.
+  std::string orders_view_ = "all_orders";
+  bool settle_without_fsync_ = false;
   Mutex write_mu_;
   sqlite3* writer_ GUARDED_BY(write_mu_) = nullptr;
   Mutex read_mu_;
