@@ -531,9 +531,18 @@ def db_query(db_path: str | Path, sql: str, params: Sequence[Any] = ()) -> list[
 
 
 def db_orders(db_path: str | Path) -> list[dict]:
-    """Every order in the file: the view all_orders (orders + the journal's PENDING rows)."""
-    has_view = db_query(db_path, "SELECT 1 FROM sqlite_master WHERE name = 'all_orders'")
-    return db_query(db_path, "SELECT * FROM all_orders" if has_view else "SELECT * FROM orders")
+    """Every order of an embedded database: orders, plus the rows of its journal file
+    (`<path>.journal`: accepted, not settled yet) as PENDING, each order once (orders' row
+    wins, as in the server's view all_orders). The journal is read first, so an order
+    settled while this reads is not missed."""
+    journal = Path(str(db_path) + ".journal")
+    pending = []
+    if journal.exists():
+        pending = db_query(journal, "SELECT order_id, user_id, product_id, quantity, price, "
+                           "'PENDING' AS status, created_at, idempotency_key FROM order_journal")
+    settled = db_query(db_path, "SELECT * FROM orders")
+    seen = {r["order_id"] for r in settled}
+    return settled + [r for r in pending if r["order_id"] not in seen]
 
 
 def db_columns(db_path: str | Path, table: str) -> list[str]:

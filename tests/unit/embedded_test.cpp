@@ -79,10 +79,16 @@ OrderStatus StatusOf(SqliteDatabase& db, const Order& o) {
   return found && found->has_value() ? (*found)->status : OrderStatus::kPending;
 }
 
-// Runs `sql` on a connection of its own: a change behind SqliteDatabase's back.
-void ExecBehindTheBack(const TempDir& dir, const std::string& sql) {
+std::string JournalFile(const TempDir& dir) {
+  return SqliteDatabase::JournalPath(dir.File("flashsale.db"));
+}
+
+// Runs `sql` on a connection of its own: a change behind SqliteDatabase's back,
+// in the main file or (`file`) the journal's.
+void ExecBehindTheBack(const TempDir& dir, const std::string& sql, std::string file = "") {
+  if (file.empty()) file = dir.File("flashsale.db");
   sqlite3* raw = nullptr;
-  ASSERT_EQ(sqlite3_open(dir.File("flashsale.db").c_str(), &raw), SQLITE_OK);
+  ASSERT_EQ(sqlite3_open(file.c_str(), &raw), SQLITE_OK);
   char* err = nullptr;
   EXPECT_EQ(sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK)
       << (err != nullptr ? err : "");
@@ -254,10 +260,12 @@ TEST(SqliteDatabase, AppendPendingThenPersistBatchConfirms) {
   EXPECT_EQ((*db->FindOrder(orders[0].id))->idempotency_key, "");
 }
 
-// Counts the rows of `table` on a connection of its own.
+// Counts the rows of `table` on a connection of its own (order_journal: in
+// the journal's file).
 std::int64_t RowsBehindTheBack(const TempDir& dir, const std::string& table) {
   sqlite3* raw = nullptr;
-  EXPECT_EQ(sqlite3_open(dir.File("flashsale.db").c_str(), &raw), SQLITE_OK);
+  const std::string file = table == "order_journal" ? JournalFile(dir) : dir.File("flashsale.db");
+  EXPECT_EQ(sqlite3_open(file.c_str(), &raw), SQLITE_OK);
   sqlite3_stmt* st = nullptr;
   const std::string sql = "SELECT count(*) FROM " + table;
   EXPECT_EQ(sqlite3_prepare_v2(raw, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sql;
@@ -380,6 +388,43 @@ TEST(SqliteDatabase, OpenMovesPendingOrdersOfAnOlderDatabaseIntoTheJournal) {
   EXPECT_EQ(db->LoadAllOrders()->size(), 2u);
 }
 
+// What BeginReadSnapshot relies on: in a read transaction, a statement that
+// reads only the attached journal fixes the journal's snapshot and not the
+// main file's, which is taken by the first statement that reads it. So a
+// settle + journal delete racing a reader can never hide an order from it.
+TEST(SqliteDatabase, AReadSnapshotTakesTheJournalBeforeTheMainFile) {
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->UpsertProduct(MakeProduct(kPhone, 10)).ok());
+  const Order order = MakeOrder(kPhone, 1);
+  ASSERT_TRUE(db->AppendPending(std::vector<Order>{order}).ok());
+  sqlite3* reader = nullptr;
+  ASSERT_EQ(sqlite3_open(dir.File("flashsale.db").c_str(), &reader), SQLITE_OK);
+  const std::string attach = "ATTACH '" + JournalFile(dir) + "' AS j";
+  ASSERT_EQ(sqlite3_exec(reader, attach.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(reader, SqliteDatabase::OrdersViewSql(), nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  auto count = [&](const char* sql) {
+    sqlite3_stmt* st = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(reader, sql, -1, &st, nullptr), SQLITE_OK) << sql;
+    std::int64_t n = -1;
+    if (st != nullptr && sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+  };
+  ASSERT_EQ(sqlite3_exec(reader, "BEGIN", nullptr, nullptr, nullptr), SQLITE_OK);
+  EXPECT_EQ(count("SELECT count(*) FROM j.order_journal"), 1);  // journal snapshot
+  // The consumer settles the order and deletes its journal row meanwhile.
+  ASSERT_TRUE(db->PersistBatch(std::vector<Order>{order}));
+  EXPECT_EQ(RowsBehindTheBack(dir, "order_journal"), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM main.orders"), 1) << "main snapshot taken too early";
+  EXPECT_EQ(count("SELECT count(*) FROM j.order_journal"), 1) << "journal snapshot moved";
+  EXPECT_EQ(count("SELECT count(*) FROM all_orders"), 1) << "shown twice or not at all";
+  ASSERT_EQ(sqlite3_exec(reader, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(reader);
+}
+
 // Readers of the view must use the indexes of orders, not scan it: a scan is
 // invisible in a test database and costs seconds at ten million orders.
 TEST(SqliteDatabase, ReadsOfTheOrdersViewUseTheIndexes) {
@@ -388,6 +433,10 @@ TEST(SqliteDatabase, ReadsOfTheOrdersViewUseTheIndexes) {
   ASSERT_TRUE(db);
   sqlite3* raw = nullptr;
   ASSERT_EQ(sqlite3_open(dir.File("flashsale.db").c_str(), &raw), SQLITE_OK);
+  const std::string attach = "ATTACH '" + JournalFile(dir) + "' AS j";
+  ASSERT_EQ(sqlite3_exec(raw, attach.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw, SqliteDatabase::OrdersViewSql(), nullptr, nullptr, nullptr),
+            SQLITE_OK);
   auto plan = [&](const std::string& sql) {
     sqlite3_stmt* st = nullptr;
     const std::string explain = "EXPLAIN QUERY PLAN " + sql;
@@ -404,7 +453,8 @@ TEST(SqliteDatabase, ReadsOfTheOrdersViewUseTheIndexes) {
        {"order_id = 'x'", "user_id = 7 ORDER BY created_at DESC, order_id DESC LIMIT 10",
         "idempotency_key = 'k' ORDER BY created_at, order_id LIMIT 1"}) {
     const std::string p = plan("SELECT * FROM all_orders WHERE " + where);
-    EXPECT_EQ(p.find("SCAN orders"), std::string::npos) << where << "\n" << p;
+    EXPECT_EQ(p.find("SCAN main.orders"), std::string::npos) << where << "\n" << p;
+    EXPECT_EQ(p.find("SCAN settled"), std::string::npos) << where << "\n" << p;
   }
   sqlite3_close(raw);
 }
@@ -597,13 +647,13 @@ TEST(SqliteDatabase, ACorruptOrderRowIsAnErrorNamingTheRow) {
   const Order journalled = MakeOrder(kPhone, 1);
   ASSERT_TRUE(db->AppendPending(std::vector<Order>{journalled}).ok());
   ExecBehindTheBack(dir, "UPDATE orders SET status = 'PENDING'");
-  ExecBehindTheBack(dir, "UPDATE order_journal SET quantity = 'lots'");
+  ExecBehindTheBack(dir, "UPDATE order_journal SET quantity = 'lots'", JournalFile(dir));
   Result<std::vector<Order>> pending = db->LoadPending();  // start-up reads these
   ASSERT_FALSE(pending) << "quantity 'lots' was read as " << pending->front().quantity;
   EXPECT_NE(pending.error().message().find("quantity"), std::string::npos)
       << pending.error().message();
 
-  ExecBehindTheBack(dir, "UPDATE order_journal SET quantity = 1");
+  ExecBehindTheBack(dir, "UPDATE order_journal SET quantity = 1", JournalFile(dir));
   ExecBehindTheBack(dir, "UPDATE orders SET quantity = 1, order_id = 'not-an-order-id'");
   Result<std::vector<Order>> mine = db->OrdersOfUser(1, 10);
   ASSERT_FALSE(mine) << "a corrupt order id was read as '" << mine->front().id.view() << "'";

@@ -1,5 +1,7 @@
 #include "backends/embedded/sqlite_database.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <filesystem>
 #include <span>
 
@@ -33,11 +35,13 @@ CREATE TABLE IF NOT EXISTS orders (
 CREATE INDEX IF NOT EXISTS orders_by_user ON orders(user_id, created_at);
 CREATE INDEX IF NOT EXISTS orders_by_idempotency_key ON orders(idempotency_key)
   WHERE idempotency_key IS NOT NULL;
--- The ack path's table: an accepted order as an immutable fact, written before
--- the buyer is answered. Keyed by order id, which starts with the creation time,
--- so the journal's inserts land at the end of its B-tree; no secondary index.
--- The consumer moves its rows into orders (insert there + delete here, in one
--- transaction), so an order is in exactly one of the two tables at every commit.
+)sql";
+
+// The journal file's one table: an accepted order as an immutable fact,
+// written before the buyer is answered. Keyed by order id, which starts with
+// the creation time, so inserts land at the end of the B-tree; no secondary
+// index. Rows leave when the consumer has settled them into orders.
+constexpr const char* kJournalSchema = R"sql(
 CREATE TABLE IF NOT EXISTS order_journal (
   order_id        TEXT PRIMARY KEY,
   user_id         INTEGER NOT NULL,
@@ -47,16 +51,25 @@ CREATE TABLE IF NOT EXISTS order_journal (
   created_at      INTEGER NOT NULL,
   idempotency_key TEXT
 ) WITHOUT ROWID;
--- Every order, wherever it is: what every reader reads (order lookups, a
--- buyer's orders, Idempotency-Keys, the start-up rebuild, audit). A journal row
--- is PENDING: its status is decided when it moves into orders.
-CREATE VIEW IF NOT EXISTS all_orders AS
+)sql";
+
+// The reader's view of every order (see the class comment): orders, and the
+// journal's rows not settled yet, as PENDING. A temporary view of the reader
+// connection, which has the journal attached as `j`.
+constexpr const char* kOrdersViewWithJournal = R"sql(
+CREATE TEMP VIEW all_orders AS
   SELECT order_id, user_id, product_id, quantity, price, status, created_at, idempotency_key
-    FROM orders
+    FROM main.orders
   UNION ALL
   SELECT order_id, user_id, product_id, quantity, price, 'PENDING', created_at, idempotency_key
-    FROM order_journal;
+    FROM j.order_journal AS pending
+   WHERE NOT EXISTS (SELECT 1 FROM main.orders AS settled
+                      WHERE settled.order_id = pending.order_id);
 )sql";
+// A read-only open of a database that never had a journal.
+constexpr const char* kOrdersViewWithoutJournal =
+    "CREATE TEMP VIEW all_orders AS SELECT order_id, user_id, product_id, quantity, price, "
+    "status, created_at, idempotency_key FROM main.orders";
 
 // The columns of kOrderRowColumns (core/checked_row.hpp), for ReadOrderRow.
 constexpr const char* kOrderColumns =
@@ -149,11 +162,31 @@ Status SqliteDatabase::Exec(sqlite3* db, const char* sql) {
   return Status::Ok();
 }
 
+namespace {
+
+// Opens `path` for `flags` in s->conn; false (and the error in *err) if not.
+bool OpenConnection(const std::string& path, int flags, sqlite3** conn) {
+  return sqlite3_open_v2(path.c_str(), conn, flags | SQLITE_OPEN_NOMUTEX, nullptr) == SQLITE_OK;
+}
+
+std::string SqlQuoted(std::string_view text) {
+  std::string out = "'";
+  for (char c : text) {
+    out += c;
+    if (c == '\'') out += c;
+  }
+  return out + "'";
+}
+
+}  // namespace
+
 Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const Options& options) {
   std::unique_ptr<SqliteDatabase> db(new SqliteDatabase());
   db->path_ = options.path;
+  const std::string journal_path = JournalPath(options.path);
   // Nobody else can see `db` yet; the locks keep the locking rule exceptionless.
   MutexLock write_lock(&db->write_mu_);
+  MutexLock journal_lock(&db->journal_mu_);
   MutexLock read_lock(&db->read_mu_);
   MutexLock checkpoint_lock(&db->checkpoint_mu_);
   std::error_code ec;
@@ -164,8 +197,7 @@ Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const Options& opti
   }
   const int flags =
       options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-  if (sqlite3_open_v2(options.path.c_str(), &db->writer_, flags | SQLITE_OPEN_NOMUTEX, nullptr) !=
-      SQLITE_OK) {
+  if (!OpenConnection(options.path, flags, &db->writer_)) {
     return db->Error(db->writer_, "cannot open database");
   }
   sqlite3_busy_timeout(db->writer_, 5000);
@@ -173,36 +205,59 @@ Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const Options& opti
     const std::string pragmas = std::string("PRAGMA journal_mode=WAL; PRAGMA synchronous=") +
                                 (options.sync == JournalSync::kFull ? "FULL" : "NORMAL") + ";";
     if (Status s = db->Exec(db->writer_, pragmas.c_str()); !s.ok()) return s;
-    // The writer's page cache holds the hot pages of orders' indexes, which the
-    // consumer's moves touch at random places (SQLite's default is 2 MiB; a
-    // miss costs a read from the OS). Pages are cached as they are used.
+    // The writer's page cache holds the pages of orders' indexes, which the
+    // consumer's settles touch at random places (SQLite's default is 2 MiB;
+    // a miss is a read from the OS). Pages are cached as they are used.
     if (Status s = db->Exec(db->writer_, "PRAGMA cache_size=-65536"); !s.ok()) return s;
     if (Status s = db->Exec(db->writer_, kSchema); !s.ok()) return s;
     if (Status s = db->AddProductVersionColumn(); !s.ok()) return s;
+
+    if (!OpenConnection(journal_path, flags, &db->journal_)) {
+      return db->Error(db->journal_, "cannot open the order journal " + journal_path);
+    }
+    sqlite3_busy_timeout(db->journal_, 5000);
+    if (Status s = db->Exec(db->journal_, pragmas.c_str()); !s.ok()) return s;
+    db->journal_sync_pragma_ = std::string("PRAGMA main.synchronous=") +
+                               (options.sync == JournalSync::kFull ? "FULL" : "NORMAL");
+    if (Status s = db->Exec(db->journal_, kJournalSchema); !s.ok()) return s;
+    // For AppendPending's check that an id is not settled already (a read of
+    // the main file: never its write lock).
+    const std::string attach = "ATTACH " + SqlQuoted(options.path) + " AS settled";
+    if (Status s = db->Exec(db->journal_, attach.c_str()); !s.ok()) return s;
     if (Status s = db->MovePendingOrdersToJournal(); !s.ok()) return s;
-    db->settle_without_fsync_ = options.settle_without_fsync && options.sync == JournalSync::kFull;
-  } else {
-    SqliteStatement view(db->writer_,
-                         "SELECT count(*) FROM sqlite_master WHERE name = 'all_orders'");
-    if (view.Step() == SQLITE_ROW && view.Int(0) == 0) db->orders_view_ = "orders";
   }
-  if (sqlite3_open_v2(options.path.c_str(), &db->reader_,
-                      SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+
+  if (!OpenConnection(options.path, SQLITE_OPEN_READONLY, &db->reader_)) {
     return db->Error(db->reader_, "cannot open database for reading");
   }
   sqlite3_busy_timeout(db->reader_, 5000);
+  db->reader_has_journal_ = std::filesystem::exists(journal_path);
+  if (db->reader_has_journal_) {
+    const std::string attach = "ATTACH " + SqlQuoted(journal_path) + " AS j";
+    if (Status s = db->Exec(db->reader_, attach.c_str()); !s.ok()) return s;
+  }
+  if (Status s = db->Exec(db->reader_, db->reader_has_journal_ ? kOrdersViewWithJournal
+                                                               : kOrdersViewWithoutJournal);
+      !s.ok()) {
+    return s;
+  }
+
   if (!options.read_only) {
-    if (sqlite3_open_v2(options.path.c_str(), &db->checkpointer_,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
-      return db->Error(db->checkpointer_, "cannot open database for checkpoints");
-    }
-    // The checkpointer never writes rows: no automatic checkpoints of its own.
-    // It must read once: until a connection has read the database it does not
-    // know the file is in WAL mode, and its checkpoints are silent no-ops.
-    if (Status s = db->Exec(db->checkpointer_,
-                            "PRAGMA wal_autocheckpoint=0; SELECT count(*) FROM sqlite_master");
-        !s.ok()) {
-      return s;
+    // The checkpointers never write rows: no automatic checkpoints of their
+    // own. Each must read once: until a connection has read the database it
+    // does not know the file is in WAL mode, and its checkpoints are silent
+    // no-ops.
+    for (auto [path, conn] : {std::pair{&options.path, &db->checkpointer_},
+                              std::pair{&journal_path, &db->journal_checkpointer_}}) {
+      if (!OpenConnection(*path, SQLITE_OPEN_READWRITE, conn)) {
+        return db->Error(*conn, "cannot open database for checkpoints");
+      }
+      if (Status s = db->Exec(*conn,
+                              "PRAGMA wal_autocheckpoint=0; SELECT count(*) FROM "
+                              "sqlite_master");
+          !s.ok()) {
+        return s;
+      }
     }
     if (Status s = db->LoadGuardStateLocked(); !s.ok()) return s;
   }
@@ -236,21 +291,25 @@ Status SqliteDatabase::AddProductVersionColumn() {
 }
 
 Status SqliteDatabase::MovePendingOrdersToJournal() {
-  if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok()) return s;
-  SqliteStatement version(writer_, "PRAGMA user_version");
-  if (version.Step() != SQLITE_ROW) {
-    Status err = Error(writer_, "reading user_version");
-    (void)Exec(writer_, "ROLLBACK");
-    return err;
+  {
+    SqliteStatement version(writer_, "PRAGMA user_version");
+    if (version.Step() != SQLITE_ROW) return Error(writer_, "reading user_version");
+    if (version.Int(0) >= 1) return Status::Ok();
   }
-  if (version.Int(0) >= 1) return Exec(writer_, "COMMIT");
-  // A full scan of orders (no index on status), once per database.
-  if (Status s = Exec(writer_,
-                      "INSERT INTO order_journal(order_id, user_id, product_id, quantity, price, "
-                      "created_at, idempotency_key) SELECT order_id, user_id, product_id, "
-                      "quantity, price, created_at, idempotency_key FROM orders WHERE status = "
-                      "'PENDING'; DELETE FROM orders WHERE status = 'PENDING'; "
-                      "PRAGMA user_version = 1");
+  // Copied first, deleted after the copy is committed: a crash in between
+  // leaves an order in both files, which readers show once (orders' row) and
+  // the next Open finishes. A full scan of orders (no index on status), once.
+  if (Status s = Exec(journal_,
+                      "INSERT OR IGNORE INTO main.order_journal(order_id, user_id, product_id, "
+                      "quantity, price, created_at, idempotency_key) SELECT order_id, user_id, "
+                      "product_id, quantity, price, created_at, idempotency_key FROM "
+                      "settled.orders WHERE status = 'PENDING'");
+      !s.ok()) {
+    return s;
+  }
+  if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok()) return s;
+  if (Status s =
+          Exec(writer_, "DELETE FROM orders WHERE status = 'PENDING'; PRAGMA user_version = 1");
       !s.ok()) {
     (void)Exec(writer_, "ROLLBACK");
     return s;
@@ -259,6 +318,8 @@ Status SqliteDatabase::MovePendingOrdersToJournal() {
 }
 
 SqliteDatabase::~SqliteDatabase() {
+  sqlite3_close_v2(journal_checkpointer_);
+  sqlite3_close_v2(journal_);
   sqlite3_close_v2(checkpointer_);
   sqlite3_close_v2(reader_);
   sqlite3_close_v2(writer_);
@@ -280,14 +341,19 @@ Status SqliteDatabase::LoadGuardStateLocked() {
 
 Result<std::int64_t> SqliteDatabase::Checkpoint() {
   MutexLock lock(&checkpoint_mu_);
-  if (checkpointer_ == nullptr) return std::int64_t{0};
-  int wal_frames = 0;
-  int copied = 0;
-  if (sqlite3_wal_checkpoint_v2(checkpointer_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames,
-                                &copied) != SQLITE_OK) {
-    return Error(checkpointer_, "checkpoint");
+  std::int64_t total = 0;
+  for (sqlite3* conn : {checkpointer_, journal_checkpointer_}) {
+    if (conn == nullptr) continue;
+    int wal_frames = 0;
+    int copied = 0;
+    const int rc =
+        sqlite3_wal_checkpoint_v2(conn, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames, &copied);
+    // BUSY: a writer's automatic checkpoint is running; it does the copying.
+    if (rc == SQLITE_BUSY) continue;
+    if (rc != SQLITE_OK) return Error(conn, "checkpoint");
+    total += copied;
   }
-  return std::int64_t{copied};
+  return total;
 }
 
 Status SqliteDatabase::UpsertProduct(const Product& p) {
@@ -337,16 +403,18 @@ Status SqliteDatabase::InsertProducts(const std::vector<Product>& products, bool
 }
 
 Status SqliteDatabase::AppendPending(std::span<const Order> orders) {
-  MutexLock lock(&write_mu_);
-  if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok())
-    return Status::NotDelivered(s.message());
+  MutexLock lock(&journal_mu_);
+  // BEGIN, not BEGIN IMMEDIATE: IMMEDIATE would take the write lock of every
+  // attached file, the main one included. The journal has no other writer in
+  // the process, so the first INSERT gets its lock without waiting.
+  if (Status s = Exec(journal_, "BEGIN"); !s.ok()) return Status::NotDelivered(s.message());
   // An id already settled into orders is refused like one already in the
   // journal (a primary-key conflict there): the probe reads the newest pages
   // of orders' primary key, which ids in creation order keep in the cache.
-  SqliteStatement st(writer_,
-                     "INSERT INTO order_journal(order_id, user_id, product_id, quantity, price, "
-                     "created_at, idempotency_key) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT "
-                     "EXISTS (SELECT 1 FROM orders WHERE order_id = ?1)");
+  SqliteStatement st(journal_,
+                     "INSERT INTO main.order_journal(order_id, user_id, product_id, quantity, "
+                     "price, created_at, idempotency_key) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE "
+                     "NOT EXISTS (SELECT 1 FROM settled.orders WHERE order_id = ?1)");
   for (const Order& o : orders) {
     st.Bind(1, o.id.view()).Bind(2, o.user).Bind(3, o.product).Bind(4, o.quantity);
     st.Bind(5, o.price).Bind(6, o.created_at);
@@ -356,21 +424,21 @@ Status SqliteDatabase::AppendPending(std::span<const Order> orders) {
       st.Bind(7, std::string_view(o.idempotency_key));
     }
     if (st.Step() != SQLITE_DONE) {
-      Status err = Error(writer_, "journalling orders");
-      (void)Exec(writer_, "ROLLBACK");
+      Status err = Error(journal_, "journalling orders");
+      (void)Exec(journal_, "ROLLBACK");
       return Status::NotDelivered(err.message());
     }
     st.Reset();
-    if (sqlite3_changes(writer_) == 0) {
-      (void)Exec(writer_, "ROLLBACK");
+    if (sqlite3_changes(journal_) == 0) {
+      (void)Exec(journal_, "ROLLBACK");
       return Status::NotDelivered("journalling orders: order " + o.id.str() +
                                   " is already in orders (" + path_ + ")");
     }
   }
-  if (Status s = Exec(writer_, "COMMIT"); !s.ok()) {
+  if (Status s = Exec(journal_, "COMMIT"); !s.ok()) {
     // A failed COMMIT that leaves no transaction open was rolled back; one
     // that failed during the fsync may or may not have reached the disk.
-    if (sqlite3_get_autocommit(writer_) == 0 && Exec(writer_, "ROLLBACK").ok()) {
+    if (sqlite3_get_autocommit(journal_) == 0 && Exec(journal_, "ROLLBACK").ok()) {
       return Status::NotDelivered(s.message());
     }
     return Status::Unknown(s.message());
@@ -379,19 +447,54 @@ Status SqliteDatabase::AppendPending(std::span<const Order> orders) {
 }
 
 Result<PersistSummary> SqliteDatabase::PersistBatch(std::span<const Order> orders) {
-  MutexLock lock(&write_mu_);
-  if (!settle_without_fsync_) return PersistBatchLocked(orders);
-  // The writer is shared with the journal: back to FULL before anyone else
-  // commits on it.
-  if (Status s = Exec(writer_, "PRAGMA synchronous=NORMAL"); !s.ok()) return s;
-  Result<PersistSummary> result = PersistBatchLocked(orders);
-  if (Status s = Exec(writer_, "PRAGMA synchronous=FULL"); !s.ok()) {
-    FLASHSALE_CHECK(false, s.ToString().c_str());  // the journal's durability depends on it
+  Result<PersistSummary> summary = Settle(orders);
+  if (!summary) return summary;
+  // Only once the settle is committed (and, with synchronous=FULL, on disk),
+  // and not the orders it did not store (the caller dead-letters those; in
+  // the journal they stay PENDING).
+  if (summary->unknown_product.empty()) {
+    Unjournal(orders);
+  } else {
+    std::vector<Order> stored;
+    for (std::size_t i = 0, skip = 0; i < orders.size(); ++i) {
+      if (skip < summary->unknown_product.size() && summary->unknown_product[skip] == i) {
+        ++skip;
+      } else {
+        stored.push_back(orders[i]);
+      }
+    }
+    Unjournal(stored);
   }
-  return result;
+  return summary;
 }
 
-Result<PersistSummary> SqliteDatabase::PersistBatchLocked(std::span<const Order> orders) {
+void SqliteDatabase::Unjournal(std::span<const Order> orders) {
+  MutexLock lock(&journal_mu_);
+  if (journal_ == nullptr) return;
+  // A delete lost to a crash or a power cut leaves rows that are settled
+  // already: readers show orders' row, and the consumer, given them again at
+  // start-up, finds them stored and deletes them then. So this commit need
+  // not wait for the disk, and the ack path's next commit is not kept waiting.
+  auto fail = [&](std::string_view what) {
+    journal_mu_.AssertHeld();
+    spdlog::warn("{} (they are deleted at the next start): {}", what,
+                 Error(journal_, "deleting settled journal rows").ToString());
+    (void)Exec(journal_, "ROLLBACK");
+  };
+  if (!Exec(journal_, "PRAGMA main.synchronous=NORMAL; BEGIN").ok()) return fail("BEGIN");
+  SqliteStatement del(journal_, "DELETE FROM main.order_journal WHERE order_id = ?1");
+  for (const Order& o : orders) {
+    del.Bind(1, o.id.view());
+    if (del.Step() != SQLITE_DONE) return fail("DELETE");
+    del.Reset();
+  }
+  if (!Exec(journal_, "COMMIT").ok()) fail("COMMIT");
+  FLASHSALE_CHECK(Exec(journal_, journal_sync_pragma_.c_str()).ok(),
+                  "cannot restore the journal's synchronous setting");
+}
+
+Result<PersistSummary> SqliteDatabase::Settle(std::span<const Order> orders) {
+  MutexLock lock(&write_mu_);
   PersistSummary summary;
   if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok()) return s;
   // Another process committed since the guard was loaded (distributed mode on
@@ -411,15 +514,12 @@ Result<PersistSummary> SqliteDatabase::PersistBatchLocked(std::span<const Order>
       guard_data_version_ = v;
     }
   }
-  // Every order is inserted into orders with its decided status, and its
-  // journal row (embedded mode; none for orders from a queue) deleted in the
-  // same transaction: a move. An order already in orders was decided before: a
-  // replay, left as it is (its journal row, if any, still goes).
+  // Every order is inserted into orders with its decided status. An order
+  // already there was decided before: a replay, left as it is.
   SqliteStatement insert(writer_,
                          "INSERT OR IGNORE INTO orders(order_id, user_id, product_id, quantity, "
                          "price, status, created_at, idempotency_key) VALUES(?1, ?2, ?3, ?4, ?5, "
                          "?6, ?7, ?8)");
-  SqliteStatement unjournal(writer_, "DELETE FROM order_journal WHERE order_id = ?1");
   // Tentative guard changes, applied to the mirror only after COMMIT.
   std::unordered_map<ProductId, std::int64_t> confirmed_delta;
   auto fail = [&](std::string_view what) -> Status {
@@ -449,9 +549,6 @@ Result<PersistSummary> SqliteDatabase::PersistBatchLocked(std::span<const Order>
     if (insert.Step() != SQLITE_DONE) return fail("persisting order");
     insert.Reset();
     const bool decided_now = sqlite3_changes(writer_) > 0;
-    unjournal.Bind(1, o.id.view());
-    if (unjournal.Step() != SQLITE_DONE) return fail("persisting order");
-    unjournal.Reset();
     if (!decided_now) {
       ++summary.duplicates;
     } else if (fits) {
@@ -475,28 +572,64 @@ Status SqliteDatabase::Ping() {
   return st.Step() == SQLITE_ROW ? Status::Ok() : Error(reader_, "ping");
 }
 
+const char* SqliteDatabase::OrdersViewSql() { return kOrdersViewWithJournal; }
+
+Status SqliteDatabase::BeginReadSnapshot() {
+  if (Status s = Exec(reader_, "BEGIN"); !s.ok()) return s;
+  if (!reader_has_journal_) return Status::Ok();
+  // A statement that reads the journal only: the transaction's snapshot of
+  // the journal file is taken here, before the main file's (taken by the
+  // first statement that reads it). An order deleted from the journal by then
+  // was settled before, so the main file's later snapshot has it.
+  SqliteStatement touch(reader_, "SELECT 1 FROM j.order_journal LIMIT 1");
+  const int rc = touch.Step();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    Status err = Error(reader_, "reading the order journal");
+    (void)Exec(reader_, "ROLLBACK");
+    return err;
+  }
+  return Status::Ok();
+}
+
+void SqliteDatabase::EndReadSnapshot() { (void)Exec(reader_, "COMMIT"); }
+
+template <typename T, typename Fn>
+Result<T> SqliteDatabase::InReadSnapshot(Fn&& read) {
+  if (Status s = BeginReadSnapshot(); !s.ok()) return s;
+  Result<T> result = read();
+  EndReadSnapshot();
+  return result;
+}
+
 Result<std::optional<Order>> SqliteDatabase::FindOrder(const OrderId& id) {
   MutexLock lock(&read_mu_);
-  SqliteStatement st(reader_, (std::string("SELECT ") + kOrderColumns + " FROM " + orders_view_ +
-                               " WHERE order_id = ?1")
-                                  .c_str());
-  st.Bind(1, id.view());
-  const int rc = st.Step();
-  if (rc == SQLITE_ROW) {
-    Result<Order> order = ReadOrder(st);
-    if (!order) return order.error();
-    return std::optional<Order>(std::move(*order));
-  }
-  if (rc == SQLITE_DONE) return std::optional<Order>();
-  return Error(reader_, "reading order");
+  return InReadSnapshot<std::optional<Order>>([&]() -> Result<std::optional<Order>> {
+    read_mu_.AssertHeld();
+    SqliteStatement st(
+        reader_,
+        (std::string("SELECT ") + kOrderColumns + " FROM all_orders WHERE order_id = ?1").c_str());
+    st.Bind(1, id.view());
+    const int rc = st.Step();
+    if (rc == SQLITE_ROW) {
+      Result<Order> order = ReadOrder(st);
+      if (!order) return order.error();
+      return std::optional<Order>(std::move(*order));
+    }
+    if (rc == SQLITE_DONE) return std::optional<Order>();
+    return Error(reader_, "reading order");
+  });
 }
 
 Result<std::vector<Order>> SqliteDatabase::OrdersOfUser(UserId user, std::int64_t limit) {
   MutexLock lock(&read_mu_);
-  return QueryOrders(reader_,
-                     std::string("SELECT ") + kOrderColumns + " FROM " + orders_view_ +
-                         " WHERE user_id = ?1 ORDER BY created_at DESC, order_id DESC LIMIT ?2",
-                     {user, limit});
+  return InReadSnapshot<std::vector<Order>>([&] {
+    read_mu_.AssertHeld();
+    return QueryOrders(reader_,
+                       std::string("SELECT ") + kOrderColumns +
+                           " FROM all_orders WHERE user_id = ?1 ORDER BY created_at DESC, "
+                           "order_id DESC LIMIT ?2",
+                       {user, limit});
+  });
 }
 
 Result<std::vector<Product>> SqliteDatabase::LoadProducts() {
@@ -523,63 +656,76 @@ Result<std::vector<Product>> SqliteDatabase::LoadProducts() {
 
 Result<std::vector<SoldUnits>> SqliteDatabase::LoadSoldUnits() {
   MutexLock lock(&read_mu_);
-  const std::string sql = "SELECT product_id, user_id, SUM(quantity), MAX(order_id) FROM " +
-                          orders_view_ + " WHERE status != 'FAILED' GROUP BY product_id, user_id";
-  SqliteStatement st(reader_, sql.c_str());
-  std::vector<SoldUnits> out;
-  int rc;
-  constexpr const char* kColumns[] = {"product_id", "user_id", "SUM(quantity)", "MAX(order_id)"};
-  while ((rc = st.Step()) == SQLITE_ROW) {
-    RowReader cells(st, "orders", kColumns, 2);
-    out.push_back({cells.Int(0), cells.Int(1), cells.Int(2), cells.Id(3)});
-    if (!cells.error().ok()) return cells.error();
-  }
-  if (rc != SQLITE_DONE) return Error(reader_, "reading sold units");
-  return out;
+  return InReadSnapshot<std::vector<SoldUnits>>([&]() -> Result<std::vector<SoldUnits>> {
+    read_mu_.AssertHeld();
+    SqliteStatement st(reader_,
+                       "SELECT product_id, user_id, SUM(quantity), MAX(order_id) FROM all_orders "
+                       "WHERE status != 'FAILED' GROUP BY product_id, user_id");
+    std::vector<SoldUnits> out;
+    int rc;
+    constexpr const char* kColumns[] = {"product_id", "user_id", "SUM(quantity)", "MAX(order_id)"};
+    while ((rc = st.Step()) == SQLITE_ROW) {
+      RowReader cells(st, "orders", kColumns, 2);
+      out.push_back({cells.Int(0), cells.Int(1), cells.Int(2), cells.Id(3)});
+      if (!cells.error().ok()) return cells.error();
+    }
+    if (rc != SQLITE_DONE) return Error(reader_, "reading sold units");
+    return out;
+  });
 }
 
 Result<std::vector<Order>> SqliteDatabase::LoadPending() {
   MutexLock lock(&read_mu_);
-  // Only the journal holds PENDING orders (orders has no index on status);
-  // a database that predates the journal has them in orders.
-  if (orders_view_ == "orders") {
+  // The journal's rows as they are (not all_orders: orders has no index on
+  // status); a database that never had a journal has them in orders.
+  return InReadSnapshot<std::vector<Order>>([&] {
+    read_mu_.AssertHeld();
     return QueryOrders(reader_,
-                       std::string("SELECT ") + kOrderColumns +
-                           " FROM orders WHERE status = 'PENDING' ORDER BY created_at",
+                       reader_has_journal_
+                           ? "SELECT order_id, user_id, product_id, quantity, price, 'PENDING', "
+                             "created_at, idempotency_key FROM j.order_journal ORDER BY order_id"
+                           : std::string("SELECT ") + kOrderColumns +
+                                 " FROM orders WHERE status = 'PENDING' ORDER BY created_at",
                        {});
-  }
-  return QueryOrders(reader_,
-                     "SELECT order_id, user_id, product_id, quantity, price, 'PENDING', "
-                     "created_at, idempotency_key FROM order_journal ORDER BY order_id",
-                     {});
+  });
 }
 
 Result<std::vector<Order>> SqliteDatabase::LoadKeyedOrders(UnixMillis since_ms) {
   MutexLock lock(&read_mu_);
-  return QueryOrders(reader_,
-                     std::string("SELECT ") + kOrderColumns + " FROM " + orders_view_ +
-                         " WHERE idempotency_key IS NOT NULL AND created_at > ?1 "
-                         "ORDER BY created_at",
-                     {since_ms});
+  return InReadSnapshot<std::vector<Order>>([&] {
+    read_mu_.AssertHeld();
+    return QueryOrders(reader_,
+                       std::string("SELECT ") + kOrderColumns +
+                           " FROM all_orders WHERE idempotency_key IS NOT NULL AND created_at > "
+                           "?1 ORDER BY created_at",
+                       {since_ms});
+  });
 }
 
 Result<std::optional<Order>> SqliteDatabase::FindOrderByIdempotencyKey(std::string_view key) {
   MutexLock lock(&read_mu_);
-  SqliteStatement st(reader_, (std::string("SELECT ") + kOrderColumns + " FROM " + orders_view_ +
-                               " WHERE idempotency_key = ?1 ORDER BY created_at, order_id LIMIT 1")
-                                  .c_str());
-  st.Bind(1, key);
-  const int rc = st.Step();
-  if (rc == SQLITE_DONE) return std::optional<Order>();
-  if (rc != SQLITE_ROW) return Error(reader_, "reading order by Idempotency-Key");
-  Result<Order> order = ReadOrder(st);
-  if (!order.has_value()) return order.error();
-  return std::optional<Order>(std::move(*order));
+  return InReadSnapshot<std::optional<Order>>([&]() -> Result<std::optional<Order>> {
+    read_mu_.AssertHeld();
+    SqliteStatement st(reader_, (std::string("SELECT ") + kOrderColumns +
+                                 " FROM all_orders WHERE idempotency_key = ?1 ORDER BY "
+                                 "created_at, order_id LIMIT 1")
+                                    .c_str());
+    st.Bind(1, key);
+    const int rc = st.Step();
+    if (rc == SQLITE_DONE) return std::optional<Order>();
+    if (rc != SQLITE_ROW) return Error(reader_, "reading order by Idempotency-Key");
+    Result<Order> order = ReadOrder(st);
+    if (!order.has_value()) return order.error();
+    return std::optional<Order>(std::move(*order));
+  });
 }
 
 Result<std::vector<Order>> SqliteDatabase::LoadAllOrders() {
   MutexLock lock(&read_mu_);
-  return QueryOrders(reader_, std::string("SELECT ") + kOrderColumns + " FROM " + orders_view_, {});
+  return InReadSnapshot<std::vector<Order>>([&] {
+    read_mu_.AssertHeld();
+    return QueryOrders(reader_, std::string("SELECT ") + kOrderColumns + " FROM all_orders", {});
+  });
 }
 
 namespace {

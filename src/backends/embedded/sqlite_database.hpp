@@ -2,18 +2,24 @@
 // SqliteDatabase: the embedded database of record (SPEC §5) in one SQLite file
 // in WAL mode: products, orders, and what start-up needs to rebuild the stores.
 //
-// Orders live in two tables (schema in the .cpp): the journal writes each
-// accepted order into order_journal, an append-only table with no secondary
-// index (the ack path pays only for durability), and the consumer moves it into
-// orders with its decided status (CONFIRMED/FAILED) in one transaction, where
-// the indexes the readers need are built. Invariant: at every commit an order
-// is in exactly one of the two; the view all_orders is the union, and every
-// reader reads it (a journal row reads as PENDING).
+// Orders live in two files. The journal writes each accepted order into
+// order_journal, an append-only table with no secondary index, in a file of
+// its own (`<path>.journal`): the ack path pays for durability only, and never
+// waits for SQLite's write lock of the main file. The consumer settles orders
+// into orders (main file) with their decided status (CONFIRMED/FAILED), where
+// the indexes the readers need are built, in large batches; only after that
+// commit is on disk does it delete their journal rows. Invariant: an
+// accepted order is in the journal, in orders, or (between the two commits)
+// both; the view all_orders shows each once (orders' row wins, a journal row
+// reads as PENDING), and every reader reads it. Readers take the journal's
+// snapshot before the main file's (ReadSnapshot), so an order moving between
+// the two is never missed.
 //
-// Thread safety: one writer connection behind `write_mu_` (the journal, the
+// Thread safety: the main file's writer connection is behind `write_mu_` (the
 // consumer and admin changes take turns, so SQLite never answers BUSY inside
-// the process) and one reader connection behind `read_mu_`. WAL lets readers
-// run beside the writer. Other processes (`flashsale audit`) may read.
+// the process), the journal's behind `journal_mu_`, and one reader connection
+// behind `read_mu_`. WAL lets readers run beside the writers. Other processes
+// (`flashsale audit`) may read.
 //
 // Errors: a constraint, type or size refusal of the values (SQLITE_CONSTRAINT,
 // MISMATCH, TOOBIG, RANGE) is Invalid; other SQLite errors are Unavailable; a
@@ -66,13 +72,6 @@ class SqliteDatabase final : public OrderRepository {
     std::string path;
     JournalSync sync = JournalSync::kFull;
     bool read_only = false;
-    // PersistBatch commits without waiting for the disk (synchronous=NORMAL
-    // for that transaction). Safe only when every order it settles is in
-    // order_journal (embedded mode): a settle lost to a power cut leaves the
-    // orders in the journal, and the next journal commit's fsync makes every
-    // earlier WAL frame durable too. Never for orders from a queue whose
-    // offsets are committed after PersistBatch.
-    bool settle_without_fsync = false;
   };
   static Result<std::unique_ptr<SqliteDatabase>> Open(const Options& options);
   ~SqliteDatabase() override;
@@ -86,14 +85,17 @@ class SqliteDatabase final : public OrderRepository {
   // OK when the database answers a query (for /readyz).
   Status Ping();
 
-  // Journal: inserts PENDING rows in one transaction (group commit).
-  // NotDelivered when the transaction was rolled back, Unknown when COMMIT
-  // failed in a way that may have persisted it.
+  // Journal: inserts PENDING rows in one transaction (group commit) into the
+  // journal file. NotDelivered when the transaction was rolled back, Unknown
+  // when COMMIT failed in a way that may have persisted it.
   Status AppendPending(std::span<const Order> orders);
 
   // Start-up and audit queries.
   Result<std::vector<Product>> LoadProducts();
   Result<std::vector<SoldUnits>> LoadSoldUnits();  // orders not FAILED, per product and user
+  // The journal's rows (PENDING), oldest first; after a crash between a
+  // settle and its journal delete, also orders already settled (the consumer
+  // finds them stored and only deletes their journal rows).
   Result<std::vector<Order>> LoadPending();
   // Orders with an Idempotency-Key created after `since_ms`.
   Result<std::vector<Order>> LoadKeyedOrders(UnixMillis since_ms);
@@ -104,40 +106,61 @@ class SqliteDatabase final : public OrderRepository {
   Status InsertProducts(const std::vector<Product>& products, bool overwrite,
                         std::int64_t* inserted);
 
-  // Copies the WAL back into the database file (PASSIVE: never waits for
+  // Copies the WALs of both files back into them (PASSIVE: never waits for
   // readers or blocks the writer), on a connection of its own. A checkpointer
   // thread calls it periodically so the copying happens off the journal's
   // commit path; the writer keeps SQLite's automatic checkpoint, which then
   // finds little left to copy and lets the WAL restart from its beginning (a
   // PASSIVE checkpoint racing a busy writer never can: the WAL would grow
-  // without bound). Returns how many WAL frames are in the database file.
+  // without bound). Returns how many WAL frames are in the database files.
   Result<std::int64_t> Checkpoint();
 
   [[nodiscard]] const std::string& path() const { return path_; }
+  // The journal's file: `<path>.journal` (plus its -wal and -shm). A copy
+  // of the database is both files.
+  static std::string JournalPath(const std::string& path) { return path + ".journal"; }
+  // The SQL that creates the temporary view all_orders on a connection to the
+  // main file with the journal attached as `j` (for tools and tests).
+  static const char* OrdersViewSql();
 
  private:
   SqliteDatabase() = default;
   Status Exec(sqlite3* db, const char* sql);
   Status Error(sqlite3* db, std::string_view what);
   Status LoadGuardStateLocked() REQUIRES(write_mu_);
-  Result<PersistSummary> PersistBatchLocked(std::span<const Order> orders) REQUIRES(write_mu_);
+  // Inserts the orders into orders with their decided status (takes write_mu_).
+  Result<PersistSummary> Settle(std::span<const Order> orders) EXCLUDES(write_mu_);
+  // Deletes the journal rows of settled orders (after their settle commit).
+  void Unjournal(std::span<const Order> orders) EXCLUDES(journal_mu_);
+  // Starts a read transaction on reader_ whose journal snapshot is taken
+  // before the main file's (see the class comment); Finish ends it.
+  Status BeginReadSnapshot() REQUIRES(read_mu_);
+  void EndReadSnapshot() REQUIRES(read_mu_);
+  // Runs `read` inside a read snapshot.
+  template <typename T, typename Fn>
+  Result<T> InReadSnapshot(Fn&& read) REQUIRES(read_mu_);
   // Schema upgrade at Open(): products.version (Product::version).
   Status AddProductVersionColumn() REQUIRES(write_mu_);
   // Schema upgrade at Open(): PENDING rows of a database that predates the
-  // journal move into order_journal (once: PRAGMA user_version records it).
-  Status MovePendingOrdersToJournal() REQUIRES(write_mu_);
+  // journal move into the journal (once: PRAGMA user_version records it).
+  Status MovePendingOrdersToJournal() REQUIRES(write_mu_, journal_mu_);
 
   std::string path_;
-  // Set by Open(), constant after: what readers select from. "all_orders", or
-  // "orders" for a read-only open of a file that predates the journal.
-  std::string orders_view_ = "all_orders";
-  bool settle_without_fsync_ = false;
+  // Set by Open(), constant after: whether reader_ has the journal attached
+  // (a read-only open of a database that never had a journal has not).
+  bool reader_has_journal_ = false;
+  // "PRAGMA main.synchronous=FULL" (or NORMAL): the journal's own setting.
+  std::string journal_sync_pragma_;
   Mutex write_mu_;
   sqlite3* writer_ GUARDED_BY(write_mu_) = nullptr;
+  // Lock order: write_mu_ before journal_mu_ (Open only).
+  Mutex journal_mu_ ACQUIRED_AFTER(write_mu_);
+  sqlite3* journal_ GUARDED_BY(journal_mu_) = nullptr;
   Mutex read_mu_;
   sqlite3* reader_ GUARDED_BY(read_mu_) = nullptr;
   Mutex checkpoint_mu_;
   sqlite3* checkpointer_ GUARDED_BY(checkpoint_mu_) = nullptr;
+  sqlite3* journal_checkpointer_ GUARDED_BY(checkpoint_mu_) = nullptr;
   // Stock guard of PersistBatch: stock and CONFIRMED units per product,
   // mirrored from the database.
   std::unordered_map<ProductId, std::int64_t> guard_stock_ GUARDED_BY(write_mu_);
