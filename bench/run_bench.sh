@@ -240,7 +240,11 @@ finish_accepting() {
     # Sizes before anything opens the database again (closing the last connection may
     # checkpoint the WAL into the main file and delete it).
     db_bytes="$(stat -c %s "$FS_DB" 2>/dev/null || echo 0)"
-    wal_bytes="$(stat -c %s "$FS_DB-wal" 2>/dev/null || echo 0)"
+    # -wal, and the order journal's file (<db>.journal + its -wal): drained at shutdown.
+    wal_bytes=0
+    for f in "$FS_DB-wal" "$FS_DB.journal" "$FS_DB.journal-wal"; do
+        wal_bytes=$((wal_bytes + $(stat -c %s "$f" 2>/dev/null || echo 0)))
+    done
     line="$(count_orders)"
     n="$(kv "$line" total)"
     log "$what: orders in the database after SIGTERM: $line; files: $db_bytes + $wal_bytes (-wal) bytes"
@@ -414,7 +418,7 @@ REPORT="$WORK/report.md"
     fi
     if [[ ${#FOOT_ORDER[@]} -gt 0 ]]; then
         echo
-        echo "| footprint after | orders in the database | db + -wal (MiB) | bytes per order | VmRSS before → after the load (MiB) | VmRSS growth per accepted order (bytes) |"
+        echo "| footprint after | orders in the database | db + -wal + journal (MiB) | bytes per order | VmRSS before → after the load (MiB) | VmRSS growth per accepted order (bytes) |"
         echo "|---|---:|---:|---:|---:|---:|"
         for k in "${FOOT_ORDER[@]}"; do
             read -r n acc _ dbb walb r0 r1 <<<"${FOOT[$k]}"
