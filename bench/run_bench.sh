@@ -247,7 +247,7 @@ finish_accepting() {
     done
     line="$(count_orders)"
     n="$(kv "$line" total)"
-    log "$what: orders in the database after SIGTERM: $line; files: $db_bytes + $wal_bytes (-wal) bytes"
+    log "$what: orders in the database after SIGTERM: $line; files: $db_bytes + $wal_bytes (-wal, journal) bytes"
     if ! [[ "$n" =~ ^[0-9]+$ ]]; then
         problem "$what: could not count orders in $FS_DB ($(tail -n 1 "$WORK/orders.err" 2>/dev/null))"
         n=0
