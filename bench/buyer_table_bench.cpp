@@ -1,0 +1,149 @@
+// Buyer records of the embedded stock store at scale (issue 8), one line per workload:
+//   fill     10,000,000 distinct uniformly random 63-bit user ids into ONE product through
+//            MemoryStockStore::Reserve (stock and limit 10^9): VmRSS before/after, bytes per
+//            record, ns per Reserve, the longest single Reserve (a table growth shows here)
+//   warm hit a table of 1,000,000 random buyers; Reserve by one of them (lookup + update)
+//   warm new the same table; Reserve by a new random user, then Release it (insert + erase,
+//            so the table keeps its size)
+// A plain program rather than Google Benchmark: the figures of interest are the resident
+// size and the single worst call, which Google Benchmark does not report.
+// Run: build/release/bench/buyer_table_bench [records=10000000] [warm_records=1000000]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backends/embedded/memory_stock_store.hpp"
+
+namespace flashsale {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr ProductId kProduct = 1;
+constexpr std::int64_t kBillion = 1'000'000'000;
+
+// Resident set size in KiB, from /proc/self/status (0 when unavailable).
+std::int64_t VmRssKiB() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtoll(line.c_str() + 6, nullptr, 10);
+  }
+  return 0;
+}
+
+double NsSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::nano>(Clock::now() - start).count();
+}
+
+Product BigProduct() {
+  Product p;
+  p.id = kProduct;
+  p.price = 100;
+  p.stock = kBillion;
+  p.limit_per_user = kBillion;
+  return p;
+}
+
+// Reserves one unit; returns whether it was taken (the ids are distinct, so it must be).
+bool ReserveOne(embedded::MemoryStockStore& store, UserId user, const OrderId& order) {
+  bool reserved = false;
+  store.Reserve({kProduct, user, 1, order, 0}, [&](Result<ReserveResult> r) {
+    reserved = r.has_value() && r->outcome == ReserveOutcome::kReserved;
+  });
+  return reserved;
+}
+
+// 63-bit ids: user ids are int64 >= 0 (SPEC §4).
+UserId RandomUser(std::mt19937_64& rng) { return static_cast<UserId>(rng() >> 1); }
+
+void Fill(std::int64_t records) {
+  // The clock is read twice per Reserve below; its own cost is part of "ns per Reserve".
+  const Clock::time_point probe = Clock::now();
+  for (int i = 0; i < 1000; ++i) (void)Clock::now();
+  const double clock_ns = NsSince(probe) / 1000;
+
+  OrderIdGenerator ids;
+  std::mt19937_64 rng(42);
+  embedded::MemoryStockStore store;
+  store.Load({BigProduct()}, {});
+  const std::int64_t rss_before = VmRssKiB();
+  double total_ns = 0;
+  double worst_ns = 0;
+  std::int64_t worst_at = 0;
+  std::int64_t reserved = 0;
+  for (std::int64_t i = 0; i < records; ++i) {
+    const UserId user = RandomUser(rng);
+    const OrderId order = ids.Next(NowMillis());
+    const Clock::time_point start = Clock::now();
+    const bool ok = ReserveOne(store, user, order);
+    const double ns = NsSince(start);
+    reserved += ok ? 1 : 0;
+    total_ns += ns;
+    if (ns > worst_ns) {
+      worst_ns = ns;
+      worst_at = i;
+    }
+  }
+  const std::int64_t rss_after = VmRssKiB();
+  std::printf("fill: %lld Reserve calls, %lld reserved (distinct buyers)\n",
+              static_cast<long long>(records), static_cast<long long>(reserved));
+  std::printf("fill: VmRSS before %.1f MiB, after %.1f MiB, growth %.1f MiB\n",
+              static_cast<double>(rss_before) / 1024, static_cast<double>(rss_after) / 1024,
+              static_cast<double>(rss_after - rss_before) / 1024);
+  std::printf("fill: %.1f bytes per record (RSS growth / records)\n",
+              static_cast<double>(rss_after - rss_before) * 1024 / static_cast<double>(reserved));
+  std::printf("fill: %.1f ns per Reserve (incl. 2 clock reads of %.1f ns each)\n",
+              total_ns / static_cast<double>(records), clock_ns);
+  std::printf("fill: longest single Reserve %.3f ms, at record %lld\n", worst_ns / 1e6,
+              static_cast<long long>(worst_at));
+}
+
+void Warm(std::int64_t records) {
+  OrderIdGenerator ids;
+  std::mt19937_64 rng(7);
+  embedded::MemoryStockStore store;
+  store.Load({BigProduct()}, {});
+  std::vector<UserId> buyers(static_cast<std::size_t>(records));
+  for (UserId& user : buyers) {
+    user = RandomUser(rng);
+    ReserveOne(store, user, ids.Next(NowMillis()));
+  }
+  const OrderId order = ids.Next(NowMillis());  // the id's value does not matter here
+  std::uniform_int_distribution<std::size_t> pick(0, buyers.size() - 1);
+  std::vector<UserId> hits(static_cast<std::size_t>(records));
+  for (UserId& user : hits) user = buyers[pick(rng)];
+
+  std::int64_t reserved = 0;
+  Clock::time_point start = Clock::now();
+  for (UserId user : hits) reserved += ReserveOne(store, user, order) ? 1 : 0;
+  std::printf("warm hit: %.1f ns per Reserve of an existing buyer (%lld records, %lld reserved)\n",
+              NsSince(start) / static_cast<double>(records), static_cast<long long>(records),
+              static_cast<long long>(reserved));
+
+  std::vector<UserId> fresh(static_cast<std::size_t>(records));
+  for (UserId& user : fresh) user = RandomUser(rng);
+  start = Clock::now();
+  for (UserId user : fresh) {
+    ReserveOne(store, user, order);
+    store.Release({kProduct, user, 1, order, 0}, [](Result<std::int64_t>) {});
+  }
+  std::printf("warm new: %.1f ns per Reserve + Release of a new buyer (%lld records)\n",
+              NsSince(start) / static_cast<double>(records), static_cast<long long>(records));
+}
+
+}  // namespace
+}  // namespace flashsale
+
+int main(int argc, char** argv) {
+  const std::int64_t records = argc > 1 ? std::atoll(argv[1]) : 10'000'000;
+  const std::int64_t warm_records = argc > 2 ? std::atoll(argv[2]) : 1'000'000;
+  flashsale::Fill(records);
+  flashsale::Warm(warm_records);
+  return 0;
+}
