@@ -5,6 +5,8 @@
 //   warm hit a table of 1,000,000 random buyers; Reserve by one of them (lookup + update)
 //   warm new the same table; Reserve by a new random user, then Release it (insert + erase,
 //            so the table keeps its size)
+//   growth   BuyerTable::Insert alone, 10 M random users, growing incrementally and then
+//            stop-the-world: the longest single Insert (why growth is incremental)
 // A plain program rather than Google Benchmark: the figures of interest are the resident
 // size and the single worst call, which Google Benchmark does not report.
 // Run: build/release/bench/buyer_table_bench [records=10000000] [warm_records=1000000]
@@ -17,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/embedded/buyer_table.hpp"
 #include "backends/embedded/memory_stock_store.hpp"
 
 namespace flashsale {
@@ -137,6 +140,32 @@ void Warm(std::int64_t records) {
               NsSince(start) / static_cast<double>(records), static_cast<long long>(records));
 }
 
+void Growth(std::int64_t records, std::size_t migrate_slots_per_call, const char* name) {
+  std::mt19937_64 rng(42);
+  const OrderId order = OrderIdGenerator().Next(NowMillis());
+  embedded::BuyerTable table(migrate_slots_per_call);
+  double worst_ns = 0;
+  std::int64_t worst_at = 0;
+  const Clock::time_point all = Clock::now();
+  for (std::int64_t i = 0; i < records; ++i) {
+    const UserId user = RandomUser(rng);
+    const Clock::time_point start = Clock::now();
+    if (table.Find(user) == nullptr) table.Insert(user, 1, order);
+    const double ns = NsSince(start);
+    if (ns > worst_ns) {
+      worst_ns = ns;
+      worst_at = i;
+    }
+  }
+  std::printf(
+      "growth (%s): %.1f ns per Find + Insert, longest %.3f ms at record %lld; %zu records, "
+      "%zu slots of %zu B (%.1f MiB, %.1f B per record)\n",
+      name, NsSince(all) / static_cast<double>(records), worst_ns / 1e6,
+      static_cast<long long>(worst_at), table.size(), table.capacity(),
+      sizeof(embedded::BuyerTable::Record), static_cast<double>(table.MemoryBytes()) / (1 << 20),
+      static_cast<double>(table.MemoryBytes()) / static_cast<double>(table.size()));
+}
+
 }  // namespace
 }  // namespace flashsale
 
@@ -145,5 +174,7 @@ int main(int argc, char** argv) {
   const std::int64_t warm_records = argc > 2 ? std::atoll(argv[2]) : 1'000'000;
   flashsale::Fill(records);
   flashsale::Warm(warm_records);
+  flashsale::Growth(records, flashsale::embedded::BuyerTable::kMigrateSlotsPerCall, "incremental");
+  flashsale::Growth(records, flashsale::embedded::BuyerTable::kMigrateAllAtOnce, "stop-the-world");
   return 0;
 }

@@ -1,0 +1,189 @@
+#include "backends/embedded/buyer_table.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <new>
+#include <random>
+
+#include "core/status.hpp"
+
+namespace flashsale::embedded {
+namespace {
+
+struct HashKeys {
+  std::uint64_t key0;
+  std::uint64_t key1;
+};
+
+// Drawn once per process. User ids are chosen by clients: with a fixed hash,
+// sequential ids would fill runs of adjacent slots and crafted ids could all
+// share one home slot, turning each purchase into a long probe under the shard
+// lock. Keyed per process, home slots cannot be computed from outside. (A
+// cheap keyed mixer, not a cryptographic PRF.)
+const HashKeys& ProcessHashKeys() {
+  static const HashKeys keys = [] {
+    std::random_device rd;
+    auto draw = [&rd] { return std::uint64_t{rd()} << 32 | rd(); };
+    return HashKeys{draw(), draw()};
+  }();
+  return keys;
+}
+
+constexpr std::size_t kMinCapacity = 8;
+
+}  // namespace
+
+OrderId BuyerTable::Record::latest_order() const {
+  return state_ == kWithOrder ? OrderId::Unpack(order_) : OrderId();
+}
+
+void BuyerTable::Record::SetOrder(const OrderId& order) {
+  if (order.empty()) {
+    state_ = kNoOrder;
+    order_ = {};
+  } else {
+    state_ = kWithOrder;
+    order_ = order.Pack();
+  }
+}
+
+void BuyerTable::Record::Add(std::int64_t units, const OrderId& order) {
+  units_ += units;
+  SetOrder(order);
+}
+
+void BuyerTable::Record::Merge(std::int64_t units, const OrderId& order) {
+  units_ += units;
+  if (order.empty()) return;  // an id is greater than none
+  const OrderId::Packed packed = order.Pack();
+  if (state_ == kNoOrder || order_ < packed) {
+    state_ = kWithOrder;
+    order_ = packed;
+  }
+}
+
+BuyerTable::BuyerTable(std::size_t migrate_slots_per_call)
+    : key0_(ProcessHashKeys().key0),
+      key1_(ProcessHashKeys().key1),
+      migrate_slots_per_call_(std::max<std::size_t>(migrate_slots_per_call, 1)) {}
+
+std::uint64_t BuyerTable::Hash(std::uint64_t user) const {
+  // Two multiply-xorshift rounds, a key folded in before each; the home slot
+  // is taken from the high bits, the best mixed.
+  std::uint64_t x = (user ^ key0_) * 0x9E3779B97F4A7C15u;
+  x ^= x >> 32;
+  x = (x ^ key1_) * 0xD6E8FEB86659FD93u;
+  return x ^ (x >> 29);
+}
+
+BuyerTable::Array BuyerTable::Allocate(std::size_t capacity) {
+  Array a;
+  a.slots.reset(static_cast<Record*>(std::calloc(capacity, sizeof(Record))));
+  if (!a.slots) throw std::bad_alloc();
+  a.mask = capacity - 1;
+  a.shift = 64 - std::countr_zero(capacity);
+  return a;
+}
+
+std::size_t BuyerTable::IndexIn(const Array& a, std::uint64_t user, std::uint64_t hash) const {
+  if (a.size == 0) return a.capacity();
+  for (std::size_t i = hash >> a.shift;; i = (i + 1) & a.mask) {
+    const Record& r = a.slots[i];
+    if (r.state_ == Record::kEmpty) return a.capacity();
+    if (r.user_ == user) return i;
+  }
+}
+
+void BuyerTable::EraseAt(Array& a, std::size_t index) {
+  // Backward shift: walk the run after the hole; a record whose home is not
+  // between the hole and itself moves into the hole, so no record ends up
+  // behind an empty slot it would have to probe across.
+  std::size_t hole = index;
+  for (std::size_t j = (index + 1) & a.mask; a.slots[j].state_ != Record::kEmpty;
+       j = (j + 1) & a.mask) {
+    const std::size_t home = Hash(a.slots[j].user_) >> a.shift;
+    if (((j - home) & a.mask) >= ((j - hole) & a.mask)) {
+      a.slots[hole] = a.slots[j];
+      hole = j;
+    }
+  }
+  a.slots[hole] = Record{};
+  --a.size;
+}
+
+BuyerTable::Record& BuyerTable::EmptySlotFor(std::uint64_t user, std::uint64_t hash) {
+  for (std::size_t i = hash >> cur_.shift;; i = (i + 1) & cur_.mask) {
+    Record& r = cur_.slots[i];
+    if (r.state_ == Record::kEmpty) return r;
+    FLASHSALE_CHECK(r.user_ != user, "BuyerTable::Insert of a user who has a record");
+  }
+}
+
+void BuyerTable::MigrateStep(std::size_t budget) {
+  // Each unit of budget either moves the record at migrate_pos_ (the erase
+  // may shift the next one of its run into that slot) or passes an empty slot.
+  while (growing() && budget-- > 0) {
+    if (old_.size == 0 || migrate_pos_ == old_.capacity()) {
+      FLASHSALE_CHECK(old_.size == 0, "BuyerTable: records left behind by a doubling");
+      old_ = Array();
+      migrate_pos_ = 0;
+      return;
+    }
+    Record& r = old_.slots[migrate_pos_];
+    if (r.state_ == Record::kEmpty) {
+      ++migrate_pos_;
+      continue;
+    }
+    EmptySlotFor(r.user_, Hash(r.user_)) = r;
+    ++cur_.size;
+    EraseAt(old_, migrate_pos_);
+  }
+}
+
+void BuyerTable::Grow() {
+  MigrateStep(kMigrateAllAtOnce);  // REQUIRES of the doubling below: one old array
+  const std::size_t capacity = std::max(kMinCapacity, cur_.capacity() * 2);
+  old_ = std::move(cur_);
+  cur_ = Allocate(capacity);
+  migrate_pos_ = 0;
+  MigrateStep(migrate_slots_per_call_);
+}
+
+BuyerTable::Record* BuyerTable::Find(UserId user) {
+  MigrateStep(migrate_slots_per_call_);
+  const auto key = static_cast<std::uint64_t>(user);
+  const std::uint64_t hash = Hash(key);
+  if (std::size_t i = IndexIn(cur_, key, hash); i != cur_.capacity()) return &cur_.slots[i];
+  if (std::size_t i = IndexIn(old_, key, hash); i != old_.capacity()) return &old_.slots[i];
+  return nullptr;
+}
+
+void BuyerTable::Insert(UserId user, std::int64_t units, const OrderId& order) {
+  MigrateStep(migrate_slots_per_call_);
+  // At most 3/4 full, counting the records still to move from the old array.
+  if ((size() + 1) * 4 > cur_.capacity() * 3) Grow();
+  const auto key = static_cast<std::uint64_t>(user);
+  Record& r = EmptySlotFor(key, Hash(key));
+  r.user_ = key;
+  r.units_ = units;
+  r.SetOrder(order);
+  ++cur_.size;
+}
+
+bool BuyerTable::Take(UserId user, std::int64_t units) {
+  MigrateStep(migrate_slots_per_call_);
+  const auto key = static_cast<std::uint64_t>(user);
+  const std::uint64_t hash = Hash(key);
+  for (Array* a : {&cur_, &old_}) {
+    const std::size_t i = IndexIn(*a, key, hash);
+    if (i == a->capacity()) continue;
+    Record& r = a->slots[i];
+    if (r.units_ < units) return false;
+    r.units_ -= units;
+    if (r.units_ == 0) EraseAt(*a, i);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace flashsale::embedded
