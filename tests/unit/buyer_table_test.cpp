@@ -193,6 +193,35 @@ TEST(BuyerTable, GrowthIsIncrementalAndEveryRecordStaysReachable) {
   ExpectMatches(table, model);
 }
 
+TEST(BuyerTable, MappedArraysHandBackTheirEmptiedPrefixWhileGrowing) {
+  // Arrays of 2 MiB and more are mapped, and the old one's migrated prefix is
+  // returned to the system during the doubling: the slots there must still
+  // read as empty, for lookups whose probe starts or wraps there.
+  BuyerTable table(/*migrate_slots_per_call=*/1);
+  Model model;
+  const OrderId order = Ids().Next(NowMillis());
+  UserId next = 0;
+  // 3/4 of 131072 slots (4 MiB): the next insert doubles to 262144.
+  while (!(table.growing() && table.capacity() == 131072u + 262144u)) {
+    table.Insert(next, 1, order);
+    model[next++] = {1, order};
+    ASSERT_LT(next, 200'000);
+  }
+  // Each Find moves one old slot: by the end, the first 2 MiB piece of the old
+  // array has been handed back while records remain behind it.
+  ExpectMatches(table, model);
+  ASSERT_TRUE(table.growing());
+  for (UserId u = 0; u < next; u += 3) {
+    ASSERT_TRUE(table.Take(u, 1));
+    model.erase(u);
+  }
+  for (UserId u = next; u < next + 1000; ++u) EXPECT_EQ(table.Find(u), nullptr);
+  ExpectMatches(table, model);
+  for (int i = 0; i < 131072 && table.growing(); ++i) table.Find(-1);
+  EXPECT_FALSE(table.growing());
+  ExpectMatches(table, model);
+}
+
 TEST(BuyerTable, ClusteringIdsStayFindable) {
   // Sequential ids and ids differing only in their high bits would pile into
   // runs under an identity or low-bits hash; the keyed mixer spreads them.
