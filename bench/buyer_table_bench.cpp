@@ -37,15 +37,17 @@ using Clock = std::chrono::steady_clock;
 constexpr ProductId kProduct = 1;
 constexpr std::int64_t kBillion = 1'000'000'000;
 
-// Resident set size in KiB, from /proc/self/status (0 when unavailable).
-std::int64_t VmRssKiB() {
+// A field of /proc/self/status in KiB (0 when unavailable): VmRSS, the
+// resident set size, or VmHWM, its peak so far.
+std::int64_t ProcStatusKiB(const std::string& field) {
   std::ifstream status("/proc/self/status");
   std::string line;
   while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::strtoll(line.c_str() + 6, nullptr, 10);
+    if (line.rfind(field, 0) == 0) return std::strtoll(line.c_str() + field.size(), nullptr, 10);
   }
   return 0;
 }
+std::int64_t VmRssKiB() { return ProcStatusKiB("VmRSS:"); }
 
 double NsSince(Clock::time_point start) {
   return std::chrono::duration<double, std::nano>(Clock::now() - start).count();
@@ -138,6 +140,8 @@ void Fill(std::int64_t records) {
   std::printf("fill: VmRSS before %.1f MiB, after %.1f MiB, growth %.1f MiB\n",
               static_cast<double>(rss_before) / 1024, static_cast<double>(rss_after) / 1024,
               static_cast<double>(rss_after - rss_before) / 1024);
+  std::printf("fill: peak VmRSS so far (VmHWM; the fill runs first) %.1f MiB\n",
+              static_cast<double>(ProcStatusKiB("VmHWM:")) / 1024);
   std::printf("fill: %.1f bytes per record (RSS growth / records)\n",
               static_cast<double>(rss_after - rss_before) * 1024 / static_cast<double>(reserved));
   std::printf(
