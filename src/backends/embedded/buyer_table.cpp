@@ -171,9 +171,16 @@ BuyerTable::Record& BuyerTable::EmptySlotFor(std::uint64_t user, std::uint64_t h
 }
 
 void BuyerTable::MigrateStep(std::size_t budget) {
-  // Each unit of budget either moves the record at migrate_pos_ (the erase
-  // may shift the next one of its run into that slot) or passes an empty slot.
-  while (growing() && budget-- > 0) {
+  // Moves whole runs of occupied slots, each from migrate_pos_ up to the next
+  // empty slot, and stops only at an empty slot. The slot before a run is
+  // empty (or the run starts at 0), so the run is the tail of a cluster: no
+  // record left in the old array probes through it, and it can be emptied
+  // without shifting anything back. (Erasing record by record with a backward
+  // shift walked the rest of the run each time: quadratic in its length.)
+  // Each slot, moved or passed, spends one unit of budget; a run under way is
+  // finished even past the budget, so a call moves at most budget + the
+  // longest run's records.
+  while (growing()) {
     if (old_.size == 0 || migrate_pos_ == old_.capacity()) {
       FLASHSALE_CHECK(old_.size == 0, "BuyerTable: records left behind by a doubling");
       old_ = Array();
@@ -182,12 +189,17 @@ void BuyerTable::MigrateStep(std::size_t budget) {
     }
     Record& r = old_.slots[migrate_pos_];
     if (r.state_ == Record::kEmpty) {
+      if (budget == 0) return;
+      --budget;
       old_.slots.ReleaseEmptyPrefix(++migrate_pos_);
       continue;
     }
     EmptySlotFor(r.user_, Hash(r.user_)) = r;
     ++cur_.size;
-    EraseAt(old_, migrate_pos_);
+    --old_.size;
+    r = Record{};
+    ++migrate_pos_;
+    if (budget > 0) --budget;
   }
 }
 

@@ -11,8 +11,8 @@
 // miss per lookup (bucket, then node).
 //
 // Growth is incremental, as in Redis dicts: doubling allocates the new array
-// and leaves the records in the old one; every later call first moves the
-// records of a bounded number of old slots (migrate_slots_per_call), and
+// and leaves the records in the old one; every later call first moves those
+// of a few old slots (migrate_slots_per_call, finishing a run of records), and
 // lookups consult both arrays until the old one is empty. Moving them all at
 // once took 0.6-1.1 s of CPU at 6.3 M records (bench/buyer_table_bench.cpp),
 // a pause for every purchase of the product's shard, which waits on its lock;
@@ -25,7 +25,7 @@
 //  - in each array, every record sits at its home slot or after it with no
 //    empty slot between (cyclically): what linear probing needs to find it;
 //  - while growing, the old array's slots before migrate_pos_ are empty, and
-//    it has no more records than capacity/2 - migrate_pos_.
+//    so is the one at migrate_pos_ between calls (unless it is 0).
 
 #include <cstddef>
 #include <cstdint>
@@ -67,9 +67,10 @@ class BuyerTable {
   };
   static_assert(sizeof(Record) == 32, "two records per cache line");
 
-  // Slots of the old array moved per call while growing: a call does at most
-  // this many moves; the old array is empty well before the new one fills
-  // (it holds capacity/2 slots; filling takes 3/8 capacity inserts).
+  // Slots of the old array moved or passed per call while growing, plus the
+  // rest of a run of records under way (runs are short at 3/4 load). The old
+  // array is empty well before the new one fills: it holds capacity/2 slots,
+  // and filling takes 3/8 capacity inserts.
   static constexpr std::size_t kMigrateSlotsPerCall = 8;
   // Moves everything at the doubling itself (stop-the-world), for comparison.
   static constexpr std::size_t kMigrateAllAtOnce = std::numeric_limits<std::size_t>::max();
