@@ -16,7 +16,7 @@
 // lookups consult both arrays until the old one is empty. Moving them all at
 // once took 0.6-1.1 s of CPU at 6.3 M records (bench/buyer_table_bench.cpp),
 // a pause for every purchase of the product's shard, which waits on its lock;
-// incrementally, no single call took more than 1.5 ms.
+// incrementally, no single call took more than ~1.2 ms of CPU.
 //
 // Thread safety: thread-compatible; the store calls it under a shard lock.
 //
