@@ -5,6 +5,7 @@
 #include <random>
 
 #include "core/numbers.hpp"
+#include "core/status.hpp"
 
 namespace flashsale {
 namespace {
@@ -49,6 +50,28 @@ std::optional<OrderId> OrderId::Parse(std::string_view text) {
     char c = text[i];
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return std::nullopt;
     id.chars_[i] = c;
+  }
+  id.size_ = kLength;
+  return id;
+}
+
+OrderId::Packed OrderId::Pack() const {
+  // Non-empty ids have exactly kLength lowercase hex digits (Parse and the
+  // generator are the only ways to fill one).
+  FLASHSALE_CHECK(size_ == kLength, "packing an empty order id");
+  auto nibble = [](char c) { return static_cast<std::uint8_t>(c <= '9' ? c - '0' : c - 'a' + 10); };
+  Packed packed;
+  for (std::size_t i = 0; i < kPackedSize; ++i) {
+    packed[i] = static_cast<std::uint8_t>(nibble(chars_[2 * i]) << 4 | nibble(chars_[2 * i + 1]));
+  }
+  return packed;
+}
+
+OrderId OrderId::Unpack(const Packed& packed) {
+  OrderId id;
+  for (std::size_t i = 0; i < kPackedSize; ++i) {
+    id.chars_[2 * i] = kHex[packed[i] >> 4];
+    id.chars_[2 * i + 1] = kHex[packed[i] & 0xF];
   }
   id.size_ = kLength;
   return id;

@@ -31,6 +31,16 @@ class OrderId {
   [[nodiscard]] bool empty() const { return size_ == 0; }
   friend bool operator==(const OrderId& a, const OrderId& b) { return a.view() == b.view(); }
 
+  // 24 hex digits are 96 bits: an id packed into 12 bytes, most significant
+  // first, so packed ids compare (std::array's <) as their text does: by
+  // creation time. Lossless for every id Parse() or OrderIdGenerator gives;
+  // the empty id has no packed form (callers keep "none" beside it).
+  static constexpr std::size_t kPackedSize = kLength / 2;
+  using Packed = std::array<std::uint8_t, kPackedSize>;
+  // REQUIRES: !empty().
+  [[nodiscard]] Packed Pack() const;
+  static OrderId Unpack(const Packed& packed);
+
  private:
   friend class OrderIdGenerator;
   std::array<char, kLength> chars_{};

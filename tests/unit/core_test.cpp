@@ -160,6 +160,26 @@ TEST(OrderId, GeneratedIdsHaveTheDocumentedShape) {
   EXPECT_EQ(gen.Next(now).view().substr(11, 6), id.view().substr(11, 6));
 }
 
+TEST(OrderId, PacksInto12BytesAndBackLosslessly) {
+  OrderIdGenerator gen;
+  std::vector<OrderId> ids = {
+      *OrderId::Parse("000000000000000000000000"), *OrderId::Parse("ffffffffffffffffffffffff"),
+      *OrderId::Parse("0123456789abcdef01234567"), *OrderId::Parse("fedcba9876543210fedcba98")};
+  for (int i = 0; i < 100; ++i) ids.push_back(gen.Next(NowMillis() + i));
+  static_assert(sizeof(OrderId::Packed) == 12);
+  for (const OrderId& id : ids) {
+    EXPECT_EQ(OrderId::Unpack(id.Pack()), id) << id.view();
+    EXPECT_EQ(OrderId::Unpack(id.Pack()).view(), id.view());
+  }
+  // Packed ids sort as their text does, i.e. by creation time first.
+  for (const OrderId& a : ids) {
+    for (const OrderId& b : ids) {
+      EXPECT_EQ(a.Pack() < b.Pack(), a.view() < b.view()) << a.view() << " " << b.view();
+    }
+  }
+  EXPECT_THROW((void)OrderId().Pack(), std::logic_error) << "the empty id has no packed form";
+}
+
 TEST(OrderId, UniqueAcross16ThreadsTimes10k) {
   constexpr int kThreads = 16;
   constexpr int kPerThread = 10'000;

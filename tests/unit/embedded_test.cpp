@@ -997,6 +997,56 @@ TEST(MemoryStockStore, LoadFromSoldUnitsRestoresRemainingAndPerUserRecords) {
   EXPECT_EQ(store.Get(kPhone)->value().remaining, 4);
 }
 
+TEST(MemoryStockStore, StreamedLoadSumsRowsAndKeepsTheGreatestOrderId) {
+  // Raw order rows, ungrouped and in no particular order: a user's units add
+  // up and the latest (greatest) order id is the one a limit answer names.
+  MemoryStockStore store;
+  const OrderId first = *OrderId::Parse("00000000001000000a000001");
+  const OrderId second = *OrderId::Parse("00000000002000000a000002");
+  const OrderId third = *OrderId::Parse("00000000003000000a000003");
+  store.LoadProducts({MakeProduct(kPhone, 10, /*limit=*/4), MakeProduct(kLaptop, 1)});
+  store.AddSoldUnits({kPhone, 1, 1, second});
+  store.AddSoldUnits({kPhone, 1, 2, third});
+  store.AddSoldUnits({kPhone, 2, 1, OrderId()});  // a row without an id: the others win
+  store.AddSoldUnits({kPhone, 1, 1, first});
+  store.AddSoldUnits({kPhone, 2, 1, first});
+  store.AddSoldUnits({kLaptop, 1, 1, first});
+  store.AddSoldUnits({kLaptop, 2, 1, second});  // sold more than stock: lost writes
+  store.AddSoldUnits({999, 1, 1, first});       // a product no longer in the catalog
+  store.FinishLoad();
+
+  EXPECT_EQ(store.UnitsOf(kPhone, 1), 4);
+  EXPECT_EQ(store.UnitsOf(kPhone, 2), 2);
+  EXPECT_EQ(store.Get(kPhone)->value().remaining, 4);
+  EXPECT_EQ(store.Get(kLaptop)->value().remaining, 0) << "FinishLoad clamps at 0";
+  EXPECT_EQ(*store.ProductCount(), 2);
+  const ReserveResult limited = ReserveNow(store, kPhone, 1);
+  EXPECT_EQ(limited.outcome, ReserveOutcome::kLimitExceeded);
+  EXPECT_EQ(limited.latest_order, third);
+  EXPECT_EQ(ReserveNow(store, kPhone, 2, 3).outcome, ReserveOutcome::kLimitExceeded);
+  EXPECT_EQ(ReserveNow(store, kPhone, 2, 3).latest_order, first);
+}
+
+TEST(MemoryStockStore, ReleaseErasesTheRecordAtZeroUnits) {
+  MemoryStockStore store;
+  store.Load({MakeProduct(kPhone, 10, /*limit=*/3)}, {});
+  Reservation r{kPhone, 5, 2, Ids().Next(NowMillis()), NowMillis()};
+  store.Reserve(r, [](Result<ReserveResult> res) {
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->outcome, ReserveOutcome::kReserved);
+  });
+  EXPECT_EQ(store.UnitsOf(kPhone, 5), 2);
+  store.Release(r, [](Result<std::int64_t> epoch) { EXPECT_TRUE(epoch); });
+  EXPECT_EQ(store.UnitsOf(kPhone, 5), 0);
+  // The whole limit is available again, and nothing names the released order.
+  const ReserveResult again = ReserveNow(store, kPhone, 5, 3);
+  EXPECT_EQ(again.outcome, ReserveOutcome::kReserved);
+  // Releasing what is not held is a bug.
+  EXPECT_THROW(store.Release({kPhone, 6, 1, Ids().Next(NowMillis()), NowMillis()},
+                             [](Result<std::int64_t>) {}),
+               std::logic_error);
+}
+
 TEST(MemoryStockStore, AdminChangesPersistNumberedProducts) {
   // Numbered from the loaded row's version, like the Redis store's changes.
   MemoryStockStore store;

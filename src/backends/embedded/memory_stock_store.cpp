@@ -4,8 +4,7 @@
 
 namespace flashsale::embedded {
 
-void MemoryStockStore::Load(const std::vector<Product>& products,
-                            const std::vector<SoldUnits>& sold) {
+void MemoryStockStore::LoadProducts(const std::vector<Product>& products) {
   // Start-up, before any other caller; the locks cost nothing here and keep
   // the locking rule (products GUARDED_BY mu) without exceptions.
   for (const Product& p : products) {
@@ -16,25 +15,36 @@ void MemoryStockStore::Load(const std::vector<Product>& products,
     MutexLock lock(&shard.mu);
     shard.products[p.id] = std::move(state);
   }
-  for (const SoldUnits& s : sold) {
-    Shard& shard = ShardOf(s.product);
-    MutexLock lock(&shard.mu);
-    auto it = shard.products.find(s.product);
-    if (it == shard.products.end()) continue;  // orders of a deleted product: audit reports them
-    ProductState& state = *it->second;
-    state.remaining -= s.units;
-    Buyer& buyer = state.buyers[s.user];
-    buyer.units += s.units;
-    buyer.latest_order = s.latest_order;
+}
+
+void MemoryStockStore::AddSoldUnits(const SoldUnits& sold) {
+  Shard& shard = ShardOf(sold.product);
+  MutexLock lock(&shard.mu);
+  auto it = shard.products.find(sold.product);
+  if (it == shard.products.end()) return;
+  ProductState& state = *it->second;
+  state.remaining -= sold.units;
+  if (BuyerTable::Record* buyer = state.buyers.Find(sold.user)) {
+    buyer->Merge(sold.units, sold.latest_order);
+  } else {
+    state.buyers.Insert(sold.user, sold.units, sold.latest_order);
   }
-  // A database that sold more than stock (FAILED orders are not counted, so
-  // this means lost writes) must not let the store go negative.
+}
+
+void MemoryStockStore::FinishLoad() {
   for (Shard& shard : shards_) {
     MutexLock lock(&shard.mu);
     for (auto& [id, state] : shard.products) {
       state->remaining = std::max<std::int64_t>(state->remaining, 0);
     }
   }
+}
+
+void MemoryStockStore::Load(const std::vector<Product>& products,
+                            const std::vector<SoldUnits>& sold) {
+  LoadProducts(products);
+  for (const SoldUnits& s : sold) AddSoldUnits(s);
+  FinishLoad();
 }
 
 ReserveResult MemoryStockStore::ReserveLocked(ProductState& s, const Reservation& r) {
@@ -53,12 +63,13 @@ ReserveResult MemoryStockStore::ReserveLocked(ProductState& s, const Reservation
     result.outcome = ReserveOutcome::kSoldOut;
     return result;
   }
-  auto buyer = s.buyers.find(r.user);
-  const std::int64_t held = buyer == s.buyers.end() ? 0 : buyer->second.units;
+  // Valid until the table's next call: the only one below is Insert, when null.
+  BuyerTable::Record* buyer = s.buyers.Find(r.user);
+  const std::int64_t held = buyer == nullptr ? 0 : buyer->units();
   // Written as a subtraction: held + quantity could overflow int64.
   if (r.quantity > p.limit_per_user - held) {
     result.outcome = ReserveOutcome::kLimitExceeded;
-    if (buyer != s.buyers.end()) result.latest_order = buyer->second.latest_order;
+    if (buyer != nullptr) result.latest_order = buyer->latest_order();
     return result;
   }
   if (s.remaining == 0) {
@@ -72,9 +83,11 @@ ReserveResult MemoryStockStore::ReserveLocked(ProductState& s, const Reservation
   }
   // The last unit is sold too: the check is remaining >= quantity, not > 0.
   s.remaining -= r.quantity;
-  Buyer& b = buyer == s.buyers.end() ? s.buyers[r.user] : buyer->second;
-  b.units += r.quantity;
-  b.latest_order = r.order;
+  if (buyer != nullptr) {
+    buyer->Add(r.quantity, r.order);
+  } else {
+    s.buyers.Insert(r.user, r.quantity, r.order);
+  }
   result.outcome = ReserveOutcome::kReserved;
   result.price = p.price;
   if (s.remaining == 0) {
@@ -107,11 +120,8 @@ void MemoryStockStore::Release(const Reservation& r, ReleaseCallback done) {
     auto it = shard.products.find(r.product);
     FLASHSALE_CHECK(it != shard.products.end(), "release of an unknown product");
     ProductState& s = *it->second;
-    auto buyer = s.buyers.find(r.user);
-    FLASHSALE_CHECK(buyer != s.buyers.end() && buyer->second.units >= r.quantity,
-                    "release without a matching reservation");
-    buyer->second.units -= r.quantity;
-    if (buyer->second.units == 0) s.buyers.erase(buyer);
+    const bool taken = s.buyers.Take(r.user, r.quantity);  // erases the record at 0 units
+    FLASHSALE_CHECK(taken, "release without a matching reservation");
     s.remaining = std::min(s.remaining + r.quantity, s.product.stock);
     s.sold_out_until = 0;
     epoch = ++s.restock_epoch;
@@ -217,8 +227,8 @@ std::int64_t MemoryStockStore::UnitsOf(ProductId product, UserId user) {
   MutexLock lock(&shard.mu);
   auto it = shard.products.find(product);
   if (it == shard.products.end()) return 0;
-  auto b = it->second->buyers.find(user);
-  return b == it->second->buyers.end() ? 0 : b->second.units;
+  const BuyerTable::Record* buyer = it->second->buyers.Find(user);
+  return buyer == nullptr ? 0 : buyer->units();
 }
 
 }  // namespace flashsale::embedded

@@ -2,7 +2,8 @@
 // MemoryStockStore: the embedded StockStore. Products live in 64 shards, each
 // behind its own mutex, so purchases of different products rarely contend and
 // there is no global lock; one purchase holds one shard lock for a few hash
-// lookups. The L2 flag is an in-process expiry time per product.
+// lookups. The L2 flag is an in-process expiry time per product. Per-user
+// records live in a compact BuyerTable per product (buyer_table.hpp).
 //
 // Thread safety: all methods are safe for concurrent use. Reserve() and
 // Release() answer inline (on the caller's thread, after the shard lock is
@@ -13,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "backends/embedded/buyer_table.hpp"
 #include "core/mutex.hpp"
 #include "core/stock_store.hpp"
 
@@ -25,7 +27,19 @@ class MemoryStockStore final : public StockStore {
   static constexpr std::int64_t kSoldOutFlagTtlMs = 3'600'000;  // SPEC §1: L2 TTL
 
   MemoryStockStore() = default;
-  // Start-up only (REQUIRES: no concurrent calls): products and what was sold.
+  // Start-up rebuild, streamed (REQUIRES: no concurrent calls, nor any other
+  // call until FinishLoad()): LoadProducts, then AddSoldUnits once per row,
+  // then FinishLoad. Rows need no grouping: the same product and user may
+  // come several times, their units add up and the greatest order id is kept
+  // (ids sort by creation time), so raw order rows can be fed as they are read.
+  void LoadProducts(const std::vector<Product>& products);
+  // Rows of a product not loaded (a deleted product) are skipped: audit
+  // reports them.
+  void AddSoldUnits(const SoldUnits& sold);
+  // Clamps remaining at 0: a database that sold more than stock (FAILED orders
+  // are not counted, so this means lost writes) must not make it negative.
+  void FinishLoad();
+  // All three at once, for callers that hold the rows already.
   void Load(const std::vector<Product>& products, const std::vector<SoldUnits>& sold);
 
   void Reserve(const Reservation& r, ReserveCallback done) override;
@@ -41,16 +55,12 @@ class MemoryStockStore final : public StockStore {
   std::int64_t UnitsOf(ProductId product, UserId user);
 
  private:
-  struct Buyer {
-    std::int64_t units = 0;
-    OrderId latest_order;
-  };
   struct ProductState {
     Product product;
     std::int64_t remaining = 0;
     UnixMillis sold_out_until = 0;  // L2 flag: set while now < sold_out_until
     std::int64_t restock_epoch = 0;
-    std::unordered_map<UserId, Buyer> buyers;
+    BuyerTable buyers;
   };
   struct alignas(64) Shard {
     // Also guards every ProductState it owns (which the analysis cannot see).
