@@ -33,9 +33,12 @@ Result<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Open(const Config& config)
     products = s->db_->LoadProducts();
     if (!products) return products.error();
   }
-  Result<std::vector<embedded::SoldUnits>> sold = s->db_->LoadSoldUnits();
-  if (!sold) return sold.error();
-  s->stock_.Load(*products, *sold);
+  const std::int64_t rebuild_started = SteadyMillis();
+  s->stock_.LoadProducts(*products);
+  Result<std::int64_t> held = s->db_->ForEachHeldOrder(
+      [&stock = s->stock_](const embedded::SoldUnits& sold) { stock.AddSoldUnits(sold); });
+  if (!held) return held.error();
+  s->stock_.FinishLoad();
 
   embedded::MemoryIdempotencyStore::Options key_options;
   key_options.max_bytes = config.idempotency_memory_mib << 20;
@@ -57,8 +60,8 @@ Result<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Open(const Config& config)
   Result<std::vector<Order>> pending = s->db_->LoadPending();
   if (!pending) return pending.error();
   s->metrics_.queue_depth.Set(static_cast<std::int64_t>(pending->size()));
-  spdlog::info("rebuilt from {}: {} products, {} buyer records, {} pending orders", path,
-               products->size(), sold->size(), pending->size());
+  spdlog::info("rebuilt from {} in {} ms: {} products, {} held orders, {} pending orders", path,
+               SteadyMillis() - rebuild_started, products->size(), *held, pending->size());
   s->source_.Prime(std::move(*pending));
 
   s->journal_ = std::make_unique<embedded::SqliteOrderJournal>(*s->db_, s->source_);

@@ -331,6 +331,40 @@ TEST(SqliteDatabase, JournalledOrdersMoveIntoOrdersAndAreReadableOnBothSides) {
   expect_readable(OrderStatus::kConfirmed, "after a replay");
 }
 
+// The start-up rebuild streams every held order once: journal rows and
+// settled ones, FAILED left out, and an order in both files (a crash between
+// the settle and its journal delete) counted once.
+TEST(SqliteDatabase, ForEachHeldOrderStreamsEachHeldOrderOnce) {
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->UpsertProduct(MakeProduct(kPhone, 3, 5)).ok());
+  const std::vector<Order> settled = {MakeOrder(kPhone, 1, 2), MakeOrder(kPhone, 2, 1),
+                                      MakeOrder(kPhone, 3, 1)};  // the last one is FAILED
+  ASSERT_TRUE(db->AppendPending(settled).ok());
+  ASSERT_EQ(db->PersistBatch(settled)->failed, 1);
+  const Order pending = MakeOrder(kPhone, 1, 1);
+  ASSERT_TRUE(db->AppendPending(std::vector<Order>{pending}).ok());
+  // Settled, but its journal delete was lost.
+  ExecBehindTheBack(dir,
+                    "INSERT INTO order_journal VALUES ('" + settled[0].id.str() + "', 1, " +
+                        std::to_string(kPhone) + ", 2, 1250, 5, NULL)",
+                    JournalFile(dir));
+  std::map<std::string, std::int64_t> units_by_order;
+  Result<std::int64_t> rows = db->ForEachHeldOrder([&](const SoldUnits& s) {
+    EXPECT_EQ(s.product, kPhone);
+    units_by_order[s.latest_order.str()] += s.units;
+  });
+  ASSERT_TRUE(rows) << rows.error().ToString();
+  EXPECT_EQ(*rows, 3);
+  EXPECT_EQ(units_by_order,
+            (std::map<std::string, std::int64_t>{
+                {settled[0].id.str(), 2}, {settled[1].id.str(), 1}, {pending.id.str(), 1}}));
+  // The consumer, given the leftover row again, only deletes it.
+  EXPECT_EQ(db->PersistBatch(std::vector<Order>{settled[0]})->duplicates, 1);
+  EXPECT_EQ(RowsBehindTheBack(dir, "order_journal"), 1);  // `pending` only
+}
+
 TEST(SqliteDatabase, AppendPendingOfAnIdAlreadySettledIsNotDelivered) {
   TempDir dir;
   auto db = OpenDb(dir);

@@ -674,6 +674,29 @@ Result<std::vector<SoldUnits>> SqliteDatabase::LoadSoldUnits() {
   });
 }
 
+Result<std::int64_t> SqliteDatabase::ForEachHeldOrder(
+    const std::function<void(const SoldUnits&)>& each) {
+  MutexLock lock(&read_mu_);
+  return InReadSnapshot<std::int64_t>([&]() -> Result<std::int64_t> {
+    read_mu_.AssertHeld();
+    SqliteStatement st(reader_,
+                       "SELECT product_id, user_id, quantity, order_id FROM all_orders WHERE "
+                       "status != 'FAILED'");
+    std::int64_t rows = 0;
+    int rc;
+    constexpr const char* kColumns[] = {"product_id", "user_id", "quantity", "order_id"};
+    while ((rc = st.Step()) == SQLITE_ROW) {
+      RowReader cells(st, "orders", kColumns, 2);
+      const SoldUnits sold{cells.Int(0), cells.Int(1), cells.Int(2), cells.Id(3)};
+      if (!cells.error().ok()) return cells.error();
+      each(sold);
+      ++rows;
+    }
+    if (rc != SQLITE_DONE) return Error(reader_, "reading held orders");
+    return rows;
+  });
+}
+
 Result<std::vector<Order>> SqliteDatabase::LoadPending() {
   MutexLock lock(&read_mu_);
   // The journal's rows as they are (not all_orders: orders has no index on

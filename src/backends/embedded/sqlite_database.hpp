@@ -28,6 +28,7 @@
 
 #include <sqlite3.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -93,6 +94,11 @@ class SqliteDatabase final : public OrderRepository {
   // Start-up and audit queries.
   Result<std::vector<Product>> LoadProducts();
   Result<std::vector<SoldUnits>> LoadSoldUnits();  // orders not FAILED, per product and user
+  // Start-up: calls `each` with every order not FAILED (units = its quantity,
+  // latest_order = its id), one row at a time and ungrouped, so ten million
+  // buyers are rebuilt without holding them all in a vector first. Returns
+  // how many rows it read.
+  Result<std::int64_t> ForEachHeldOrder(const std::function<void(const SoldUnits&)>& each);
   // The journal's rows (PENDING), oldest first; after a crash between a
   // settle and its journal delete, also orders already settled (the consumer
   // finds them stored and only deletes their journal rows).
