@@ -66,14 +66,27 @@ next_port() {
 
 status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }   # status_kib PID VmHWM
 
-# start_server NAME DB -> SRV_PID, SRV_PORT, SRV_LOG, SRV_READY_S (exec -> 200 from /healthz).
-# Own wait loop rather than lib.sh's wait_ready: a rebuild of 10 M orders takes longer than
-# its 30 s, and 20 ms polls keep the measured time close to the real one.
+# start_server NAME DB -> SRV_PID, SRV_PORT, SRV_LOG, SRV_T0_NS (exec), SRV_READY_S (exec ->
+# 200 from /healthz). Own wait loop rather than lib.sh's wait_ready: a rebuild of 10 M orders
+# takes longer than its 30 s, and 20 ms polls keep the measured time close to the real one.
+# The server binds its port only after the rebuild, and meanwhile any client of the machine
+# may get that port as its ephemeral source port (44000-44099 is inside Linux's default
+# 32768-60999): on "Address already in use" the start is repeated on the next port.
 start_server() {
-    local name=$1 db=$2 dir="$WORK/$1" t0 t1 code
+    local name=$1 db=$2 attempt
+    for attempt in 1 2 3; do
+        start_server_once "$name" "$db" && return 0
+        grep -q 'Address already in use' "$SRV_LOG" || return 1
+        [[ $attempt == 3 ]] && return 1
+        log "$name: port $SRV_PORT was taken meanwhile; starting again on another port"
+        mv "$SRV_LOG" "$SRV_LOG.port-$SRV_PORT"
+    done
+}
+start_server_once() {
+    local name=$1 db=$2 dir="$WORK/$1" code now
     mkdir -p "$dir"
     next_port; SRV_LOG="$dir/server.log"
-    t0="$(date +%s%N)"
+    SRV_T0_NS="$(date +%s%N)"
     # cwd = $dir: the server's logs/ directory and .env lookup stay out of the repo.
     (cd "$dir" && exec "$BIN" serve --host 127.0.0.1 --port "$SRV_PORT" --database "sqlite:$db" \
         --admin-token "$TOKEN" --threads "$THREADS" --mock-products 0 --log-level info) \
@@ -82,17 +95,19 @@ start_server() {
     PIDS+=("$SRV_PID")
     while :; do
         if ! kill -0 "$SRV_PID" 2>/dev/null; then
+            wait "$SRV_PID" 2>/dev/null || true
+            forget "$SRV_PID"
             log "$name: the server exited during start-up:"; tail -n 20 "$SRV_LOG" >&2; return 1
         fi
         code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$SRV_PORT/healthz" || true)"
+        now="$(date +%s%N)"
         [[ $code == 200 ]] && break
-        if (( ($(date +%s%N) - t0) / 1000000000 > READY_TIMEOUT )); then
+        if (( (now - SRV_T0_NS) / 1000000000 > READY_TIMEOUT )); then
             log "$name: no 200 from /healthz after $READY_TIMEOUT s"; tail -n 20 "$SRV_LOG" >&2; return 1
         fi
         sleep 0.02
     done
-    t1="$(date +%s%N)"
-    SRV_READY_S="$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", (b - a) / 1e9}')"
+    SRV_READY_S="$(awk -v a="$SRV_T0_NS" -v b="$now" 'BEGIN {printf "%.2f", (b - a) / 1e9}')"
     log "$name: ready after $SRV_READY_S s (pid $SRV_PID, port $SRV_PORT)"
 }
 
@@ -148,6 +163,13 @@ HELD="$(sed -n 's/.* \([0-9]*\) held orders.*/\1/p' <<<"$REBUILT_LINE")"
 log "log: ${REBUILT_LINE:-no 'rebuilt' line}"
 log "ready: VmRSS $RSS_KIB KiB, VmHWM $HWM_KIB KiB"
 [[ -n $REBUILD_MS ]] || { problem "no 'rebuilt from ... in N ms' line in $SRV_LOG"; REBUILD_MS="n/a"; }
+# Before the rebuild: exec to the log line's time (local, ms) minus the rebuild itself, i.e.
+# process start and SqliteDatabase::Open (the stock guard's sums over orders, products).
+BEFORE_S="n/a"
+if [[ $REBUILD_MS != n/a ]]; then
+    line_ms="$(date -d "$(sed -n 's/^\[\([0-9-]* [0-9:.]*\)\].*/\1/p' <<<"$REBUILT_LINE")" +%s%3N)"
+    BEFORE_S="$(awk -v l="$line_ms" -v r="$REBUILD_MS" -v t="$SRV_T0_NS" 'BEGIN {printf "%.1f", (l - r - t / 1e6) / 1000}')"
+fi
 [[ $HELD == "$DB_ORDERS" ]] || problem "the server rebuilt ${HELD:-?} held orders, the database has $DB_ORDERS"
 
 # The rebuild is real: a buyer known only from the database buys again and sees both orders.
@@ -159,7 +181,9 @@ else
     problem "user $PROBE_USER of the database: purchase + GET /users/$PROBE_USER/orders check failed"
     PROBE_ORDER=""
 fi
+stop_started="$(date +%s%N)"
 stop_pid "$SRV_PID" "restarted server"
+STOP_S="$(awk -v a="$stop_started" -v b="$(date +%s%N)" 'BEGIN {printf "%.1f", (b - a) / 1e9}')"
 # A kept database goes back to the N orders it was generated with.
 [[ -z $PROBE_ORDER ]] || "${HELPER[@]}" forget --db "$DB" --order "$PROBE_ORDER" >&2
 
@@ -180,7 +204,7 @@ report() {
         "$(per_record "$((RSS_KIB - EMPTY_RSS_KIB))")"
     echo
     echo "- under 1 GiB resident (VmHWM): $fits; the same server on the empty catalog: VmRSS $(mib "$EMPTY_RSS_KIB") MiB"
-    echo "- start-up to ready: exec of \`flashsale serve\` to the first 200 from /healthz; rebuild: the server's own \"rebuilt ... in N ms\" (products + every held order into the buyer table)"
+    echo "- start-up to ready: exec of \`flashsale serve\` to the first 200 from /healthz; rebuild: the server's own \"rebuilt ... in N ms\" (products + every held order into the buyer table); before it, $BEFORE_S s of process start and opening the database (stock guard sums over orders); SIGTERM to exit: $STOP_S s"
     echo "- check: user $PROBE_USER of the database bought product $PROBE_PRODUCT again: ${PROBE_ORDER:+ACCEPTED, }${PROBE_LISTED:-?} orders listed; SIGTERM exit codes checked"
     echo "- setup: $GEN_NOTE"
     echo "- machine: $(nproc) cores ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 2^20}' /proc/meminfo) RAM, --threads $THREADS"
