@@ -99,7 +99,7 @@ start_server_once() {
             forget "$SRV_PID"
             log "$name: the server exited during start-up:"; tail -n 20 "$SRV_LOG" >&2; return 1
         fi
-        code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$SRV_PORT/healthz" || true)"
+        code="$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$SRV_PORT/healthz" || true)"
         now="$(date +%s%N)"
         [[ $code == 200 ]] && break
         if (( (now - SRV_T0_NS) / 1000000000 > READY_TIMEOUT )); then
