@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/thread_name.hpp"
 #include "mock_catalog.hpp"
 
 namespace flashsale::app {
@@ -91,6 +92,7 @@ OrderConsumer::Options EmbeddedStack::ConsumerOptions() {
 }
 
 void EmbeddedStack::RunCheckpointer() {
+  NameThisThread("checkpointer");
   MutexLock lock(&checkpoint_mu_);
   for (;;) {
     const auto next = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);

@@ -1,4 +1,5 @@
 #include "consumer/order_consumer.hpp"
+#include "core/thread_name.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -143,6 +144,7 @@ bool OrderConsumer::DeadLetterOrWait(std::size_t index, const std::string& reaso
 }
 
 void OrderConsumer::Run() {
+  NameThisThread("consumer");
   while (!stopping_.load()) {
     const std::size_t done = RunOnce();
     if (done > 0 && done < options_.max_batch && !stopping_.load()) {

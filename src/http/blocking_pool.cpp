@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/metrics.hpp"
+#include "core/thread_name.hpp"
 
 namespace flashsale::http {
 
@@ -34,6 +35,7 @@ bool BlockingPool::TrySubmit(std::function<void()> job) {
 }
 
 void BlockingPool::Run() {
+  NameThisThread("blocking-pool");
   for (;;) {
     std::function<void()> job;
     {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "core/thread_name.hpp"
 #include "funnel/local_sold_out_cache.hpp"
 #include "http/http_parser.hpp"
 #include "http/response_writer.hpp"
@@ -393,6 +394,7 @@ Status Worker::Bind(const tcp::endpoint& endpoint) {
 }
 
 void Worker::Run() {
+  NameThisThread("http-io");
   if (options_.on_thread_start) options_.on_thread_start(ctx_);
   Accept();
   ScheduleSweep();

@@ -562,6 +562,37 @@ TEST(SqliteDatabase, StockGuardStoresFailedWhenAnOrderWouldExceedStock) {
   EXPECT_EQ(db->PersistBatch(after_restock)->confirmed, 1);
 }
 
+// The guard's CONFIRMED units come from product_sales, kept by each settle; a
+// database from before that table (user_version 1) has it filled from its
+// orders at Open, or the guard would start from zero and confirm over stock.
+TEST(SqliteDatabase, StockGuardOfAnOlderDatabaseCountsItsConfirmedOrders) {
+  TempDir dir;
+  const Order a = MakeOrder(kPhone, 1);
+  const Order b = MakeOrder(kPhone, 2);
+  {
+    auto db = OpenDb(dir);
+    ASSERT_TRUE(db);
+    ASSERT_TRUE(db->UpsertProduct(MakeProduct(kPhone, 3, 5)).ok());
+  }
+  ExecBehindTheBack(dir, "INSERT INTO orders VALUES ('" + a.id.str() + "', 1, " +
+                             std::to_string(kPhone) + ", 1, 1250, 'CONFIRMED', 5, NULL), ('" +
+                             b.id.str() + "', 2, " + std::to_string(kPhone) +
+                             ", 1, 1250, 'CONFIRMED', 6, NULL); DELETE FROM product_sales; "
+                             "PRAGMA user_version = 1");
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  const std::vector<Order> more = {MakeOrder(kPhone, 3), MakeOrder(kPhone, 4)};
+  Result<PersistSummary> summary = db->PersistBatch(more);
+  ASSERT_TRUE(summary) << summary.error().ToString();
+  EXPECT_EQ(summary->confirmed, 1);
+  EXPECT_EQ(summary->failed, 1) << "the guard did not count the older orders";
+  db.reset();
+  // Kept by the settle: a reopen (no upgrade now) still counts 3.
+  db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  EXPECT_EQ(db->PersistBatch(std::vector<Order>{MakeOrder(kPhone, 5)})->failed, 1);
+}
+
 TEST(SqliteDatabase, StockGuardSurvivesAReopen) {
   TempDir dir;
   std::vector<Order> orders = {MakeOrder(kPhone, 1), MakeOrder(kPhone, 2)};

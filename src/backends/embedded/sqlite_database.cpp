@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <span>
 
@@ -35,6 +36,13 @@ CREATE TABLE IF NOT EXISTS orders (
 CREATE INDEX IF NOT EXISTS orders_by_user ON orders(user_id, created_at);
 CREATE INDEX IF NOT EXISTS orders_by_idempotency_key ON orders(idempotency_key)
   WHERE idempotency_key IS NOT NULL;
+-- Units of CONFIRMED orders per product, kept by every settle in the same
+-- transaction: the stock guard loads it at start-up instead of summing
+-- every order (seconds at ten million orders).
+CREATE TABLE IF NOT EXISTS product_sales (
+  product_id INTEGER PRIMARY KEY,
+  confirmed  INTEGER NOT NULL
+);
 )sql";
 
 // The journal file's one table: an accepted order as an immutable fact,
@@ -225,6 +233,7 @@ Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const Options& opti
     const std::string attach = "ATTACH " + SqlQuoted(options.path) + " AS settled";
     if (Status s = db->Exec(db->journal_, attach.c_str()); !s.ok()) return s;
     if (Status s = db->MovePendingOrdersToJournal(); !s.ok()) return s;
+    if (Status s = db->SumProductSales(); !s.ok()) return s;
   }
 
   if (!OpenConnection(options.path, SQLITE_OPEN_READONLY, &db->reader_)) {
@@ -259,7 +268,13 @@ Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const Options& opti
         return s;
       }
     }
+    // The data_version read before the load: a commit by another process
+    // during it makes the first settle load the guard again.
+    SqliteStatement version(db->writer_, "PRAGMA data_version");
+    if (version.Step() != SQLITE_ROW) return db->Error(db->writer_, "reading data_version");
+    const std::int64_t data_version = version.Int(0);
     if (Status s = db->LoadGuardStateLocked(); !s.ok()) return s;
+    db->guard_data_version_ = data_version;
   }
   return db;
 }
@@ -325,14 +340,31 @@ SqliteDatabase::~SqliteDatabase() {
   sqlite3_close_v2(writer_);
 }
 
+Status SqliteDatabase::SumProductSales() {
+  {
+    SqliteStatement version(writer_, "PRAGMA user_version");
+    if (version.Step() != SQLITE_ROW) return Error(writer_, "reading user_version");
+    if (version.Int(0) >= 2) return Status::Ok();
+  }
+  // A database from before product_sales: summed once, a full scan of orders.
+  if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok()) return s;
+  if (Status s = Exec(writer_,
+                      "DELETE FROM product_sales; INSERT INTO product_sales(product_id, "
+                      "confirmed) SELECT product_id, SUM(quantity) FROM orders WHERE status = "
+                      "'CONFIRMED' GROUP BY product_id; PRAGMA user_version = 2");
+      !s.ok()) {
+    (void)Exec(writer_, "ROLLBACK");
+    return s;
+  }
+  return Exec(writer_, "COMMIT");
+}
+
 Status SqliteDatabase::LoadGuardStateLocked() {
   guard_stock_.clear();
   guard_confirmed_.clear();
   SqliteStatement products(writer_, "SELECT product_id, stock FROM products");
   while (products.Step() == SQLITE_ROW) guard_stock_[products.Int(0)] = products.Int(1);
-  SqliteStatement sold(writer_,
-                       "SELECT product_id, SUM(quantity) FROM orders WHERE status = 'CONFIRMED' "
-                       "GROUP BY product_id");
+  SqliteStatement sold(writer_, "SELECT product_id, confirmed FROM product_sales");
   int rc;
   while ((rc = sold.Step()) == SQLITE_ROW) guard_confirmed_[sold.Int(0)] = sold.Int(1);
   if (rc != SQLITE_DONE) return Error(writer_, "loading the stock guard");
@@ -469,28 +501,46 @@ Result<PersistSummary> SqliteDatabase::PersistBatch(std::span<const Order> order
 }
 
 void SqliteDatabase::Unjournal(std::span<const Order> orders) {
-  MutexLock lock(&journal_mu_);
-  if (journal_ == nullptr) return;
   // A delete lost to a crash or a power cut leaves rows that are settled
   // already: readers show orders' row, and the consumer, given them again at
-  // start-up, finds them stored and deletes them then. So this commit need
-  // not wait for the disk, and the ack path's next commit is not kept waiting.
-  auto fail = [&](std::string_view what) {
-    journal_mu_.AssertHeld();
-    spdlog::warn("{} (they are deleted at the next start): {}", what,
-                 Error(journal_, "deleting settled journal rows").ToString());
-    (void)Exec(journal_, "ROLLBACK");
-  };
-  if (!Exec(journal_, "PRAGMA main.synchronous=NORMAL; BEGIN").ok()) return fail("BEGIN");
-  SqliteStatement del(journal_, "DELETE FROM main.order_journal WHERE order_id = ?1");
-  for (const Order& o : orders) {
-    del.Bind(1, o.id.view());
-    if (del.Step() != SQLITE_DONE) return fail("DELETE");
-    del.Reset();
+  // start-up, finds them stored and deletes them then. So these commits need
+  // not wait for the disk. They go in chunks, the journal's lock released in
+  // between: one transaction deleting a whole settle (up to 100,000 rows) held
+  // the ack path's group commit up for tens of milliseconds.
+  constexpr std::size_t kChunk = 1000;
+  for (std::size_t begin = 0; begin < orders.size(); begin += kChunk) {
+    const std::span<const Order> chunk =
+        orders.subspan(begin, std::min(kChunk, orders.size() - begin));
+    MutexLock lock(&journal_mu_);
+    if (journal_ == nullptr) return;
+    auto fail = [&](std::string_view what) {
+      journal_mu_.AssertHeld();
+      spdlog::warn("{} (they are deleted at the next start): {}", what,
+                   Error(journal_, "deleting settled journal rows").ToString());
+      (void)Exec(journal_, "ROLLBACK");
+    };
+    if (Exec(journal_, "PRAGMA main.synchronous=NORMAL; BEGIN").ok()) {
+      SqliteStatement del(journal_, "DELETE FROM main.order_journal WHERE order_id = ?1");
+      bool deleted = true;
+      for (const Order& o : chunk) {
+        del.Bind(1, o.id.view());
+        if (del.Step() != SQLITE_DONE) {
+          deleted = false;
+          break;
+        }
+        del.Reset();
+      }
+      if (!deleted) {
+        fail("DELETE");
+      } else if (!Exec(journal_, "COMMIT").ok()) {
+        fail("COMMIT");
+      }
+    } else {
+      fail("BEGIN");
+    }
+    FLASHSALE_CHECK(Exec(journal_, journal_sync_pragma_.c_str()).ok(),
+                    "cannot restore the journal's synchronous setting");
   }
-  if (!Exec(journal_, "COMMIT").ok()) fail("COMMIT");
-  FLASHSALE_CHECK(Exec(journal_, journal_sync_pragma_.c_str()).ok(),
-                  "cannot restore the journal's synchronous setting");
 }
 
 Result<PersistSummary> SqliteDatabase::Settle(std::span<const Order> orders) {
@@ -514,49 +564,85 @@ Result<PersistSummary> SqliteDatabase::Settle(std::span<const Order> orders) {
       guard_data_version_ = v;
     }
   }
-  // Every order is inserted into orders with its decided status. An order
-  // already there was decided before: a replay, left as it is.
-  SqliteStatement insert(writer_,
-                         "INSERT OR IGNORE INTO orders(order_id, user_id, product_id, quantity, "
-                         "price, status, created_at, idempotency_key) VALUES(?1, ?2, ?3, ?4, ?5, "
-                         "?6, ?7, ?8)");
-  // Tentative guard changes, applied to the mirror only after COMMIT.
-  std::unordered_map<ProductId, std::int64_t> confirmed_delta;
   auto fail = [&](std::string_view what) -> Status {
     write_mu_.AssertHeld();  // called below, under the lock taken above
     Status err = Error(writer_, what);
     (void)Exec(writer_, "ROLLBACK");
     return err;
   };
+  // First, in batch order (the order the buyers were answered in), decide each
+  // order: the stock guard, the last line of defence, never confirms more than
+  // a product's stock. An order already in orders was decided before: a
+  // replay, left as it is.
+  enum class Decision : std::uint8_t { kSkip, kConfirm, kFail };
+  std::vector<Decision> decisions(orders.size(), Decision::kSkip);
+  // Tentative guard changes, applied to the mirror only after COMMIT.
+  std::unordered_map<ProductId, std::int64_t> confirmed_delta;
+  SqliteStatement stored(writer_, "SELECT 1 FROM orders WHERE order_id = ?1");
   for (std::size_t i = 0; i < orders.size(); ++i) {
     const Order& o = orders[i];
-    // Last line of defence: never confirm more than the product's stock.
     auto stock = guard_stock_.find(o.product);
     if (stock == guard_stock_.end()) {
       summary.unknown_product.push_back(i);  // not stored: the caller dead-letters it
       continue;
     }
-    const std::int64_t confirmed = guard_confirmed_[o.product] + confirmed_delta[o.product];
-    const bool fits = confirmed + o.quantity <= stock->second;
-    const std::string_view status = ToString(fits ? OrderStatus::kConfirmed : OrderStatus::kFailed);
+    stored.Bind(1, o.id.view());
+    const int rc = stored.Step();
+    stored.Reset();
+    if (rc == SQLITE_ROW) {
+      ++summary.duplicates;
+      continue;
+    }
+    if (rc != SQLITE_DONE) return fail("persisting order");
+    std::int64_t& delta = confirmed_delta[o.product];
+    if (o.quantity <= stock->second - guard_confirmed_[o.product] - delta) {
+      delta += o.quantity;
+      decisions[i] = Decision::kConfirm;
+      ++summary.confirmed;
+    } else {
+      decisions[i] = Decision::kFail;
+      ++summary.failed;
+    }
+  }
+  // Then insert them in user order: the per-user index takes every order at a
+  // random place, and in key order its B-tree is walked forward page by page
+  // instead of from the root at random (in a 60 s sale: 8 % less consumer CPU,
+  // and the rate fell 17 % instead of 26 % from the first 10 s to the last).
+  std::vector<std::size_t> by_user;
+  by_user.reserve(orders.size());
+  for (std::size_t i = 0; i < orders.size(); ++i) {
+    if (decisions[i] != Decision::kSkip) by_user.push_back(i);
+  }
+  std::sort(by_user.begin(), by_user.end(),
+            [&](std::size_t a, std::size_t b) { return orders[a].user < orders[b].user; });
+  SqliteStatement insert(writer_,
+                         "INSERT INTO orders(order_id, user_id, product_id, quantity, price, "
+                         "status, created_at, idempotency_key) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+                         "?8)");
+  for (std::size_t i : by_user) {
+    const Order& o = orders[i];
+    const OrderStatus status =
+        decisions[i] == Decision::kConfirm ? OrderStatus::kConfirmed : OrderStatus::kFailed;
     insert.Bind(1, o.id.view()).Bind(2, o.user).Bind(3, o.product).Bind(4, o.quantity);
-    insert.Bind(5, o.price).Bind(6, status).Bind(7, o.created_at);
+    insert.Bind(5, o.price).Bind(6, ToString(status)).Bind(7, o.created_at);
     if (o.idempotency_key.empty()) {
       insert.BindNull(8);
     } else {
       insert.Bind(8, std::string_view(o.idempotency_key));
     }
+    // A second order with the same id in this batch fails here (primary key):
+    // Invalid, which the consumer isolates by splitting the batch.
     if (insert.Step() != SQLITE_DONE) return fail("persisting order");
     insert.Reset();
-    const bool decided_now = sqlite3_changes(writer_) > 0;
-    if (!decided_now) {
-      ++summary.duplicates;
-    } else if (fits) {
-      confirmed_delta[o.product] += o.quantity;
-      ++summary.confirmed;
-    } else {
-      ++summary.failed;
-    }
+  }
+  SqliteStatement add_sales(writer_,
+                            "INSERT INTO product_sales(product_id, confirmed) VALUES(?1, ?2) ON "
+                            "CONFLICT(product_id) DO UPDATE SET confirmed = confirmed + ?2");
+  for (const auto& [product, delta] : confirmed_delta) {
+    if (delta == 0) continue;
+    add_sales.Bind(1, product).Bind(2, delta);
+    if (add_sales.Step() != SQLITE_DONE) return fail("counting product sales");
+    add_sales.Reset();
   }
   if (Status s = Exec(writer_, "COMMIT"); !s.ok()) {
     (void)Exec(writer_, "ROLLBACK");

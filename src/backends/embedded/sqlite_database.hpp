@@ -150,6 +150,9 @@ class SqliteDatabase final : public OrderRepository {
   // Schema upgrade at Open(): PENDING rows of a database that predates the
   // journal move into the journal (once: PRAGMA user_version records it).
   Status MovePendingOrdersToJournal() REQUIRES(write_mu_, journal_mu_);
+  // Schema upgrade at Open(): fills product_sales from orders (once:
+  // PRAGMA user_version 2 records it).
+  Status SumProductSales() REQUIRES(write_mu_);
 
   std::string path_;
   // Set by Open(), constant after: whether reader_ has the journal attached
@@ -168,7 +171,7 @@ class SqliteDatabase final : public OrderRepository {
   sqlite3* checkpointer_ GUARDED_BY(checkpoint_mu_) = nullptr;
   sqlite3* journal_checkpointer_ GUARDED_BY(checkpoint_mu_) = nullptr;
   // Stock guard of PersistBatch: stock and CONFIRMED units per product,
-  // mirrored from the database.
+  // mirrored from the database (products, product_sales).
   std::unordered_map<ProductId, std::int64_t> guard_stock_ GUARDED_BY(write_mu_);
   std::unordered_map<ProductId, std::int64_t> guard_confirmed_ GUARDED_BY(write_mu_);
   // PRAGMA data_version when the guard was loaded: it changes when another

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "core/metrics.hpp"
+#include "core/thread_name.hpp"
 
 namespace flashsale::embedded {
 
@@ -24,18 +25,30 @@ void JournalOrderSource::Push(std::vector<Order>& committed) {
 
 Result<std::vector<Order>> JournalOrderSource::Poll(std::size_t max, int wait_ms) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
-  MutexLock lock(&mu_);
-  while (orders_.empty() && !woken_ && std::chrono::steady_clock::now() < deadline) {
-    cv_.WaitUntil(&mu_, deadline);
-  }
-  woken_ = false;
+  std::deque<Order> taken;
   std::vector<Order> out;
-  const std::size_t n = std::min(max, orders_.size());
-  out.reserve(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    out.push_back(std::move(orders_.front()));
-    orders_.pop_front();
+  {
+    MutexLock lock(&mu_);
+    while (orders_.empty() && !woken_ && std::chrono::steady_clock::now() < deadline) {
+      cv_.WaitUntil(&mu_, deadline);
+    }
+    woken_ = false;
+    if (orders_.size() <= max) {
+      // Everything: the deque is swapped out, and its orders moved after the
+      // lock is released (the journal thread pushes under it; a batch can be
+      // 100,000 orders).
+      taken.swap(orders_);
+    } else {
+      out.reserve(max);
+      for (std::size_t i = 0; i < max; ++i) {
+        out.push_back(std::move(orders_.front()));
+        orders_.pop_front();
+      }
+      return out;
+    }
   }
+  out.reserve(taken.size());
+  for (Order& o : taken) out.push_back(std::move(o));
   return out;
 }
 
@@ -94,6 +107,7 @@ void SqliteOrderJournal::Stop() {
 }
 
 void SqliteOrderJournal::Run() {
+  NameThisThread("journal");
   std::vector<Order> orders;
   std::vector<HandOffCallback> callbacks;
   for (;;) {
