@@ -102,6 +102,12 @@ def cmd_generate(args) -> int:
                 db.execute("UPDATE orders SET user_id = ? WHERE order_id = ?",
                            (rng.getrandbits(63), order_id))
                 redrawn += 1
+    # The stock guard's per-product CONFIRMED units, which the server keeps with every
+    # settle (table product_sales; a database without it is summed once at start-up).
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'product_sales'").fetchone():
+        db.execute("DELETE FROM product_sales")
+        db.execute("INSERT INTO product_sales(product_id, confirmed) SELECT product_id, "
+                   "SUM(quantity) FROM orders WHERE status = 'CONFIRMED' GROUP BY product_id")
     db.execute("COMMIT")
     db.execute("PRAGMA journal_mode=WAL")
     db.close()
