@@ -333,6 +333,10 @@ Status SqliteDatabase::MovePendingOrdersToJournal() {
 }
 
 SqliteDatabase::~SqliteDatabase() {
+  {
+    MutexLock lock(&read_mu_);
+    for (auto& st : reader_statements_) st.reset();  // finalized before the close
+  }
   sqlite3_close_v2(journal_checkpointer_);
   sqlite3_close_v2(journal_);
   sqlite3_close_v2(checkpointer_);
@@ -660,14 +664,39 @@ Status SqliteDatabase::Ping() {
 
 const char* SqliteDatabase::OrdersViewSql() { return kOrdersViewWithJournal; }
 
+namespace {
+// Resets a cached statement when the read that used it ends, however it ends.
+class ResetOnExit {
+ public:
+  explicit ResetOnExit(SqliteStatement& st) : st_(st) {}
+  ~ResetOnExit() { st_.Reset(); }
+  ResetOnExit(const ResetOnExit&) = delete;
+  ResetOnExit& operator=(const ResetOnExit&) = delete;
+
+ private:
+  SqliteStatement& st_;
+};
+}  // namespace
+
+SqliteStatement& SqliteDatabase::ReaderStatement(ReaderQuery query, const char* sql) {
+  std::unique_ptr<SqliteStatement>& st = reader_statements_[query];
+  if (!st) st = std::make_unique<SqliteStatement>(reader_, sql);
+  return *st;
+}
+
 Status SqliteDatabase::BeginReadSnapshot() {
-  if (Status s = Exec(reader_, "BEGIN"); !s.ok()) return s;
+  {
+    SqliteStatement& begin = ReaderStatement(kBegin, "BEGIN");
+    const ResetOnExit reset(begin);
+    if (begin.Step() != SQLITE_DONE) return Error(reader_, "starting a read");
+  }
   if (!reader_has_journal_) return Status::Ok();
   // A statement that reads the journal only: the transaction's snapshot of
   // the journal file is taken here, before the main file's (taken by the
   // first statement that reads it). An order deleted from the journal by then
   // was settled before, so the main file's later snapshot has it.
-  SqliteStatement touch(reader_, "SELECT 1 FROM j.order_journal LIMIT 1");
+  SqliteStatement& touch = ReaderStatement(kTouchJournal, "SELECT 1 FROM j.order_journal LIMIT 1");
+  const ResetOnExit reset(touch);
   const int rc = touch.Step();
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
     Status err = Error(reader_, "reading the order journal");
@@ -677,7 +706,11 @@ Status SqliteDatabase::BeginReadSnapshot() {
   return Status::Ok();
 }
 
-void SqliteDatabase::EndReadSnapshot() { (void)Exec(reader_, "COMMIT"); }
+void SqliteDatabase::EndReadSnapshot() {
+  SqliteStatement& commit = ReaderStatement(kCommit, "COMMIT");
+  const ResetOnExit reset(commit);
+  (void)commit.Step();
+}
 
 template <typename T, typename Fn>
 Result<T> SqliteDatabase::InReadSnapshot(Fn&& read) {
@@ -691,9 +724,10 @@ Result<std::optional<Order>> SqliteDatabase::FindOrder(const OrderId& id) {
   MutexLock lock(&read_mu_);
   return InReadSnapshot<std::optional<Order>>([&]() -> Result<std::optional<Order>> {
     read_mu_.AssertHeld();
-    SqliteStatement st(
-        reader_,
+    SqliteStatement& st = ReaderStatement(
+        kFindOrder,
         (std::string("SELECT ") + kOrderColumns + " FROM all_orders WHERE order_id = ?1").c_str());
+    const ResetOnExit reset(st);
     st.Bind(1, id.view());
     const int rc = st.Step();
     if (rc == SQLITE_ROW) {
@@ -815,10 +849,12 @@ Result<std::optional<Order>> SqliteDatabase::FindOrderByIdempotencyKey(std::stri
   MutexLock lock(&read_mu_);
   return InReadSnapshot<std::optional<Order>>([&]() -> Result<std::optional<Order>> {
     read_mu_.AssertHeld();
-    SqliteStatement st(reader_, (std::string("SELECT ") + kOrderColumns +
-                                 " FROM all_orders WHERE idempotency_key = ?1 ORDER BY "
-                                 "created_at, order_id LIMIT 1")
-                                    .c_str());
+    SqliteStatement& st =
+        ReaderStatement(kFindOrderByKey, (std::string("SELECT ") + kOrderColumns +
+                                          " FROM all_orders WHERE idempotency_key = ?1 ORDER BY "
+                                          "created_at, order_id LIMIT 1")
+                                             .c_str());
+    const ResetOnExit reset(st);
     st.Bind(1, key);
     const int rc = st.Step();
     if (rc == SQLITE_DONE) return std::optional<Order>();

@@ -167,6 +167,14 @@ class SqliteDatabase final : public OrderRepository {
   sqlite3* journal_ GUARDED_BY(journal_mu_) = nullptr;
   Mutex read_mu_;
   sqlite3* reader_ GUARDED_BY(read_mu_) = nullptr;
+  // Statements of the reads that run once per request (an order lookup, an
+  // Idempotency-Key the memory let go, the snapshot's journal read), prepared
+  // once: preparing the view's compound query per call cost more than running
+  // it. Reset after every use (an unfinished statement would keep the read
+  // transaction, and its snapshot, open).
+  enum ReaderQuery { kBegin, kCommit, kTouchJournal, kFindOrder, kFindOrderByKey, kReaderQueries };
+  std::unique_ptr<SqliteStatement> reader_statements_[kReaderQueries] GUARDED_BY(read_mu_);
+  SqliteStatement& ReaderStatement(ReaderQuery query, const char* sql) REQUIRES(read_mu_);
   Mutex checkpoint_mu_;
   sqlite3* checkpointer_ GUARDED_BY(checkpoint_mu_) = nullptr;
   sqlite3* journal_checkpointer_ GUARDED_BY(checkpoint_mu_) = nullptr;
