@@ -172,7 +172,7 @@ Status SqliteDatabase::Exec(sqlite3* db, const char* sql) {
 
 namespace {
 
-// Opens `path` for `flags` in s->conn; false (and the error in *err) if not.
+// Opens `path` for `flags` into *conn; false if SQLite refused (its error is on *conn).
 bool OpenConnection(const std::string& path, int flags, sqlite3** conn) {
   return sqlite3_open_v2(path.c_str(), conn, flags | SQLITE_OPEN_NOMUTEX, nullptr) == SQLITE_OK;
 }
@@ -305,12 +305,25 @@ Status SqliteDatabase::AddProductVersionColumn() {
   return Exec(writer_, "COMMIT");
 }
 
-Status SqliteDatabase::MovePendingOrdersToJournal() {
-  {
-    SqliteStatement version(writer_, "PRAGMA user_version");
-    if (version.Step() != SQLITE_ROW) return Error(writer_, "reading user_version");
-    if (version.Int(0) >= 1) return Status::Ok();
+Result<std::int64_t> SqliteDatabase::UserVersion() {
+  SqliteStatement version(writer_, "PRAGMA user_version");
+  if (version.Step() != SQLITE_ROW) return Error(writer_, "reading user_version");
+  return version.Int(0);
+}
+
+Status SqliteDatabase::ExecInWriteTransaction(const char* sql) {
+  if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok()) return s;
+  if (Status s = Exec(writer_, sql); !s.ok()) {
+    (void)Exec(writer_, "ROLLBACK");
+    return s;
   }
+  return Exec(writer_, "COMMIT");
+}
+
+Status SqliteDatabase::MovePendingOrdersToJournal() {
+  Result<std::int64_t> version = UserVersion();
+  if (!version) return version.error();
+  if (*version >= 1) return Status::Ok();
   // Copied first, deleted after the copy is committed: a crash in between
   // leaves an order in both files, which readers show once (orders' row) and
   // the next Open finishes. A full scan of orders (no index on status), once.
@@ -322,14 +335,8 @@ Status SqliteDatabase::MovePendingOrdersToJournal() {
       !s.ok()) {
     return s;
   }
-  if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok()) return s;
-  if (Status s =
-          Exec(writer_, "DELETE FROM orders WHERE status = 'PENDING'; PRAGMA user_version = 1");
-      !s.ok()) {
-    (void)Exec(writer_, "ROLLBACK");
-    return s;
-  }
-  return Exec(writer_, "COMMIT");
+  return ExecInWriteTransaction(
+      "DELETE FROM orders WHERE status = 'PENDING'; PRAGMA user_version = 1");
 }
 
 SqliteDatabase::~SqliteDatabase() {
@@ -345,22 +352,14 @@ SqliteDatabase::~SqliteDatabase() {
 }
 
 Status SqliteDatabase::SumProductSales() {
-  {
-    SqliteStatement version(writer_, "PRAGMA user_version");
-    if (version.Step() != SQLITE_ROW) return Error(writer_, "reading user_version");
-    if (version.Int(0) >= 2) return Status::Ok();
-  }
+  Result<std::int64_t> version = UserVersion();
+  if (!version) return version.error();
+  if (*version >= 2) return Status::Ok();
   // A database from before product_sales: summed once, a full scan of orders.
-  if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok()) return s;
-  if (Status s = Exec(writer_,
-                      "DELETE FROM product_sales; INSERT INTO product_sales(product_id, "
-                      "confirmed) SELECT product_id, SUM(quantity) FROM orders WHERE status = "
-                      "'CONFIRMED' GROUP BY product_id; PRAGMA user_version = 2");
-      !s.ok()) {
-    (void)Exec(writer_, "ROLLBACK");
-    return s;
-  }
-  return Exec(writer_, "COMMIT");
+  return ExecInWriteTransaction(
+      "DELETE FROM product_sales; INSERT INTO product_sales(product_id, confirmed) SELECT "
+      "product_id, SUM(quantity) FROM orders WHERE status = 'CONFIRMED' GROUP BY product_id; "
+      "PRAGMA user_version = 2");
 }
 
 Status SqliteDatabase::LoadGuardStateLocked() {

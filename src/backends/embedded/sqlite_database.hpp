@@ -134,6 +134,10 @@ class SqliteDatabase final : public OrderRepository {
   Status Exec(sqlite3* db, const char* sql);
   Status Error(sqlite3* db, std::string_view what);
   Status LoadGuardStateLocked() REQUIRES(write_mu_);
+  // PRAGMA user_version of the main file: which schema upgrades it has had.
+  Result<std::int64_t> UserVersion() REQUIRES(write_mu_);
+  // Runs `sql` in one write transaction of the main file (rolled back on error).
+  Status ExecInWriteTransaction(const char* sql) REQUIRES(write_mu_);
   // Inserts the orders into orders with their decided status (takes write_mu_).
   Result<PersistSummary> Settle(std::span<const Order> orders) EXCLUDES(write_mu_);
   // Deletes the journal rows of settled orders (after their settle commit).
