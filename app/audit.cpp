@@ -23,7 +23,7 @@ bool CheckInvariants(const std::vector<Product>& products, const std::vector<Ord
   for (const Product& p : products) by_id[p.id] = p;
   std::map<ProductId, std::int64_t> sold;
   std::map<std::pair<ProductId, UserId>, std::int64_t> per_user;
-  std::int64_t pending = 0, confirmed = 0, failed = 0, orphans = 0;
+  std::int64_t pending = 0, confirmed = 0, failed = 0, orphans = 0, paid = 0, closed = 0;
   std::vector<const Order*> failed_orders;
   for (const Order& o : orders) {
     if (!by_id.contains(o.product)) ++orphans;
@@ -38,6 +38,13 @@ bool CheckInvariants(const std::vector<Product>& products, const std::vector<Ord
       case OrderStatus::kConfirmed:
         ++confirmed;
         break;
+      case OrderStatus::kPaid:
+        ++paid;
+        break;
+      case OrderStatus::kCancelled:
+      case OrderStatus::kExpired:
+        ++closed;
+        continue;  // their units went back on sale
     }
     sold[o.product] += o.quantity;
     per_user[{o.product, o.user}] += o.quantity;

@@ -11,7 +11,7 @@ BUILD_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libboost1.81-dev libboost-json1.81-dev
   libsqlite3-dev sqlite3 libspdlog-dev libfmt-dev libcli11-dev libhiredis-dev
-  librdkafka-dev libpq-dev
+  librdkafka-dev libpq-dev libssl-dev
   nodejs npm
 )
 # Debian packages: tests, fuzzing, load and benchmarks.

@@ -83,10 +83,11 @@ class CheckedRow {
 };
 
 // The columns of an order row, in this order, as both databases select them:
-// price in cents, created_at in Unix ms, idempotency_key NULL when none.
-inline constexpr const char* kOrderRowColumns[] = {"order_id",   "user_id",        "product_id",
-                                                   "quantity",   "price",          "status",
-                                                   "created_at", "idempotency_key"};
+// price in cents, times in Unix ms, idempotency_key, pay_by, paid_at,
+// closed_at and payment_ref NULL when none.
+inline constexpr const char* kOrderRowColumns[] = {
+    "order_id",   "user_id",         "product_id", "quantity", "price",     "status",
+    "created_at", "idempotency_key", "pay_by",     "paid_at",  "closed_at", "payment_ref"};
 
 // An order from a row of kOrderRowColumns; an error naming the row if a cell
 // does not parse.
@@ -102,6 +103,10 @@ Result<Order> ReadOrderRow(Cells cells) {
   o.status = row.StatusAt(5);
   o.created_at = row.Int(6);
   if (std::optional<std::string_view> key = row.OptionalText(7)) o.idempotency_key = *key;
+  o.pay_by = row.OptionalInt(8);
+  o.paid_at = row.OptionalInt(9);
+  o.closed_at = row.OptionalInt(10);
+  if (std::optional<std::string_view> ref = row.OptionalText(11)) o.payment_ref = *ref;
   if (!row.error().ok()) return row.error();
   return o;
 }

@@ -100,6 +100,12 @@ std::string_view ToString(OrderStatus s) {
       return "CONFIRMED";
     case OrderStatus::kFailed:
       return "FAILED";
+    case OrderStatus::kPaid:
+      return "PAID";
+    case OrderStatus::kCancelled:
+      return "CANCELLED";
+    case OrderStatus::kExpired:
+      return "EXPIRED";
   }
   return "PENDING";
 }
@@ -108,6 +114,9 @@ std::optional<OrderStatus> ParseOrderStatus(std::string_view s) {
   if (s == "PENDING") return OrderStatus::kPending;
   if (s == "CONFIRMED") return OrderStatus::kConfirmed;
   if (s == "FAILED") return OrderStatus::kFailed;
+  if (s == "PAID") return OrderStatus::kPaid;
+  if (s == "CANCELLED") return OrderStatus::kCancelled;
+  if (s == "EXPIRED") return OrderStatus::kExpired;
   return std::nullopt;
 }
 

@@ -57,9 +57,28 @@ class OrderIdGenerator {
   std::uint32_t instance_tag_;
 };
 
-enum class OrderStatus { kPending, kConfirmed, kFailed };
+// The order lifecycle (README "Order lifecycle"):
+//   PENDING (handed off, not in the database yet)
+//     -> CONFIRMED (stored; units held; awaiting payment when the product has a
+//        payment window) -> PAID | CANCELLED | EXPIRED
+//     -> FAILED (refused by the database's stock guard)
+// New values go last: statuses are stored by name, never by number.
+enum class OrderStatus { kPending, kConfirmed, kFailed, kPaid, kCancelled, kExpired };
 std::string_view ToString(OrderStatus s);
 std::optional<OrderStatus> ParseOrderStatus(std::string_view s);
+
+// Held units: an order in one of these statuses holds its units, counted
+// against the product's stock and the buyer's limit. Every reader that counts
+// sold units (start-up rebuild, the database stock guard, audit, seed) uses
+// this one definition; SQL spells it as kHeldStatusesSql.
+constexpr bool HoldsUnits(OrderStatus s) {
+  return s == OrderStatus::kPending || s == OrderStatus::kConfirmed || s == OrderStatus::kPaid;
+}
+inline constexpr const char* kHeldStatusesSql = "('PENDING','CONFIRMED','PAID')";
+// Closed orders gave (or are giving) their units back to the sale.
+constexpr bool IsClosed(OrderStatus s) {
+  return s == OrderStatus::kCancelled || s == OrderStatus::kExpired;
+}
 
 struct Product {
   ProductId id = 0;
@@ -68,6 +87,10 @@ struct Product {
   std::optional<UnixMillis> starts_at;
   std::optional<UnixMillis> ends_at;
   std::int64_t limit_per_user = 1;
+  // Seconds a buyer has to pay (POST /orders/{id}/pay) before the order
+  // expires and its units go back on sale; nullopt = no payment step (orders
+  // end at CONFIRMED, as in the seed).
+  std::optional<std::int64_t> payment_window_s;
   // Admin version: numbered by the stock store for every admin change (PUT,
   // restock), strictly increasing per product. The database keeps a product
   // row only if its version is not older (OrderRepository::UpsertProduct), so
@@ -84,6 +107,19 @@ struct Order {
   OrderStatus status = OrderStatus::kPending;
   UnixMillis created_at = 0;
   std::string idempotency_key;  // empty when none
+  // created_at + the product's payment window, fixed when the units were
+  // reserved and carried through the hand-off; nullopt = no payment step.
+  std::optional<UnixMillis> pay_by;
+  std::optional<UnixMillis> paid_at;    // PAID: when the payment was decided
+  std::optional<UnixMillis> closed_at;  // CANCELLED/EXPIRED: when it closed
+  std::string payment_ref;              // PAID: the payment service's reference
+
+  // price * quantity; nullopt when it does not fit (no payment can match).
+  [[nodiscard]] std::optional<Cents> Total() const {
+    Cents total = 0;
+    if (__builtin_mul_overflow(price, quantity, &total)) return std::nullopt;
+    return total;
+  }
 };
 
 // RFC 3339 ("2026-11-25T10:00:00Z", offsets and fractions accepted).

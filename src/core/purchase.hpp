@@ -73,6 +73,9 @@ struct ReserveResult {
   bool took_last_unit = false;     // kReserved and the stock is now 0
   OrderId latest_order;            // kLimitExceeded: the user's latest order for the product
   std::int64_t restock_epoch = 0;  // how many times the product got stock back (L1 ordering)
+  // kReserved for a product with a payment window: now + window, decided by
+  // the same atomic step that took the units (Order::pay_by).
+  std::optional<UnixMillis> pay_by;
 };
 
 PurchaseOutcome ToPurchaseOutcome(ReserveOutcome r);

@@ -126,6 +126,7 @@ void PurchaseFunnel::HandOff(const Reservation& r, const ReserveResult& reserved
   order.quantity = r.quantity;
   order.price = reserved.price;
   order.created_at = r.now;
+  order.pay_by = reserved.pay_by;
   order.idempotency_key = std::move(idempotency_key);
   const std::int64_t started = MonotonicNanos();
   metrics_.queue_depth.Add(1);

@@ -90,6 +90,7 @@ ReserveResult MemoryStockStore::ReserveLocked(ProductState& s, const Reservation
   }
   result.outcome = ReserveOutcome::kReserved;
   result.price = p.price;
+  if (p.payment_window_s) result.pay_by = r.now + *p.payment_window_s * 1000;
   if (s.remaining == 0) {
     s.sold_out_until = r.now + kSoldOutFlagTtlMs;
     result.took_last_unit = true;
