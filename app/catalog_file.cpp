@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/numbers.hpp"
+#include "http/body_specs.hpp"
 
 namespace flashsale::app {
 namespace {
@@ -20,8 +21,8 @@ Status Bad(const std::string& where, const std::string& what) {
 Result<Product> MakeProduct(const std::string& where,
                             const std::vector<std::pair<std::string, std::string>>& fields,
                             const std::set<std::string>& null_fields) {
-  static const std::set<std::string> kKnown = {"product_id", "price",   "stock",
-                                               "starts_at",  "ends_at", "limit_per_user"};
+  static const std::set<std::string> kKnown = {
+      "product_id", "price", "stock", "starts_at", "ends_at", "limit_per_user", "payment_window_s"};
   Product p;
   std::set<std::string> seen;
   for (const auto& [name, value] : fields) {
@@ -35,7 +36,7 @@ Result<Product> MakeProduct(const std::string& where,
       (name == "starts_at" ? p.starts_at : p.ends_at) = t;
       continue;
     }
-    if (name == "limit_per_user" && empty) continue;
+    if ((name == "limit_per_user" || name == "payment_window_s") && empty) continue;
     if (name == "price") {
       std::optional<Cents> c = ParsePrice(value);
       if (!c) return Bad(where, "'price' must be a number >= 0 with at most 2 decimals");
@@ -50,6 +51,12 @@ Result<Product> MakeProduct(const std::string& where,
     } else if (name == "stock") {
       if (*v < 0) return Bad(where, "'stock' must be >= 0");
       p.stock = *v;
+    } else if (name == "payment_window_s") {
+      if (*v < 1 || *v > http::kMaxPaymentWindowS) {
+        return Bad(where, "'payment_window_s' must be 1.." +
+                              std::to_string(http::kMaxPaymentWindowS) + " seconds, or null");
+      }
+      p.payment_window_s = *v;
     } else {
       if (*v < 1) return Bad(where, "'limit_per_user' must be >= 1");
       p.limit_per_user = *v;

@@ -141,6 +141,13 @@ void AddServeOptions(CLI::App& app, Config& c) {
       ->check(CLI::Range(0, 256));
   app.add_option("--admin-token", c.admin_token, "bearer token of the admin API")
       ->envname("ADMIN_TOKEN");
+  app.add_option("--payment-webhook-secret", c.payment_webhook_secret,
+                 "HMAC-SHA256 secret of POST /orders/{id}/pay (unset: the route answers 403)")
+      ->envname("PAYMENT_WEBHOOK_SECRET");
+  app.add_option("--order-token-secret", c.order_token_secret,
+                 "secret of the buyers' cancel tokens (unset: generated once, kept in the "
+                 "database)")
+      ->envname("ORDER_TOKEN_SECRET");
   app.add_option("--mock-seed", c.mock_seed, "random seed of the mock catalog")
       ->envname("FLASHSALE_MOCK_SEED");
   app.add_option("--mock-products", c.mock_products,

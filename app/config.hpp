@@ -31,6 +31,12 @@ struct Config {
   std::string kafka;
   std::string database = "sqlite:data/flashsale.db";
   std::string admin_token;
+  // Order lifecycle: the payment service's webhook secret (empty: POST
+  // /orders/{id}/pay answers 403), and the secret cancel tokens are derived
+  // with (empty: generated once and kept in the database of record, so every
+  // instance and every restart agree).
+  std::string payment_webhook_secret;
+  std::string order_token_secret;
   std::optional<std::uint64_t> mock_seed;
   std::int64_t mock_products = 10'000;
   std::string journal_sync = "full";

@@ -30,6 +30,7 @@
 #include "backends/redis/redis_idempotency_store.hpp"
 #include "backends/redis/redis_stock_store.hpp"
 #include "config.hpp"
+#include "core/signatures.hpp"
 #include "funnel/catalog.hpp"
 #include "funnel/purchase_funnel.hpp"
 #include "funnel/recently_accepted_orders.hpp"
@@ -74,6 +75,10 @@ class DistributedStack {
   Catalog& catalog() { return *catalog_; }
   OrderRepository& orders() { return *orders_; }
   FunnelMetrics& metrics() { return metrics_; }
+  // Payments and cancels are decided in the database of record; the closer
+  // runs in `flashsale consume`.
+  OrderLifecycle* lifecycle() { return db_.get(); }
+  std::shared_ptr<const OrderTokens> order_tokens() const { return order_tokens_; }
   // redis, kafka, database: each names its problem when it does not answer.
   std::vector<http::ReadinessCheck> ReadinessChecks();
   // For http::ServerOptions::on_thread_start / on_thread_stop: each HTTP I/O
@@ -89,6 +94,7 @@ class DistributedStack {
 
   FunnelMetrics metrics_;
   std::unique_ptr<RecordDatabase> db_;
+  std::shared_ptr<const OrderTokens> order_tokens_;
   boost::asio::io_context io_;
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::thread io_thread_;

@@ -40,6 +40,20 @@ Result<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Open(const Config& config)
       [&stock = s->stock_](const embedded::SoldUnits& sold) { stock.AddSoldUnits(sold); });
   if (!held) return held.error();
   s->stock_.FinishLoad();
+  // The rebuild counted held orders only, so the units of every closed order
+  // are back already: none may be given back a second time by the closer.
+  Result<std::int64_t> forgotten = s->db_->ForgetUnreturnedUnits();
+  if (!forgotten) return forgotten.error();
+  if (*forgotten > 0) {
+    spdlog::info("{} closed orders' units were returned by the rebuild", *forgotten);
+  }
+  std::string token_secret = config.order_token_secret;
+  if (token_secret.empty()) {
+    Result<std::string> kept = s->db_->SharedSecret("order_token_secret");
+    if (!kept) return kept.error();
+    token_secret = std::move(*kept);
+  }
+  s->order_tokens_ = std::make_shared<const OrderTokens>(std::move(token_secret));
 
   embedded::MemoryIdempotencyStore::Options key_options;
   key_options.max_bytes = config.idempotency_memory_mib << 20;
@@ -73,6 +87,13 @@ Result<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Open(const Config& config)
   s->consumer_ =
       std::make_unique<OrderConsumer>(s->source_, *s->db_, s->metrics_, ConsumerOptions());
   s->consumer_->Start();
+  OrderCloser::Options closer_options;
+  if (const char* fault = std::getenv("FLASHSALE_FAULT")) {
+    closer_options.fault = OrderCloser::FaultPointNamed(fault);
+  }
+  s->closer_ =
+      std::make_unique<OrderCloser>(*s->db_, s->stock_, s->broadcast_, s->metrics_, closer_options);
+  s->closer_->Start();
   s->checkpointer_ = std::thread([stack = s.get()] { stack->RunCheckpointer(); });
   return s;
 }
@@ -109,6 +130,7 @@ void EmbeddedStack::RunCheckpointer() {
 void EmbeddedStack::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
+  if (closer_) closer_->Stop();
   if (journal_) journal_->Stop();        // every handed-off order answered and journalled
   if (consumer_) consumer_->Stop(true);  // and persisted
   {

@@ -17,8 +17,10 @@
 #include "backends/embedded/sqlite_database.hpp"
 #include "backends/embedded/sqlite_order_journal.hpp"
 #include "config.hpp"
+#include "consumer/order_closer.hpp"
 #include "consumer/order_consumer.hpp"
 #include "core/mutex.hpp"
+#include "core/signatures.hpp"
 #include "funnel/catalog.hpp"
 #include "funnel/purchase_funnel.hpp"
 
@@ -38,6 +40,8 @@ class EmbeddedStack {
   Catalog& catalog() { return *catalog_; }
   embedded::SqliteDatabase& database() { return *db_; }
   FunnelMetrics& metrics() { return metrics_; }
+  OrderCloser& closer() { return *closer_; }
+  std::shared_ptr<const OrderTokens> order_tokens() const { return order_tokens_; }
 
  private:
   EmbeddedStack() = default;
@@ -55,6 +59,8 @@ class EmbeddedStack {
   std::unique_ptr<PurchaseFunnel> funnel_;
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<OrderConsumer> consumer_;
+  std::unique_ptr<OrderCloser> closer_;
+  std::shared_ptr<const OrderTokens> order_tokens_;
   bool shut_down_ = false;
   Mutex checkpoint_mu_;
   CondVar checkpoint_cv_;

@@ -55,17 +55,35 @@ namespace {
 // grace period completes then, and its answer is posted to a stopped (not
 // destroyed) event loop, where it is dropped with its connection when the
 // server is destroyed, last.
+// What the order lifecycle's routes use (http::ApiOptions).
+struct LifecycleWiring {
+  OrderLifecycle* lifecycle = nullptr;
+  std::shared_ptr<const OrderTokens> tokens;
+  std::function<void()> on_closed;
+};
+
 int ServeUntilSignalled(const Config& config, const sigset_t& signals, PurchaseFunnel& funnel,
                         Catalog& catalog, OrderRepository& orders, FunnelMetrics& metrics,
                         std::vector<http::ReadinessCheck> checks, const std::string& mode,
                         const std::function<void()>& shutdown_backends,
+                        const LifecycleWiring& lifecycle,
                         std::function<void(boost::asio::io_context&)> on_thread_start = {},
                         std::function<void()> on_thread_stop = {}) {
   if (config.admin_token.empty()) {
     spdlog::warn("no ADMIN_TOKEN configured: the admin API answers 403");
   }
-  http::Api api(funnel, catalog, orders, metrics, std::move(checks),
-                {config.admin_token, FLASHSALE_VERSION, FLASHSALE_SWAGGER_UI_DIR});
+  if (config.payment_webhook_secret.empty()) {
+    spdlog::warn("no PAYMENT_WEBHOOK_SECRET configured: POST /orders/{{id}}/pay answers 403");
+  }
+  http::ApiOptions api_options;
+  api_options.admin_token = config.admin_token;
+  api_options.version = FLASHSALE_VERSION;
+  api_options.swagger_ui_dir = FLASHSALE_SWAGGER_UI_DIR;
+  api_options.lifecycle = lifecycle.lifecycle;
+  api_options.order_tokens = lifecycle.tokens;
+  api_options.payment_webhook_secret = config.payment_webhook_secret;
+  api_options.on_order_closed = lifecycle.on_closed;
+  http::Api api(funnel, catalog, orders, metrics, std::move(checks), std::move(api_options));
   http::ServerOptions options;
   options.host = config.host;
   options.port = static_cast<std::uint16_t>(config.port);
@@ -122,7 +140,8 @@ int RunEmbeddedServe(const Config& config) {
   checks.push_back({"database", [&s] { return s.database().Ping(); }});
   const int rc =
       ServeUntilSignalled(config, signals, s.funnel(), s.catalog(), s.database(), s.metrics(),
-                          std::move(checks), "embedded, database " + path, [&s] { s.Shutdown(); });
+                          std::move(checks), "embedded, database " + path, [&s] { s.Shutdown(); },
+                          {&s.database(), s.order_tokens(), [&s] { s.closer().Wake(); }});
   spdlog::info(rc == 0 ? "stopped cleanly" : "stopped");
   spdlog::shutdown();
   ::close(lock_fd);
@@ -140,7 +159,7 @@ int RunDistributedServe(const Config& config) {
   DistributedStack& s = **stack;
   const int rc = ServeUntilSignalled(
       config, signals, s.funnel(), s.catalog(), s.orders(), s.metrics(), s.ReadinessChecks(),
-      s.Describe(), [&s] { s.Shutdown(); },
+      s.Describe(), [&s] { s.Shutdown(); }, {s.lifecycle(), s.order_tokens(), {}},
       [&s](boost::asio::io_context& io) { s.AttachIoThread(io); }, [&s] { s.DetachIoThread(); });
   stack->reset();  // librdkafka logs while it closes: before the logger goes
   spdlog::info(rc == 0 ? "stopped cleanly" : "stopped");

@@ -87,15 +87,15 @@ struct Product {
   std::optional<UnixMillis> starts_at;
   std::optional<UnixMillis> ends_at;
   std::int64_t limit_per_user = 1;
-  // Seconds a buyer has to pay (POST /orders/{id}/pay) before the order
-  // expires and its units go back on sale; nullopt = no payment step (orders
-  // end at CONFIRMED, as in the seed).
-  std::optional<std::int64_t> payment_window_s;
   // Admin version: numbered by the stock store for every admin change (PUT,
   // restock), strictly increasing per product. The database keeps a product
   // row only if its version is not older (OrderRepository::UpsertProduct), so
   // racing persists converge to the last decision. 0 = never changed.
   std::int64_t version = 0;
+  // Seconds a buyer has to pay (POST /orders/{id}/pay) before the order
+  // expires and its units go back on sale; nullopt = no payment step (orders
+  // end at CONFIRMED, as in the seed).
+  std::optional<std::int64_t> payment_window_s;
 };
 
 struct Order {

@@ -62,7 +62,6 @@ void Histogram::Render(std::string& out, std::string_view name, std::string_view
   out.append(std::to_string(cumulative)).append("\n");
 }
 
-
 namespace {
 void RenderScalar(std::string& out, std::string_view name, std::string_view type,
                   std::string_view help, std::int64_t value) {
@@ -97,6 +96,31 @@ void FunnelMetrics::Render(std::string& out) const {
   out.append("flashsale_orders_persisted_total{status=\"FAILED\"} ")
       .append(std::to_string(orders_persisted_failed.Value()))
       .append("\n");
+  out.append("# HELP flashsale_orders_paid_total Payments accepted (in time).\n");
+  out.append("# TYPE flashsale_orders_paid_total counter\n");
+  out.append("flashsale_orders_paid_total ")
+      .append(std::to_string(orders_paid.Value()))
+      .append("\n");
+  out.append("# HELP flashsale_orders_closed_total Orders closed, their units given back.\n");
+  out.append("# TYPE flashsale_orders_closed_total counter\n");
+  for (const auto& [reason, counter] : {std::pair{"expired", &orders_closed_expired},
+                                        std::pair{"cancelled", &orders_closed_cancelled},
+                                        std::pair{"stranded", &orders_closed_stranded}}) {
+    out.append("flashsale_orders_closed_total{reason=\"").append(reason).append("\"} ");
+    out.append(std::to_string(counter->Value())).append("\n");
+  }
+  RenderScalar(out, "flashsale_units_returned_total", "counter",
+               "Units of closed orders given back to the stock.", units_returned.Value());
+  out.append("# HELP flashsale_payment_rejected_total Payment calls refused, by reason.\n");
+  out.append("# TYPE flashsale_payment_rejected_total counter\n");
+  static constexpr const char* kReasons[] = {"signature", "invalid", "not_found", "wrong_status",
+                                             "amount"};
+  for (std::size_t i = 0; i < payment_rejected.size(); ++i) {
+    out.append("flashsale_payment_rejected_total{reason=\"").append(kReasons[i]).append("\"} ");
+    out.append(std::to_string(payment_rejected[i].Value())).append("\n");
+  }
+  RenderHistogram(out, "flashsale_close_lag_seconds",
+                  "Time from an order's pay_by to its expiry by the closer.", close_lag);
   RenderScalar(out, "flashsale_queue_depth", "gauge",
                "Orders handed off and not yet persisted by the consumer.", queue_depth.Value());
   RenderScalar(out, "flashsale_consumer_lag", "gauge",

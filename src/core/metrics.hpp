@@ -66,6 +66,9 @@ class Histogram {
 // flashsale_internal_errors_total.
 Counter& InternalErrors();
 
+// Why a payment was refused, for flashsale_payment_rejected_total{reason}.
+enum class PaymentRejection { kSignature, kInvalid, kNotFound, kWrongStatus, kAmount };
+
 // The funnel's, the stores' and the consumer's metrics. The HTTP layer owns
 // the per-route request metrics and renders both.
 struct FunnelMetrics {
@@ -78,6 +81,15 @@ struct FunnelMetrics {
   Counter orders_persisted_failed;
   Gauge queue_depth;   // orders handed off, not yet persisted by the consumer
   Gauge consumer_lag;  // orders in the source not yet polled by the consumer
+  // Order lifecycle (README "Order lifecycle").
+  Counter orders_paid;              // payments that made an order PAID (or recorded one)
+  Counter orders_closed_expired;    // closed EXPIRED (by the closer or a late payment)
+  Counter orders_closed_cancelled;  // closed CANCELLED
+  Counter orders_closed_stranded;   // reservations returned by the closer (never handed off)
+  Counter units_returned;           // units given back to the stock by the closer
+  // Refused payments, by reason (PaymentRejection order).
+  std::array<Counter, 5> payment_rejected;
+  Histogram close_lag;  // pay_by -> the order closed EXPIRED, by the closer
 
   void Render(std::string& out) const;
 };

@@ -96,6 +96,12 @@ Api::Handled Api::RunBlocking(bool keep_alive, std::string& out, int& status,
   return Handled::kAnswered;
 }
 
+Api::Handled Api::RunBlockingJob(bool keep_alive, std::string& out, int& status,
+                                 DeferredResponder& responder,
+                                 std::function<int(std::string&)> render) {
+  return RunBlocking(keep_alive, out, status, responder, std::move(render));
+}
+
 Api::Handled Api::Handle(const HttpRequest& req, const RouteMatch& match, std::string& out,
                          int& status, DeferredResponder& responder) {
   const bool ka = req.keep_alive;
@@ -120,6 +126,10 @@ Api::Handled Api::Handle(const HttpRequest& req, const RouteMatch& match, std::s
                          [this, id = std::string(match.param), ka](std::string& o) {
                            return HandleOrder(id, ka, o);
                          });
+    case RouteId::kOrderPay:
+      return HandleOrderPay(req, match.param, out, status, responder);
+    case RouteId::kOrderCancel:
+      return HandleOrderCancel(req, match.param, out, status, responder);
     case RouteId::kUserOrders:
       return RunBlocking(ka, out, status, responder,
                          [this, id = std::string(match.param), ka](std::string& o) {

@@ -25,7 +25,9 @@
 #include <vector>
 
 #include "core/metrics.hpp"
+#include "core/order_lifecycle.hpp"
 #include "core/order_repository.hpp"
+#include "core/signatures.hpp"
 #include "funnel/catalog.hpp"
 #include "funnel/purchase_funnel.hpp"
 #include "http/blocking_pool.hpp"
@@ -49,6 +51,16 @@ struct ApiOptions {
   std::string swagger_ui_dir;        // swagger-ui-dist assets; missing files answer 404
   int blocking_threads = 2;          // the worker pool for routes that may block
   std::size_t blocking_queue = 256;  // beyond this many waiting, such routes answer 503
+  // The order lifecycle (README "Order lifecycle"). `lifecycle` null: the pay
+  // and cancel routes answer 503 (a stack without one).
+  OrderLifecycle* lifecycle = nullptr;
+  // Cancel tokens: handed out in ACCEPTED answers, checked by POST
+  // /orders/{id}/cancel. Null: no cancel_token in answers, buyers cannot cancel.
+  std::shared_ptr<const OrderTokens> order_tokens;
+  std::string payment_webhook_secret;  // empty: POST /orders/{id}/pay answers 403
+  // Called after an order was cancelled (the embedded closer gives its units
+  // back at once instead of at its next pass). Any thread; must not block.
+  std::function<void()> on_order_closed;
 };
 
 // What a deferred route hands back to the connection's thread.
@@ -111,6 +123,9 @@ class Api {
   int RenderPurchase(const PurchaseReply& reply, bool keep_alive, std::string& out);
   // Runs `render(out)` (appends a whole response, returns its status) on the
   // blocking pool; 503 at once when the pool's queue is full.
+  // RunBlocking for the route files that do not see its template.
+  Handled RunBlockingJob(bool keep_alive, std::string& out, int& status,
+                         DeferredResponder& responder, std::function<int(std::string&)> render);
   template <class Render>
   Handled RunBlocking(bool keep_alive, std::string& out, int& status, DeferredResponder& responder,
                       Render render);
@@ -119,6 +134,12 @@ class Api {
   int HandleUserOrders(std::string_view id, bool keep_alive, std::string& out);
   int HandleProducts(std::string_view query, bool keep_alive, std::string& out);
   int HandleProduct(std::string_view id, bool keep_alive, std::string& out);
+  // POST /orders/{id}/pay and /cancel (api_orders.cpp): the checks that need
+  // no backend on the I/O thread, the decision on the blocking pool.
+  Handled HandleOrderPay(const HttpRequest& req, std::string_view id, std::string& out, int& status,
+                         DeferredResponder& responder);
+  Handled HandleOrderCancel(const HttpRequest& req, std::string_view id, std::string& out,
+                            int& status, DeferredResponder& responder);
   int HandleAdminPut(const HttpRequest& req, std::string_view id, std::string& out);
   int HandleAdminRestock(const HttpRequest& req, std::string_view id, std::string& out);
   int HandleReadyz(bool keep_alive, std::string& out);

@@ -106,6 +106,12 @@ int Api::RenderPurchase(const PurchaseReply& reply, bool keep_alive, std::string
   body.pop_back();
   body.append(",\"order_id\":\"");
   body.append(reply.order_id.view());
+  if (reply.outcome == PurchaseOutcome::kAccepted && options_.order_tokens) {
+    // The buyer's proof for POST /orders/{id}/cancel: only in this answer
+    // (and its Idempotency-Key replays, rendered here too).
+    body.append("\",\"cancel_token\":\"");
+    body.append(options_.order_tokens->CancelToken(reply.order_id));
+  }
   body.append("\"}");
   return Send(out, status, body, keep_alive);
 }

@@ -34,6 +34,13 @@ void AppendOrder(std::string& out, const Order& o) {
   out.append(ToString(o.status));
   out.append("\",\"created_at\":");
   AppendJsonString(out, FormatRfc3339(o.created_at));
+  // The lifecycle's times: null when they do not apply (yet).
+  out.append(",\"pay_by\":");
+  AppendOptionalTime(out, o.pay_by);
+  out.append(",\"paid_at\":");
+  AppendOptionalTime(out, o.paid_at);
+  out.append(",\"closed_at\":");
+  AppendOptionalTime(out, o.closed_at);
   out.push_back('}');
 }
 
@@ -54,6 +61,12 @@ void AppendProduct(std::string& out, const StockSnapshot& s) {
   AppendOptionalTime(out, p.ends_at);
   out.append(",\"limit_per_user\":");
   AppendInt(out, p.limit_per_user);
+  out.append(",\"payment_window_s\":");
+  if (p.payment_window_s) {
+    AppendInt(out, *p.payment_window_s);
+  } else {
+    out.append("null");
+  }
   out.push_back('}');
 }
 

@@ -12,13 +12,28 @@ inline constexpr FieldSpec kPurchaseSpec[] = {
     {"product_id", FieldType::kInt, true, 1},
     {"amount", FieldType::kInt, true, 1},
 };
-// PUT /admin/products/{id}; indexes: stock, price, starts_at, ends_at, limit_per_user.
+// The longest payment window a product may have: a week (pay_by stays far
+// from any overflow, and an order's in-flight marker outlives it).
+inline constexpr std::int64_t kMaxPaymentWindowS = 7 * 24 * 3600;
+
+// PUT /admin/products/{id}; indexes: stock, price, starts_at, ends_at,
+// limit_per_user, payment_window_s.
 inline constexpr FieldSpec kProductSpec[] = {
     {"stock", FieldType::kInt, true, 0},
     {"price", FieldType::kPrice, true, std::nullopt},
     {"starts_at", FieldType::kTimestampOrNull, false, std::nullopt},
     {"ends_at", FieldType::kTimestampOrNull, false, std::nullopt},
     {"limit_per_user", FieldType::kInt, false, 1},
+    {"payment_window_s", FieldType::kIntOrNull, false, 1, kMaxPaymentWindowS},
+};
+// POST /orders/{id}/pay (signed by the payment service); indexes: payment_ref, amount.
+inline constexpr FieldSpec kPaySpec[] = {
+    {"payment_ref", FieldType::kString, true, std::nullopt, 128},
+    {"amount", FieldType::kPrice, true, std::nullopt},
+};
+// POST /orders/{id}/cancel by the buyer (the shop sends its admin token and no body).
+inline constexpr FieldSpec kCancelSpec[] = {
+    {"cancel_token", FieldType::kString, true, std::nullopt, 64},
 };
 // POST /admin/products/{id}/restock
 inline constexpr FieldSpec kRestockSpec[] = {

@@ -174,6 +174,9 @@ ParseResult ParseRequest(std::string_view data, HttpRequest& req) {
           req.has_idempotency_key = true;
         }
         break;
+      case 19:
+        if (EqualsIgnoreCase(name, "flashsale-signature")) req.payment_signature = value;
+        break;
       case 17:
         if (EqualsIgnoreCase(name, "transfer-encoding")) {
           return Error(501, "Transfer-Encoding is not supported; send Content-Length");

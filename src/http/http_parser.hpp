@@ -28,6 +28,7 @@ struct HttpRequest {
   std::size_t content_length = 0;
   std::string_view content_type;
   std::string_view authorization;
+  std::string_view payment_signature;  // Flashsale-Signature (POST /orders/{id}/pay)
   std::string_view idempotency_key;
   bool has_idempotency_key = false;
   std::string_view body;

@@ -202,7 +202,30 @@ void ValidateInt(const JsonField& f, const FieldSpec& spec, std::size_t index, B
                       "greater_than_equal"});
     return;
   }
+  if (spec.max && f.int_value > *spec.max) {
+    errors.push_back({f.key, "Input should be less than or equal to " + std::to_string(*spec.max),
+                      "less_than_equal"});
+    return;
+  }
   out.ints[index] = f.int_value;
+}
+
+void ValidateString(const JsonField& f, const FieldSpec& spec, std::size_t index, BodyValues& out,
+                    std::vector<FieldError>& errors) {
+  if (f.kind != JsonKind::kString) {
+    errors.push_back({f.key, "Input should be a valid string", "string_type"});
+    return;
+  }
+  if (f.text.empty()) {
+    errors.push_back({f.key, "String should have at least 1 character", "string_too_short"});
+    return;
+  }
+  if (spec.max && static_cast<std::int64_t>(f.text.size()) > *spec.max) {
+    errors.push_back({f.key, "String should have at most " + std::to_string(*spec.max) + " bytes",
+                      "string_too_long"});
+    return;
+  }
+  out.strings[index] = f.text;
 }
 
 void ValidatePrice(const JsonField& f, std::size_t index, BodyValues& out,
@@ -282,6 +305,12 @@ bool JsonBodyReader::Read(std::string_view body, std::span<const FieldSpec> spec
         break;
       case FieldType::kTimestampOrNull:
         ValidateTimestamp(f, index, out, errors);
+        break;
+      case FieldType::kIntOrNull:
+        if (f.kind != JsonKind::kNull) ValidateInt(f, spec[index], index, out, errors);
+        break;
+      case FieldType::kString:
+        ValidateString(f, spec[index], index, out, errors);
         break;
     }
   }

@@ -40,20 +40,24 @@ struct JsonField {
 
 // What a body must contain. Strict: anything else is an error.
 enum class FieldType {
-  kInt,             // JSON integer within int64
-  kPrice,           // JSON number >= 0 with at most 2 decimals
-  kTimestampOrNull  // RFC 3339 string or null
+  kInt,              // JSON integer within int64
+  kPrice,            // JSON number >= 0 with at most 2 decimals
+  kTimestampOrNull,  // RFC 3339 string or null
+  kIntOrNull,        // JSON integer within [min, max], or null (absent value)
+  kString,           // JSON string of 1..max bytes
 };
 struct FieldSpec {
   std::string_view name;
   FieldType type = FieldType::kInt;
   bool required = true;
-  std::optional<std::int64_t> min;  // inclusive lower bound for kInt
+  std::optional<std::int64_t> min;  // inclusive lower bound for kInt, kIntOrNull
+  std::optional<std::int64_t> max;  // inclusive upper bound; kString: its length
 };
 
 // Values of a validated body, by the index of their FieldSpec.
 struct BodyValues {
   std::array<std::optional<std::int64_t>, 8> ints{};  // kInt, kPrice (cents), kTimestamp (ms)
+  std::array<std::string, 8> strings{};               // kString
   std::array<bool, 8> present{};
 };
 

@@ -3,10 +3,12 @@
 namespace flashsale::http {
 namespace {
 
-constexpr std::array<RouteSpec, 14> kRoutes = {{
+constexpr std::array<RouteSpec, 16> kRoutes = {{
     {RouteId::kPurchase, Method::kPost, "/purchase", "purchase"},
     {RouteId::kRoot, Method::kGet, "/", "root"},
     {RouteId::kOrder, Method::kGet, "/orders/{order_id}", "order"},
+    {RouteId::kOrderPay, Method::kPost, "/orders/{order_id}/pay", "order_pay"},
+    {RouteId::kOrderCancel, Method::kPost, "/orders/{order_id}/cancel", "order_cancel"},
     {RouteId::kUserOrders, Method::kGet, "/users/{user_id}/orders", "user_orders"},
     {RouteId::kProducts, Method::kGet, "/products", "products"},
     {RouteId::kProduct, Method::kGet, "/products/{product_id}", "product"},

@@ -15,6 +15,8 @@ enum class RouteId : std::uint8_t {
   kRoot,
   kPurchase,
   kOrder,
+  kOrderPay,
+  kOrderCancel,
   kUserOrders,
   kProducts,
   kProduct,

@@ -347,8 +347,10 @@ TEST(SqliteDatabase, ForEachHeldOrderStreamsEachHeldOrderOnce) {
   ASSERT_TRUE(db->AppendPending(std::vector<Order>{pending}).ok());
   // Settled, but its journal delete was lost.
   ExecBehindTheBack(dir,
-                    "INSERT INTO order_journal VALUES ('" + settled[0].id.str() + "', 1, " +
-                        std::to_string(kPhone) + ", 2, 1250, 5, NULL)",
+                    "INSERT INTO order_journal(order_id, user_id, product_id, quantity, price, "
+                    "created_at, idempotency_key) VALUES ('" +
+                        settled[0].id.str() + "', 1, " + std::to_string(kPhone) +
+                        ", 2, 1250, 5, NULL)",
                     JournalFile(dir));
   std::map<std::string, std::int64_t> units_by_order;
   Result<std::int64_t> rows = db->ForEachHeldOrder([&](const SoldUnits& s) {
@@ -437,8 +439,9 @@ TEST(SqliteDatabase, AReadSnapshotTakesTheJournalBeforeTheMainFile) {
   ASSERT_EQ(sqlite3_open(dir.File("flashsale.db").c_str(), &reader), SQLITE_OK);
   const std::string attach = "ATTACH '" + JournalFile(dir) + "' AS j";
   ASSERT_EQ(sqlite3_exec(reader, attach.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(reader, SqliteDatabase::OrdersViewSql(), nullptr, nullptr, nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(reader, SqliteDatabase::OrdersViewSql().c_str(), nullptr, nullptr, nullptr),
+      SQLITE_OK);
   auto count = [&](const char* sql) {
     sqlite3_stmt* st = nullptr;
     EXPECT_EQ(sqlite3_prepare_v2(reader, sql, -1, &st, nullptr), SQLITE_OK) << sql;
@@ -469,7 +472,7 @@ TEST(SqliteDatabase, ReadsOfTheOrdersViewUseTheIndexes) {
   ASSERT_EQ(sqlite3_open(dir.File("flashsale.db").c_str(), &raw), SQLITE_OK);
   const std::string attach = "ATTACH '" + JournalFile(dir) + "' AS j";
   ASSERT_EQ(sqlite3_exec(raw, attach.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(raw, SqliteDatabase::OrdersViewSql(), nullptr, nullptr, nullptr),
+  ASSERT_EQ(sqlite3_exec(raw, SqliteDatabase::OrdersViewSql().c_str(), nullptr, nullptr, nullptr),
             SQLITE_OK);
   auto plan = [&](const std::string& sql) {
     sqlite3_stmt* st = nullptr;
@@ -574,11 +577,14 @@ TEST(SqliteDatabase, StockGuardOfAnOlderDatabaseCountsItsConfirmedOrders) {
     ASSERT_TRUE(db);
     ASSERT_TRUE(db->UpsertProduct(MakeProduct(kPhone, 3, 5)).ok());
   }
-  ExecBehindTheBack(dir, "INSERT INTO orders VALUES ('" + a.id.str() + "', 1, " +
-                             std::to_string(kPhone) + ", 1, 1250, 'CONFIRMED', 5, NULL), ('" +
-                             b.id.str() + "', 2, " + std::to_string(kPhone) +
-                             ", 1, 1250, 'CONFIRMED', 6, NULL); DELETE FROM product_sales; "
-                             "PRAGMA user_version = 1");
+  ExecBehindTheBack(dir,
+                    "INSERT INTO orders(order_id, user_id, product_id, quantity, price, "
+                    "status, created_at, idempotency_key) VALUES ('" +
+                        a.id.str() + "', 1, " + std::to_string(kPhone) +
+                        ", 1, 1250, 'CONFIRMED', 5, NULL), ('" + b.id.str() + "', 2, " +
+                        std::to_string(kPhone) +
+                        ", 1, 1250, 'CONFIRMED', 6, NULL); DELETE FROM product_sales; "
+                        "PRAGMA user_version = 1");
   auto db = OpenDb(dir);
   ASSERT_TRUE(db);
   const std::vector<Order> more = {MakeOrder(kPhone, 3), MakeOrder(kPhone, 4)};

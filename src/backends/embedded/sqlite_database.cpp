@@ -8,6 +8,7 @@
 
 #include "core/checked_row.hpp"
 #include "core/numbers.hpp"
+#include "core/signatures.hpp"
 
 namespace flashsale::embedded {
 namespace {
@@ -21,7 +22,8 @@ CREATE TABLE IF NOT EXISTS products (
   starts_at      INTEGER,
   ends_at        INTEGER,
   limit_per_user INTEGER NOT NULL DEFAULT 1,
-  version        INTEGER NOT NULL DEFAULT 0
+  version        INTEGER NOT NULL DEFAULT 0,
+  payment_window_s INTEGER
 );
 CREATE TABLE IF NOT EXISTS orders (
   order_id        TEXT PRIMARY KEY,
@@ -31,18 +33,49 @@ CREATE TABLE IF NOT EXISTS orders (
   price           INTEGER NOT NULL,
   status          TEXT NOT NULL,
   created_at      INTEGER NOT NULL,
-  idempotency_key TEXT
+  idempotency_key TEXT,
+  pay_by          INTEGER,
+  paid_at         INTEGER,
+  closed_at       INTEGER,
+  payment_ref     TEXT,
+  -- 0: a closed order whose units have not been given back yet (the outbox
+  -- of ReturnClosedUnits); 1 otherwise.
+  units_returned  INTEGER NOT NULL DEFAULT 1
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS orders_by_user ON orders(user_id, created_at);
 CREATE INDEX IF NOT EXISTS orders_by_idempotency_key ON orders(idempotency_key)
   WHERE idempotency_key IS NOT NULL;
--- Units of CONFIRMED orders per product, kept by every settle in the same
--- transaction: the stock guard loads it at start-up instead of summing
--- every order (seconds at ten million orders).
+-- Units held by stored orders (CONFIRMED + PAID) per product, kept in the
+-- same transaction by every settle (up) and every close (down): the stock
+-- guard loads it at start-up instead of summing every order (seconds at ten
+-- million orders). The column kept its first name.
 CREATE TABLE IF NOT EXISTS product_sales (
   product_id INTEGER PRIMARY KEY,
   confirmed  INTEGER NOT NULL
 );
+-- Payments received while their order was still in the journal (PENDING):
+-- decided in time against the journal's pay_by, applied by the settle that
+-- lands the order (OrderLifecycle's rule).
+-- Secrets the server generates once and keeps (the cancel tokens' secret).
+CREATE TABLE IF NOT EXISTS settings (
+  name  TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS order_payments (
+  order_id    TEXT PRIMARY KEY,
+  payment_ref TEXT NOT NULL,
+  amount      INTEGER NOT NULL,
+  received_at INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql";
+
+// Indexes on the lifecycle columns, created after the columns exist (an older
+// file gets them from UpgradeToLifecycle). Partial: only the orders a closer
+// looks for are in them.
+constexpr const char* kLifecycleIndexes = R"sql(
+CREATE INDEX IF NOT EXISTS orders_due ON orders(pay_by)
+  WHERE status = 'CONFIRMED' AND pay_by IS NOT NULL;
+CREATE INDEX IF NOT EXISTS orders_to_return ON orders(closed_at) WHERE units_returned = 0;
 )sql";
 
 // The journal file's one table: an accepted order as an immutable fact,
@@ -57,31 +90,43 @@ CREATE TABLE IF NOT EXISTS order_journal (
   quantity        INTEGER NOT NULL,
   price           INTEGER NOT NULL,
   created_at      INTEGER NOT NULL,
-  idempotency_key TEXT
+  idempotency_key TEXT,
+  pay_by          INTEGER
 ) WITHOUT ROWID;
 )sql";
 
 // The reader's view of every order (see the class comment): orders, and the
 // journal's rows not settled yet, as PENDING. A temporary view of the reader
-// connection, which has the journal attached as `j`.
-constexpr const char* kOrdersViewWithJournal = R"sql(
-CREATE TEMP VIEW all_orders AS
-  SELECT order_id, user_id, product_id, quantity, price, status, created_at, idempotency_key
-    FROM main.orders
-  UNION ALL
-  SELECT order_id, user_id, product_id, quantity, price, 'PENDING', created_at, idempotency_key
-    FROM j.order_journal AS pending
-   WHERE NOT EXISTS (SELECT 1 FROM main.orders AS settled
-                      WHERE settled.order_id = pending.order_id);
-)sql";
-// A read-only open of a database that never had a journal.
-constexpr const char* kOrdersViewWithoutJournal =
-    "CREATE TEMP VIEW all_orders AS SELECT order_id, user_id, product_id, quantity, price, "
-    "status, created_at, idempotency_key FROM main.orders";
+// connection, which has the journal attached as `j` (when there is one). A
+// read-only open of a file older than the lifecycle columns (an audit of a
+// database no server has upgraded yet) reads them as NULL.
+std::string OrdersView(bool with_journal, bool orders_have_lifecycle, bool journal_has_pay_by) {
+  std::string sql =
+      "CREATE TEMP VIEW all_orders AS\n"
+      "  SELECT order_id, user_id, product_id, quantity, price, status, created_at,\n"
+      "         idempotency_key, ";
+  sql += orders_have_lifecycle ? "pay_by, paid_at, closed_at, payment_ref"
+                               : "NULL AS pay_by, NULL AS paid_at, NULL AS closed_at, "
+                                 "NULL AS payment_ref";
+  sql += "\n    FROM main.orders";
+  if (!with_journal) return sql;
+  sql +=
+      "\n  UNION ALL\n"
+      "  SELECT order_id, user_id, product_id, quantity, price, 'PENDING', created_at,\n"
+      "         idempotency_key, ";
+  sql += journal_has_pay_by ? "pay_by" : "NULL";
+  sql +=
+      ", NULL, NULL, NULL\n"
+      "    FROM j.order_journal AS pending\n"
+      "   WHERE NOT EXISTS (SELECT 1 FROM main.orders AS settled\n"
+      "                      WHERE settled.order_id = pending.order_id)";
+  return sql;
+}
 
 // The columns of kOrderRowColumns (core/checked_row.hpp), for ReadOrderRow.
 constexpr const char* kOrderColumns =
-    "order_id, user_id, product_id, quantity, price, status, created_at, idempotency_key";
+    "order_id, user_id, product_id, quantity, price, status, created_at, idempotency_key, "
+    "pay_by, paid_at, closed_at, payment_ref";
 
 // A row of a SQLite result, for CheckedRow (core/checked_row.hpp): SQLite
 // stores whatever it is given, so every cell is read as text and parsed strictly.
@@ -186,6 +231,14 @@ std::string SqlQuoted(std::string_view text) {
   return out + "'";
 }
 
+bool HasColumn(sqlite3* db, std::string_view schema, std::string_view table,
+               std::string_view column) {
+  const std::string sql = "SELECT count(*) FROM pragma_table_info(" + SqlQuoted(table) + ", " +
+                          SqlQuoted(schema) + ") WHERE name = " + SqlQuoted(column);
+  SqliteStatement st(db, sql.c_str());
+  return st.Step() == SQLITE_ROW && st.Int(0) > 0;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const Options& options) {
@@ -234,6 +287,7 @@ Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const Options& opti
     if (Status s = db->Exec(db->journal_, attach.c_str()); !s.ok()) return s;
     if (Status s = db->MovePendingOrdersToJournal(); !s.ok()) return s;
     if (Status s = db->SumProductSales(); !s.ok()) return s;
+    if (Status s = db->UpgradeToLifecycle(); !s.ok()) return s;
   }
 
   if (!OpenConnection(options.path, SQLITE_OPEN_READONLY, &db->reader_)) {
@@ -245,11 +299,10 @@ Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const Options& opti
     const std::string attach = "ATTACH " + SqlQuoted(journal_path) + " AS j";
     if (Status s = db->Exec(db->reader_, attach.c_str()); !s.ok()) return s;
   }
-  if (Status s = db->Exec(db->reader_, db->reader_has_journal_ ? kOrdersViewWithJournal
-                                                               : kOrdersViewWithoutJournal);
-      !s.ok()) {
-    return s;
-  }
+  const std::string view =
+      OrdersView(db->reader_has_journal_, HasColumn(db->reader_, "main", "orders", "pay_by"),
+                 db->reader_has_journal_ && HasColumn(db->reader_, "j", "order_journal", "pay_by"));
+  if (Status s = db->Exec(db->reader_, view.c_str()); !s.ok()) return s;
 
   if (!options.read_only) {
     // The checkpointers never write rows: no automatic checkpoints of their
@@ -362,6 +415,38 @@ Status SqliteDatabase::SumProductSales() {
       "PRAGMA user_version = 2");
 }
 
+Status SqliteDatabase::UpgradeToLifecycle() {
+  Result<std::int64_t> version = UserVersion();
+  if (!version) return version.error();
+  if (*version < 3) {
+    // A file from before the order lifecycle: its columns and indexes, added in
+    // one write transaction (ALTER TABLE ADD COLUMN is a schema change only: no
+    // row is rewritten). product_sales counted CONFIRMED units, which were all
+    // the held units of stored orders then: it stays as it is.
+    std::string sql;
+    for (const char* column : {"pay_by INTEGER", "paid_at INTEGER", "closed_at INTEGER",
+                               "payment_ref TEXT", "units_returned INTEGER NOT NULL DEFAULT 1"}) {
+      const std::string_view name(column, std::string_view(column).find(' '));
+      if (!HasColumn(writer_, "main", "orders", name)) {
+        sql += "ALTER TABLE orders ADD COLUMN " + std::string(column) + ";";
+      }
+    }
+    if (!HasColumn(writer_, "main", "products", "payment_window_s")) {
+      sql += "ALTER TABLE products ADD COLUMN payment_window_s INTEGER;";
+    }
+    sql += kLifecycleIndexes;
+    sql += "PRAGMA user_version = 3;";
+    if (Status s = ExecInWriteTransaction(sql.c_str()); !s.ok()) return s;
+  }
+  if (!HasColumn(journal_, "main", "order_journal", "pay_by")) {
+    if (Status s = Exec(journal_, "ALTER TABLE main.order_journal ADD COLUMN pay_by INTEGER");
+        !s.ok()) {
+      return s;
+    }
+  }
+  return Status::Ok();
+}
+
 Status SqliteDatabase::LoadGuardStateLocked() {
   guard_stock_.clear();
   guard_confirmed_.clear();
@@ -396,13 +481,14 @@ Status SqliteDatabase::UpsertProduct(const Product& p) {
   // Kept only if not older than the stored row (OrderRepository::UpsertProduct).
   SqliteStatement st(writer_,
                      "INSERT INTO products(product_id, price, stock, starts_at, ends_at, "
-                     "limit_per_user, version) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) "
-                     "ON CONFLICT(product_id) DO UPDATE SET price = excluded.price, stock = "
-                     "excluded.stock, starts_at = excluded.starts_at, ends_at = "
+                     "limit_per_user, version, payment_window_s) VALUES(?1, ?2, ?3, ?4, ?5, ?6, "
+                     "?7, ?8) ON CONFLICT(product_id) DO UPDATE SET price = excluded.price, "
+                     "stock = excluded.stock, starts_at = excluded.starts_at, ends_at = "
                      "excluded.ends_at, limit_per_user = excluded.limit_per_user, version = "
-                     "excluded.version WHERE products.version <= excluded.version");
+                     "excluded.version, payment_window_s = excluded.payment_window_s WHERE "
+                     "products.version <= excluded.version");
   st.Bind(1, p.id).Bind(2, p.price).Bind(3, p.stock).Bind(4, p.starts_at).Bind(5, p.ends_at);
-  st.Bind(6, p.limit_per_user).Bind(7, p.version);
+  st.Bind(6, p.limit_per_user).Bind(7, p.version).Bind(8, p.payment_window_s);
   if (st.Step() != SQLITE_DONE) return Error(writer_, "saving product");
   if (sqlite3_changes(writer_) > 0) guard_stock_[p.id] = p.stock;
   return Status::Ok();
@@ -414,14 +500,16 @@ Status SqliteDatabase::InsertProducts(const std::vector<Product>& products, bool
   if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok()) return s;
   const char* sql = overwrite
                         ? "INSERT OR REPLACE INTO products(product_id, price, stock, starts_at, "
-                          "ends_at, limit_per_user) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
+                          "ends_at, limit_per_user, payment_window_s) VALUES(?1, ?2, ?3, ?4, ?5, "
+                          "?6, ?7)"
                         : "INSERT OR IGNORE INTO products(product_id, price, stock, starts_at, "
-                          "ends_at, limit_per_user) VALUES(?1, ?2, ?3, ?4, ?5, ?6)";
+                          "ends_at, limit_per_user, payment_window_s) VALUES(?1, ?2, ?3, ?4, ?5, "
+                          "?6, ?7)";
   SqliteStatement st(writer_, sql);
   *inserted = 0;
   for (const Product& p : products) {
     st.Bind(1, p.id).Bind(2, p.price).Bind(3, p.stock).Bind(4, p.starts_at).Bind(5, p.ends_at);
-    st.Bind(6, p.limit_per_user);
+    st.Bind(6, p.limit_per_user).Bind(7, p.payment_window_s);
     if (st.Step() != SQLITE_DONE) {
       Status err = Error(writer_, "inserting products");
       (void)Exec(writer_, "ROLLBACK");
@@ -448,8 +536,8 @@ Status SqliteDatabase::AppendPending(std::span<const Order> orders) {
   // of orders' primary key, which ids in creation order keep in the cache.
   SqliteStatement st(journal_,
                      "INSERT INTO main.order_journal(order_id, user_id, product_id, quantity, "
-                     "price, created_at, idempotency_key) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE "
-                     "NOT EXISTS (SELECT 1 FROM settled.orders WHERE order_id = ?1)");
+                     "price, created_at, idempotency_key, pay_by) SELECT ?1, ?2, ?3, ?4, ?5, ?6, "
+                     "?7, ?8 WHERE NOT EXISTS (SELECT 1 FROM settled.orders WHERE order_id = ?1)");
   for (const Order& o : orders) {
     st.Bind(1, o.id.view()).Bind(2, o.user).Bind(3, o.product).Bind(4, o.quantity);
     st.Bind(5, o.price).Bind(6, o.created_at);
@@ -458,6 +546,7 @@ Status SqliteDatabase::AppendPending(std::span<const Order> orders) {
     } else {
       st.Bind(7, std::string_view(o.idempotency_key));
     }
+    st.Bind(8, o.pay_by);
     if (st.Step() != SQLITE_DONE) {
       Status err = Error(journal_, "journalling orders");
       (void)Exec(journal_, "ROLLBACK");
@@ -620,8 +709,8 @@ Result<PersistSummary> SqliteDatabase::Settle(std::span<const Order> orders) {
             [&](std::size_t a, std::size_t b) { return orders[a].user < orders[b].user; });
   SqliteStatement insert(writer_,
                          "INSERT INTO orders(order_id, user_id, product_id, quantity, price, "
-                         "status, created_at, idempotency_key) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-                         "?8)");
+                         "status, created_at, idempotency_key, pay_by) VALUES(?1, ?2, ?3, ?4, ?5, "
+                         "?6, ?7, ?8, ?9)");
   for (std::size_t i : by_user) {
     const Order& o = orders[i];
     const OrderStatus status =
@@ -633,6 +722,7 @@ Result<PersistSummary> SqliteDatabase::Settle(std::span<const Order> orders) {
     } else {
       insert.Bind(8, std::string_view(o.idempotency_key));
     }
+    insert.Bind(9, o.pay_by);
     // A second order with the same id in this batch fails here (primary key):
     // Invalid, which the consumer isolates by splitting the batch.
     if (insert.Step() != SQLITE_DONE) return fail("persisting order");
@@ -647,6 +737,12 @@ Result<PersistSummary> SqliteDatabase::Settle(std::span<const Order> orders) {
     if (add_sales.Step() != SQLITE_DONE) return fail("counting product sales");
     add_sales.Reset();
   }
+  // Payments recorded while these orders were in flight: applied in the same
+  // transaction that lands them, so the closer never sees them CONFIRMED.
+  if (Status s = ApplyRecordedPaymentsLocked(); !s.ok()) {
+    (void)Exec(writer_, "ROLLBACK");
+    return s;
+  }
   if (Status s = Exec(writer_, "COMMIT"); !s.ok()) {
     (void)Exec(writer_, "ROLLBACK");
     return s;
@@ -655,13 +751,321 @@ Result<PersistSummary> SqliteDatabase::Settle(std::span<const Order> orders) {
   return summary;
 }
 
+// ---------------------------------------------------------------------------
+// Order lifecycle
+
+Status SqliteDatabase::ApplyRecordedPaymentsLocked() {
+  {
+    SqliteStatement any(writer_, "SELECT 1 FROM order_payments LIMIT 1");
+    const int rc = any.Step();
+    if (rc == SQLITE_DONE) return Status::Ok();
+    if (rc != SQLITE_ROW) return Error(writer_, "reading recorded payments");
+  }
+  // Recorded only when received before pay_by (Pay), so a CONFIRMED order
+  // becomes PAID whatever the time is now.
+  return Exec(writer_,
+              "UPDATE orders SET status = 'PAID', paid_at = p.received_at, payment_ref = "
+              "p.payment_ref FROM order_payments AS p WHERE orders.order_id = p.order_id AND "
+              "orders.status = 'CONFIRMED' AND orders.pay_by > p.received_at; "
+              "UPDATE orders SET payment_ref = p.payment_ref FROM order_payments AS p WHERE "
+              "orders.order_id = p.order_id AND orders.status = 'FAILED'; "
+              "DELETE FROM order_payments WHERE order_id IN (SELECT o.order_id FROM orders AS o "
+              "JOIN order_payments AS p ON o.order_id = p.order_id)");
+}
+
+Result<std::optional<Order>> SqliteDatabase::StoredOrderLocked(const OrderId& id) {
+  SqliteStatement st(
+      writer_,
+      (std::string("SELECT ") + kOrderColumns + " FROM orders WHERE order_id = ?1").c_str());
+  st.Bind(1, id.view());
+  const int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<Order>();
+  if (rc != SQLITE_ROW) return Error(writer_, "reading order");
+  Result<Order> order = ReadOrder(st);
+  if (!order) return order.error();
+  return std::optional<Order>(std::move(*order));
+}
+
+Result<bool> SqliteDatabase::CloseLocked(const OrderId& id, OrderStatus status, UnixMillis now,
+                                         std::unordered_map<ProductId, std::int64_t>& deltas) {
+  SqliteStatement st(writer_,
+                     "UPDATE orders SET status = ?2, closed_at = ?3, units_returned = 0 WHERE "
+                     "order_id = ?1 AND status = 'CONFIRMED' RETURNING product_id, quantity");
+  st.Bind(1, id.view()).Bind(2, ToString(status)).Bind(3, now);
+  const int rc = st.Step();
+  if (rc == SQLITE_DONE) return false;
+  if (rc != SQLITE_ROW) return Error(writer_, "closing order");
+  deltas[st.Int(0)] += st.Int(1);
+  if (st.Step() != SQLITE_DONE) return Error(writer_, "closing order");
+  return true;
+}
+
+Status SqliteDatabase::SubtractSalesLocked(
+    const std::unordered_map<ProductId, std::int64_t>& deltas) {
+  SqliteStatement st(writer_,
+                     "UPDATE product_sales SET confirmed = confirmed - ?2 WHERE product_id = ?1");
+  for (const auto& [product, units] : deltas) {
+    st.Bind(1, product).Bind(2, units);
+    if (st.Step() != SQLITE_DONE) return Error(writer_, "counting product sales");
+    st.Reset();
+  }
+  return Status::Ok();
+}
+
+namespace {
+// Runs `body` inside BEGIN IMMEDIATE ... COMMIT on `db` (ROLLBACK when it
+// fails); `commit` and `rollback` are the caller's Exec.
+template <class T, class Body, class ExecFn>
+Result<T> InWriteTransaction(ExecFn&& exec, Body&& body) {
+  if (Status s = exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  Result<T> result = body();
+  if (!result) {
+    (void)exec("ROLLBACK");
+    return result;
+  }
+  if (Status s = exec("COMMIT"); !s.ok()) {
+    (void)exec("ROLLBACK");
+    return s;
+  }
+  return result;
+}
+}  // namespace
+
+Result<PaymentDecision> SqliteDatabase::Pay(const Payment& payment,
+                                            const std::optional<Order>& in_flight) {
+  MutexLock lock(&write_mu_);
+  std::unordered_map<ProductId, std::int64_t> closed;
+  auto exec = [this](const char* sql) {
+    write_mu_.AssertHeld();
+    return Exec(writer_, sql);
+  };
+  Result<PaymentDecision> decision =
+      InWriteTransaction<PaymentDecision>(exec, [&]() -> Result<PaymentDecision> {
+        write_mu_.AssertHeld();
+        PaymentDecision d;
+        Result<std::optional<Order>> stored = StoredOrderLocked(payment.order);
+        if (!stored) return stored.error();
+        if (*stored) {
+          d.order = std::move(**stored);
+          Order& o = d.order;
+          if (o.status == OrderStatus::kPaid) {
+            d.outcome = o.payment_ref == payment.payment_ref ? PaymentOutcome::kPaid
+                                                             : PaymentOutcome::kWrongStatus;
+            return d;
+          }
+          if (o.status != OrderStatus::kConfirmed || !o.pay_by) {
+            d.outcome = PaymentOutcome::kWrongStatus;
+            return d;
+          }
+          if (o.Total() != payment.amount) {
+            d.outcome = PaymentOutcome::kAmountMismatch;
+            return d;
+          }
+          if (*o.pay_by <= payment.received_at) {
+            // Too late: the deadline passed, so the order is closed now, by
+            // the same rule the closer applies (one decision, whoever comes first).
+            Result<bool> did =
+                CloseLocked(o.id, OrderStatus::kExpired, payment.received_at, closed);
+            if (!did) return did.error();
+            if (Status s = SubtractSalesLocked(closed); !s.ok()) return s;
+            o.status = OrderStatus::kExpired;
+            o.closed_at = payment.received_at;
+            d.outcome = PaymentOutcome::kWrongStatus;
+            return d;
+          }
+          SqliteStatement pay(writer_,
+                              "UPDATE orders SET status = 'PAID', paid_at = ?2, payment_ref = ?3 "
+                              "WHERE order_id = ?1 AND status = 'CONFIRMED'");
+          pay.Bind(1, o.id.view()).Bind(2, payment.received_at).Bind(3, payment.payment_ref);
+          if (pay.Step() != SQLITE_DONE) return Error(writer_, "paying order");
+          o.status = OrderStatus::kPaid;
+          o.paid_at = payment.received_at;
+          o.payment_ref = payment.payment_ref;
+          d.outcome = PaymentOutcome::kPaid;
+          return d;
+        }
+        if (!in_flight) return d;  // kNotFound
+        d.order = *in_flight;
+        if (!in_flight->pay_by || *in_flight->pay_by <= payment.received_at) {
+          d.outcome = PaymentOutcome::kWrongStatus;
+          return d;
+        }
+        if (in_flight->Total() != payment.amount) {
+          d.outcome = PaymentOutcome::kAmountMismatch;
+          return d;
+        }
+        SqliteStatement existing(writer_,
+                                 "SELECT payment_ref FROM order_payments WHERE order_id = ?1");
+        existing.Bind(1, payment.order.view());
+        if (const int rc = existing.Step(); rc == SQLITE_ROW) {
+          d.order.payment_ref = std::string(existing.Text(0));
+          d.outcome = d.order.payment_ref == payment.payment_ref ? PaymentOutcome::kRecorded
+                                                                 : PaymentOutcome::kWrongStatus;
+          return d;
+        } else if (rc != SQLITE_DONE) {
+          return Error(writer_, "reading recorded payments");
+        }
+        SqliteStatement record(writer_,
+                               "INSERT INTO order_payments(order_id, payment_ref, amount, "
+                               "received_at) VALUES(?1, ?2, ?3, ?4)");
+        record.Bind(1, payment.order.view()).Bind(2, payment.payment_ref);
+        record.Bind(3, payment.amount).Bind(4, payment.received_at);
+        if (record.Step() != SQLITE_DONE) return Error(writer_, "recording payment");
+        d.order.payment_ref = payment.payment_ref;
+        d.order.paid_at = payment.received_at;
+        d.outcome = PaymentOutcome::kRecorded;
+        return d;
+      });
+  if (decision) {
+    for (const auto& [product, units] : closed) guard_confirmed_[product] -= units;
+  }
+  return decision;
+}
+
+Result<CancelDecision> SqliteDatabase::Cancel(const OrderId& id, UnixMillis now) {
+  MutexLock lock(&write_mu_);
+  std::unordered_map<ProductId, std::int64_t> closed;
+  auto exec = [this](const char* sql) {
+    write_mu_.AssertHeld();
+    return Exec(writer_, sql);
+  };
+  Result<CancelDecision> decision =
+      InWriteTransaction<CancelDecision>(exec, [&]() -> Result<CancelDecision> {
+        write_mu_.AssertHeld();
+        CancelDecision d;
+        Result<bool> did = CloseLocked(id, OrderStatus::kCancelled, now, closed);
+        if (!did) return did.error();
+        if (*did) {
+          if (Status s = SubtractSalesLocked(closed); !s.ok()) return s;
+          d.outcome = CancelOutcome::kCancelled;
+        }
+        Result<std::optional<Order>> stored = StoredOrderLocked(id);
+        if (!stored) return stored.error();
+        if (*stored) {
+          d.order = std::move(**stored);
+          if (!*did) d.outcome = CancelOutcome::kWrongStatus;
+        }
+        return d;
+      });
+  if (decision) {
+    for (const auto& [product, units] : closed) guard_confirmed_[product] -= units;
+  }
+  return decision;
+}
+
+Result<std::int64_t> SqliteDatabase::ExpireDue(UnixMillis now, std::int64_t max) {
+  MutexLock lock(&write_mu_);
+  std::unordered_map<ProductId, std::int64_t> closed;
+  auto exec = [this](const char* sql) {
+    write_mu_.AssertHeld();
+    return Exec(writer_, sql);
+  };
+  Result<std::int64_t> expired =
+      InWriteTransaction<std::int64_t>(exec, [&]() -> Result<std::int64_t> {
+        write_mu_.AssertHeld();
+        if (Status s = ApplyRecordedPaymentsLocked(); !s.ok()) return s;
+        // The inner SELECT walks the partial index orders_due in pay_by order.
+        SqliteStatement st(writer_,
+                           "UPDATE orders SET status = 'EXPIRED', closed_at = ?1, units_returned "
+                           "= 0 WHERE order_id IN (SELECT order_id FROM orders WHERE status = "
+                           "'CONFIRMED' AND pay_by IS NOT NULL AND pay_by <= ?1 ORDER BY pay_by "
+                           "LIMIT ?2) RETURNING product_id, quantity");
+        st.Bind(1, now).Bind(2, max);
+        std::int64_t n = 0;
+        int rc;
+        while ((rc = st.Step()) == SQLITE_ROW) {
+          closed[st.Int(0)] += st.Int(1);
+          ++n;
+        }
+        if (rc != SQLITE_DONE) return Error(writer_, "expiring orders");
+        if (Status s = SubtractSalesLocked(closed); !s.ok()) return s;
+        return n;
+      });
+  if (expired) {
+    for (const auto& [product, units] : closed) guard_confirmed_[product] -= units;
+  }
+  return expired;
+}
+
+Result<std::optional<UnixMillis>> SqliteDatabase::NextPayBy() {
+  MutexLock lock(&read_mu_);
+  SqliteStatement st(reader_,
+                     "SELECT MIN(pay_by) FROM main.orders WHERE status = 'CONFIRMED' AND pay_by "
+                     "IS NOT NULL");
+  if (st.Step() != SQLITE_ROW) return Error(reader_, "reading the next deadline");
+  return st.OptionalInt(0);
+}
+
+Result<std::int64_t> SqliteDatabase::ReturnClosedUnits(std::int64_t max,
+                                                       const GiveBack& give_back) {
+  MutexLock lock(&write_mu_);
+  auto exec = [this](const char* sql) {
+    write_mu_.AssertHeld();
+    return Exec(writer_, sql);
+  };
+  return InWriteTransaction<std::int64_t>(exec, [&]() -> Result<std::int64_t> {
+    write_mu_.AssertHeld();
+    Result<std::vector<Order>> due =
+        QueryOrders(writer_,
+                    std::string("SELECT ") + kOrderColumns +
+                        " FROM orders WHERE units_returned = 0 ORDER BY closed_at LIMIT ?1",
+                    {max});
+    if (!due) return due.error();
+    if (due->empty()) return std::int64_t{0};
+    const std::vector<bool> given = give_back(*due);
+    FLASHSALE_CHECK(given.size() == due->size(), "give_back must answer for every order");
+    SqliteStatement mark(writer_, "UPDATE orders SET units_returned = 1 WHERE order_id = ?1");
+    std::int64_t marked = 0;
+    for (std::size_t i = 0; i < due->size(); ++i) {
+      if (!given[i]) continue;
+      mark.Bind(1, (*due)[i].id.view());
+      if (mark.Step() != SQLITE_DONE) return Error(writer_, "marking returned units");
+      mark.Reset();
+      ++marked;
+    }
+    return marked;
+  });
+}
+
+Result<std::string> SqliteDatabase::SharedSecret(std::string_view name) {
+  MutexLock lock(&write_mu_);
+  {
+    // The first process to ask decides; the others read its value.
+    SqliteStatement put(writer_, "INSERT OR IGNORE INTO settings(name, value) VALUES(?1, ?2)");
+    put.Bind(1, name).Bind(2, RandomSecretHex());
+    if (put.Step() != SQLITE_DONE) return Error(writer_, "saving a setting");
+  }
+  SqliteStatement get(writer_, "SELECT value FROM settings WHERE name = ?1");
+  get.Bind(1, name);
+  if (get.Step() != SQLITE_ROW) return Error(writer_, "reading a setting");
+  return std::string(get.Text(0));
+}
+
+Result<std::int64_t> SqliteDatabase::ForgetUnreturnedUnits() {
+  MutexLock lock(&write_mu_);
+  if (Status s = ExecInWriteTransaction("UPDATE orders SET units_returned = 1 WHERE "
+                                        "units_returned = 0");
+      !s.ok()) {
+    return s;
+  }
+  return static_cast<std::int64_t>(sqlite3_changes(writer_));
+}
+
+Result<std::int64_t> SqliteDatabase::CountUnreturnedUnits() {
+  MutexLock lock(&read_mu_);
+  if (!HasColumn(reader_, "main", "orders", "units_returned")) return std::int64_t{0};
+  SqliteStatement st(reader_, "SELECT count(*) FROM main.orders WHERE units_returned = 0");
+  if (st.Step() != SQLITE_ROW) return Error(reader_, "counting unreturned units");
+  return st.Int(0);
+}
+
 Status SqliteDatabase::Ping() {
   MutexLock lock(&read_mu_);
   SqliteStatement st(reader_, "SELECT 1");
   return st.Step() == SQLITE_ROW ? Status::Ok() : Error(reader_, "ping");
 }
 
-const char* SqliteDatabase::OrdersViewSql() { return kOrdersViewWithJournal; }
+std::string SqliteDatabase::OrdersViewSql() { return OrdersView(true, true, true); }
 
 namespace {
 // Resets a cached statement when the read that used it ends, however it ends.
@@ -754,19 +1158,22 @@ Result<std::vector<Order>> SqliteDatabase::OrdersOfUser(UserId user, std::int64_
 Result<std::vector<Product>> SqliteDatabase::LoadProducts() {
   MutexLock lock(&read_mu_);
   // A read-only open of a file made before Product::version reads version 0.
-  SqliteStatement st(reader_, ProductsHaveVersion(reader_)
-                                  ? "SELECT product_id, price, stock, starts_at, ends_at, "
-                                    "limit_per_user, version FROM products ORDER BY product_id"
-                                  : "SELECT product_id, price, stock, starts_at, ends_at, "
-                                    "limit_per_user, 0 FROM products ORDER BY product_id");
+  // ... and one from before the lifecycle reads no payment window.
+  const std::string sql =
+      std::string("SELECT product_id, price, stock, starts_at, ends_at, limit_per_user, ") +
+      (ProductsHaveVersion(reader_) ? "version" : "0") + ", " +
+      (HasColumn(reader_, "main", "products", "payment_window_s") ? "payment_window_s" : "NULL") +
+      " FROM products ORDER BY product_id";
+  SqliteStatement st(reader_, sql.c_str());
   std::vector<Product> out;
   int rc;
-  constexpr const char* kColumns[] = {"product_id", "price",          "stock",  "starts_at",
-                                      "ends_at",    "limit_per_user", "version"};
+  constexpr const char* kColumns[] = {"product_id", "price",           "stock",
+                                      "starts_at",  "ends_at",         "limit_per_user",
+                                      "version",    "payment_window_s"};
   while ((rc = st.Step()) == SQLITE_ROW) {
     RowReader cells(st, "products", kColumns, 1);
     out.push_back({cells.Int(0), cells.Int(1), cells.Int(2), cells.OptionalInt(3),
-                   cells.OptionalInt(4), cells.Int(5), cells.Int(6)});
+                   cells.OptionalInt(4), cells.Int(5), cells.Int(6), cells.OptionalInt(7)});
     if (!cells.error().ok()) return cells.error();
   }
   if (rc != SQLITE_DONE) return Error(reader_, "reading products");
@@ -778,8 +1185,10 @@ Result<std::vector<SoldUnits>> SqliteDatabase::LoadSoldUnits() {
   return InReadSnapshot<std::vector<SoldUnits>>([&]() -> Result<std::vector<SoldUnits>> {
     read_mu_.AssertHeld();
     SqliteStatement st(reader_,
-                       "SELECT product_id, user_id, SUM(quantity), MAX(order_id) FROM all_orders "
-                       "WHERE status != 'FAILED' GROUP BY product_id, user_id");
+                       (std::string("SELECT product_id, user_id, SUM(quantity), MAX(order_id) FROM "
+                                    "all_orders WHERE status IN ") +
+                        kHeldStatusesSql + " GROUP BY product_id, user_id")
+                           .c_str());
     std::vector<SoldUnits> out;
     int rc;
     constexpr const char* kColumns[] = {"product_id", "user_id", "SUM(quantity)", "MAX(order_id)"};
@@ -798,9 +1207,10 @@ Result<std::int64_t> SqliteDatabase::ForEachHeldOrder(
   MutexLock lock(&read_mu_);
   return InReadSnapshot<std::int64_t>([&]() -> Result<std::int64_t> {
     read_mu_.AssertHeld();
-    SqliteStatement st(reader_,
-                       "SELECT product_id, user_id, quantity, order_id FROM all_orders WHERE "
-                       "status != 'FAILED'");
+    SqliteStatement st(reader_, (std::string("SELECT product_id, user_id, quantity, order_id FROM "
+                                             "all_orders WHERE status IN ") +
+                                 kHeldStatusesSql)
+                                    .c_str());
     std::int64_t rows = 0;
     int rc;
     constexpr const char* kColumns[] = {"product_id", "user_id", "quantity", "order_id"};
@@ -825,9 +1235,10 @@ Result<std::vector<Order>> SqliteDatabase::LoadPending() {
     return QueryOrders(reader_,
                        reader_has_journal_
                            ? "SELECT order_id, user_id, product_id, quantity, price, 'PENDING', "
-                             "created_at, idempotency_key FROM j.order_journal ORDER BY order_id"
+                             "created_at, idempotency_key, pay_by, NULL, NULL, NULL FROM "
+                             "j.order_journal ORDER BY order_id"
                            : std::string("SELECT ") + kOrderColumns +
-                                 " FROM orders WHERE status = 'PENDING' ORDER BY created_at",
+                                 " FROM all_orders WHERE status = 'PENDING' ORDER BY created_at",
                        {});
   });
 }

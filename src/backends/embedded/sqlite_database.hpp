@@ -36,6 +36,7 @@
 
 #include "backends/embedded/memory_stock_store.hpp"
 #include "core/mutex.hpp"
+#include "core/order_lifecycle.hpp"
 #include "core/order_repository.hpp"
 
 namespace flashsale::embedded {
@@ -67,7 +68,7 @@ class SqliteStatement {
 
 enum class JournalSync { kFull, kNormal };
 
-class SqliteDatabase final : public OrderRepository {
+class SqliteDatabase final : public OrderRepository, public OrderLifecycle {
  public:
   struct Options {
     std::string path;
@@ -82,6 +83,27 @@ class SqliteDatabase final : public OrderRepository {
   Result<PersistSummary> PersistBatch(std::span<const Order> orders) override;
   Result<std::optional<Order>> FindOrder(const OrderId& id) override;
   Result<std::vector<Order>> OrdersOfUser(UserId user, std::int64_t limit) override;
+
+  // OrderLifecycle. Every decision is one write transaction of the main file
+  // (SQLite has one writer at a time, in every process): Pay and the closer's
+  // ExpireDue are serialized, and a payment for an order still in the
+  // journal is recorded in order_payments and applied by the settle that
+  // lands it (Settle and Pay take turns on the same lock).
+  Result<PaymentDecision> Pay(const Payment& payment,
+                              const std::optional<Order>& in_flight) override;
+  Result<CancelDecision> Cancel(const OrderId& id, UnixMillis now) override;
+  Result<std::int64_t> ExpireDue(UnixMillis now, std::int64_t max) override;
+  Result<std::optional<UnixMillis>> NextPayBy() override;
+  Result<std::int64_t> ReturnClosedUnits(std::int64_t max, const GiveBack& give_back) override;
+  // Embedded start-up only, after the stock was rebuilt from the held orders:
+  // the rebuild gave the units of every closed order back already, so the
+  // outbox is emptied (marked returned) instead of returning them twice.
+  Result<std::int64_t> ForgetUnreturnedUnits();
+  // A secret generated on first use and kept in the database (settings), the
+  // same for every process and restart: the cancel tokens' (OrderTokens).
+  Result<std::string> SharedSecret(std::string_view name);
+  // Closed orders whose units were not given back yet (audit).
+  Result<std::int64_t> CountUnreturnedUnits();
 
   // OK when the database answers a query (for /readyz).
   Status Ping();
@@ -127,7 +149,7 @@ class SqliteDatabase final : public OrderRepository {
   static std::string JournalPath(const std::string& path) { return path + ".journal"; }
   // The SQL that creates the temporary view all_orders on a connection to the
   // main file with the journal attached as `j` (for tools and tests).
-  static const char* OrdersViewSql();
+  static std::string OrdersViewSql();
 
  private:
   SqliteDatabase() = default;
@@ -157,6 +179,23 @@ class SqliteDatabase final : public OrderRepository {
   // Schema upgrade at Open(): fills product_sales from orders (once:
   // PRAGMA user_version 2 records it).
   Status SumProductSales() REQUIRES(write_mu_);
+  // Schema upgrade at Open(): the lifecycle columns and indexes (once: PRAGMA
+  // user_version 3), and the journal's pay_by column.
+  Status UpgradeToLifecycle() REQUIRES(write_mu_, journal_mu_);
+  // Inside a write transaction: recorded payments of orders that landed
+  // become PAID (a FAILED one keeps the payment_ref, for the refund), and
+  // their rows go. A probe of the (usually empty) table first: payments may
+  // be recorded by another process (distributed mode on SQLite).
+  Status ApplyRecordedPaymentsLocked() REQUIRES(write_mu_);
+  // Inside a write transaction: the order's row in orders, if stored.
+  Result<std::optional<Order>> StoredOrderLocked(const OrderId& id) REQUIRES(write_mu_);
+  // Inside a write transaction: closes `id` (CONFIRMED only) as `status` at
+  // `now`, its units queued for return and taken off product_sales; `deltas`
+  // collects the stock guard's change, applied to the mirror after COMMIT.
+  Result<bool> CloseLocked(const OrderId& id, OrderStatus status, UnixMillis now,
+                           std::unordered_map<ProductId, std::int64_t>& deltas) REQUIRES(write_mu_);
+  Status SubtractSalesLocked(const std::unordered_map<ProductId, std::int64_t>& deltas)
+      REQUIRES(write_mu_);
 
   std::string path_;
   // Set by Open(), constant after: whether reader_ has the journal attached
