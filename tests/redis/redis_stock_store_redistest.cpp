@@ -895,6 +895,18 @@ TEST_F(RedisStockStoreTest, ForgetLandedTakesOrdersOutOfTheirProductsIndexes) {
   EXPECT_EQ(InFlightIds(kPhone).size(), 1u);
   // Landed orders keep their units (forgetting is not releasing).
   EXPECT_EQ((*store_->Get(kPhone))->remaining, 7);
+  // A consumer batch larger than one ZREM carries (5,000): every one forgotten.
+  std::vector<Order> batch(12'001);
+  std::vector<std::string> zadd{"ZADD", "item:{3}:inflight"};
+  for (Order& o : batch) {
+    o.id = ids_.Next(Now());
+    o.product = 3;
+    zadd.push_back(std::to_string(Now()));
+    zadd.push_back(o.id.str());
+  }
+  EXPECT_EQ(Command(std::move(zadd)).integer, 12'001);
+  ASSERT_TRUE(store_->ForgetLanded(std::span<const Order>(batch).first(12'000)).ok());
+  EXPECT_EQ(InFlightIds(3), std::vector<std::string>{batch.back().id.str()});
 }
 
 TEST_F(RedisStockStoreTest, StaleInFlightReadsMarkersAndDropsDeadEntries) {

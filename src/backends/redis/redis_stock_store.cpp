@@ -498,19 +498,23 @@ Result<std::vector<ProductId>> RedisStockStore::ProductIds() {
 }
 
 Status RedisStockStore::ForgetLanded(std::span<const Order> orders) {
-  // One ZREM per product, all pipelined: one round trip.
-  std::map<ProductId, std::vector<std::string>> by_product;
+  // One ZREM per product, all pipelined: one round trip. A consumer batch may
+  // hold 100,000 orders of one product: each ZREM carries at most kChunk of
+  // them, so that no single command holds Redis (and the purchases queued
+  // behind it) for long.
+  constexpr std::size_t kChunk = 5'000;
+  std::map<ProductId, std::vector<std::vector<std::string>>> by_product;
   for (const Order& o : orders) {
-    std::vector<std::string>& zrem = by_product[o.product];
-    if (zrem.empty()) {
-      zrem.emplace_back("ZREM");
-      zrem.push_back(keys::InFlight(o.product));
+    std::vector<std::vector<std::string>>& zrems = by_product[o.product];
+    if (zrems.empty() || zrems.back().size() == kChunk + 2) {
+      zrems.push_back({"ZREM", keys::InFlight(o.product)});
     }
-    zrem.push_back(o.id.str());
+    zrems.back().push_back(o.id.str());
   }
   std::vector<std::vector<std::string>> calls;
-  calls.reserve(by_product.size());
-  for (auto& [product, zrem] : by_product) calls.push_back(std::move(zrem));
+  for (auto& [product, zrems] : by_product) {
+    for (std::vector<std::string>& zrem : zrems) calls.push_back(std::move(zrem));
+  }
   std::vector<Result<RedisValue>> replies =
       Gather(calls.size(), [&](std::size_t i, RedisConnection::Callback done) {
         connection_.Send(std::move(calls[i]), std::move(done));

@@ -107,7 +107,8 @@ class RedisStockStore final : public StockStore {
   //
   // After the consumer stored `orders` in the database: takes them out of
   // their products' indexes, in one pipelined round trip (one ZREM per
-  // product). Idempotent; orders that are not indexed are ignored.
+  // product and 5,000 orders). Idempotent; orders that are not indexed are
+  // ignored. Only `id` and `product` of each order are read.
   Status ForgetLanded(std::span<const Order> orders);
   // Up to `max` orders of `product` still in the index, created before
   // `created_before` (oldest first), as their markers hold them: status
@@ -116,8 +117,8 @@ class RedisStockStore final : public StockStore {
   // than `max` may come back while older ones remain: call again). An order
   // returned may have landed nonetheless (the consumer forgets orders after
   // its database commit, and may die in between): the caller checks the
-  // database before it releases one. One
-  // ZRANGEBYSCORE and one MGET (plus one ZREM when some were dropped).
+  // database before it releases one. One ZRANGEBYSCORE and one MGET (plus one
+  // ZREM when some were dropped).
   // NOTE: the MGET reads order:<id> keys of many hash slots (standalone only,
   // as the marker itself; see reserve_stock.lua).
   Result<std::vector<Order>> StaleInFlight(ProductId product, UnixMillis created_before,
