@@ -256,9 +256,19 @@ std::string EncodeOrder(const Order& o) {
   out.append(R"(,"time":)");
   AppendInt(out, o.created_at);
   if (!o.idempotency_key.empty()) {
-    // Keys are printable ASCII (the API checks): only '"' and '\\' need escaping.
+    // The API admits printable ASCII only, but a decoded message may carry any
+    // JSON string (re-encoded for the dead-letter topic): control characters
+    // are escaped too; other bytes are UTF-8 the decoder checked.
     out.append(R"(,"idempotency_key":")");
     for (char ch : o.idempotency_key) {
+      const auto byte = static_cast<unsigned char>(ch);
+      if (byte < 0x20) {
+        constexpr std::string_view kHex = "0123456789abcdef";
+        out.append("\\u00");
+        out.push_back(kHex[byte >> 4]);
+        out.push_back(kHex[byte & 0xf]);
+        continue;
+      }
       if (ch == '"' || ch == '\\') out.push_back('\\');
       out.push_back(ch);
     }
