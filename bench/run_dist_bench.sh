@@ -289,13 +289,13 @@ if want redis; then
     busy_check "redis floor"
     sha="$("${RCLI[@]}" SCRIPT LOAD "$(cat "$ROOT/src/backends/redis/reserve_stock.lua")")"
     P=$FLOOR_PID
-    "${RCLI[@]}" UNLINK "item:{$P}:buyers" "item:{$P}:sold_out" >/dev/null
+    "${RCLI[@]}" UNLINK "item:{$P}:buyers" "item:{$P}:sold_out" "item:{$P}:inflight" >/dev/null
     "${RCLI[@]}" HSET "item:{$P}:meta" price 100 stock 1000000000000 limit_per_user 1000000000 >/dev/null
     "${RCLI[@]}" SET "item:{$P}:stock" 1000000000000 >/dev/null
     s0="$("${RCLI[@]}" GET "item:{$P}:stock")"
     rb=(redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -P 32 -n "$REDIS_N" -c 50 -r 1000000000 --csv
-        EVALSHA "$sha" 5 "item:{$P}:meta" "item:{$P}:stock" "item:{$P}:sold_out" "item:{$P}:buyers"
-        "order:__rand_int__"
+        EVALSHA "$sha" 6 "item:{$P}:meta" "item:{$P}:stock" "item:{$P}:sold_out" "item:{$P}:buyers"
+        "order:__rand_int__" "item:{$P}:inflight"
         "$P" __rand_int__ 1 __rand_int__ "$(date +%s%3N)" 120)
     R_FLOOR_CMD="${rb[*]}"
     log "redis floor: ${rb[*]}"
@@ -306,7 +306,7 @@ if want redis; then
     R_FLOOR="$(awk -F'","' 'NR == 2 {gsub(/"/, "", $NF); print $2, $5, $7}' "$WORK/redis-benchmark.csv")"
     log "redis floor: rps p50 p99 = $R_FLOOR; units reserved: $R_RESERVED of $REDIS_N"
     [[ $R_RESERVED -ge $((REDIS_N * 99 / 100)) ]] || problem "redis floor: only $R_RESERVED of $REDIS_N calls reserved a unit"
-    "${RCLI[@]}" UNLINK "item:{$P}:buyers" "item:{$P}:latest" >/dev/null
+    "${RCLI[@]}" UNLINK "item:{$P}:buyers" "item:{$P}:latest" "item:{$P}:inflight" >/dev/null
 fi
 K_FLOOR=""; K_FLOOR_CMD=""
 if want kafka; then

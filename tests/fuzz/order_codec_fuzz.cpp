@@ -25,7 +25,8 @@ namespace {
 
 bool SameOrder(const Order& a, const Order& b) {
   return a.id == b.id && a.user == b.user && a.product == b.product && a.quantity == b.quantity &&
-         a.price == b.price && a.created_at == b.created_at && a.status == b.status;
+         a.price == b.price && a.created_at == b.created_at && a.status == b.status &&
+         a.pay_by == b.pay_by && a.idempotency_key == b.idempotency_key;
 }
 
 }  // namespace
@@ -42,6 +43,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(!order->id.empty());
     FUZZ_CHECK(order->user >= 0 && order->product >= 0);
     FUZZ_CHECK(order->quantity >= 1 && order->price >= 0 && order->created_at >= 0);
+    FUZZ_CHECK(!order->pay_by || *order->pay_by >= 0);
     Result<Order> round = DecodeOrder(EncodeOrder(*order));
     FUZZ_CHECK(round.has_value());
     FUZZ_CHECK(SameOrder(*order, *round));

@@ -58,6 +58,58 @@ TEST(OrderCodec, CarriesTheIdempotencyKey) {
                    .has_value());
 }
 
+// Regression (found by order_codec_fuzz): the decoder accepts any JSON string
+// as idempotency_key, control characters too (a message anyone can produce);
+// EncodeOrder escaped only '"' and '\\', so such an order (re-encoded for the
+// dead-letter topic) became invalid JSON.
+TEST(OrderCodec, ReencodesAnyIdempotencyKeyTheDecoderAccepted) {
+  Result<Order> o = DecodeOrder(
+      R"({"order_id":"0192a3b4c5d000abc0000001","item_id":7,"user_id":42,"quantity":2,)"
+      R"("price":12.5,"time":1,"idempotency_key":"a\u0000b\u001f\n\t\"q\"\\ \u00e9\u4e2d"})");
+  ASSERT_TRUE(o.has_value()) << o.error().message();
+  ASSERT_EQ(o->idempotency_key, std::string("a\0b\x1f\n\t\"q\"\\ \xc3\xa9\xe4\xb8\xad", 16));
+  Result<Order> back = DecodeOrder(EncodeOrder(*o));
+  ASSERT_TRUE(back.has_value()) << back.error().message() << ": " << EncodeOrder(*o);
+  EXPECT_EQ(back->idempotency_key, o->idempotency_key);
+}
+
+// pay_by (order lifecycle) travels with its order; messages without it (every
+// one written before the lifecycle, and orders of products without a payment
+// window) decode as "no payment step".
+TEST(OrderCodec, CarriesPayByAndReadsMessagesWithoutIt) {
+  Order o = SampleOrder();
+  o.pay_by = 1'764'000'900'123;
+  const std::string text = EncodeOrder(o);
+  EXPECT_EQ(text, R"({"order_id":"0192a3b4c5d000abc0000001","item_id":7,"user_id":42,"quantity":2,)"
+                  R"("price":12.5,"time":1764000000123,"pay_by":1764000900123})");
+  Result<Order> back = DecodeOrder(text);
+  ASSERT_TRUE(back.has_value()) << back.error().message();
+  EXPECT_EQ(back->pay_by, o.pay_by);
+  o.idempotency_key = "k1";
+  back = DecodeOrder(EncodeOrder(o));
+  ASSERT_TRUE(back.has_value()) << back.error().message();
+  EXPECT_EQ(back->pay_by, o.pay_by);
+  EXPECT_EQ(back->idempotency_key, "k1");
+  // An old message (no pay_by): none.
+  back = DecodeOrder(R"({"order_id":"0192a3b4c5d000abc0000001","item_id":7,"user_id":42,)"
+                     R"("quantity":2,"price":12.5,"time":1764000000123})");
+  ASSERT_TRUE(back.has_value()) << back.error().message();
+  EXPECT_EQ(back->pay_by, std::nullopt);
+  EXPECT_EQ(DecodeOrder(EncodeOrder(SampleOrder()))->pay_by, std::nullopt);
+  // Anything but a non-negative integer is refused; so is a duplicate.
+  const std::string head = R"({"order_id":"0192a3b4c5d000abc0000001","item_id":7,"user_id":42,)"
+                           R"("quantity":2,"price":12.5,"time":1,)";
+  for (const char* bad :
+       {R"("pay_by":-1})", R"("pay_by":"5"})", R"("pay_by":1.5})", R"("pay_by":null})",
+        R"("pay_by":99999999999999999999})", R"("pay_by":1,"pay_by":1})"}) {
+    Result<Order> r = DecodeOrder(head + bad);
+    EXPECT_FALSE(r.has_value()) << "accepted: " << head + bad;
+    if (!r.has_value()) {
+      EXPECT_EQ(r.error().code(), Status::Code::kInvalid);
+    }
+  }
+}
+
 TEST(OrderCodec, AcceptsOtherKeyOrderWhitespaceAndUnknownKeys) {
   OrderDecoder decoder;
   Result<Order> o = decoder.Decode(

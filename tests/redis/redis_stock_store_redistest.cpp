@@ -164,6 +164,29 @@ class RedisStockStoreTest : public ::testing::Test {
     Result<PutResult> r = store_->Put(p, kNoPersist);
     ASSERT_TRUE(r.has_value()) << r.error().ToString();
   }
+  void PutWindowed(ProductId id, std::int64_t stock, std::optional<std::int64_t> window_s) {
+    Product p{id, 1999, stock, {}, {}, /*limit_per_user=*/5};
+    p.payment_window_s = window_s;
+    Result<PutResult> r = store_->Put(p, kNoPersist);
+    ASSERT_TRUE(r.has_value()) << r.error().ToString();
+  }
+  // One raw command on the fixture's connection, and its reply.
+  RedisValue Command(std::vector<std::string> argv) {
+    std::promise<Result<RedisValue>> p;
+    connection_->Send(std::move(argv), [&p](Result<RedisValue> v) { p.set_value(std::move(v)); });
+    Result<RedisValue> v = p.get_future().get();
+    EXPECT_TRUE(v.has_value()) << v.error().ToString();
+    return v.has_value() ? *v : RedisValue{};
+  }
+  // The members of a product's in-flight index, oldest first.
+  std::vector<std::string> InFlightIds(ProductId id) {
+    std::vector<std::string> out;
+    for (const RedisValue& m :
+         Command({"ZRANGE", "item:{" + std::to_string(id) + "}:inflight", "0", "-1"}).elements) {
+      out.push_back(m.str);
+    }
+    return out;
+  }
 
   testutil::TempDir dir_;
   std::unique_ptr<RedisServer> server_;
@@ -633,7 +656,7 @@ TEST_F(RedisStockStoreTest, ListAndProductCountFollowPutAndSeed) {
   EXPECT_EQ(*store_->ProductCount(), 0);
   PutProduct(5, 1);
   // Seed: creates what is missing (with what the database says was sold), keeps the rest.
-  std::vector<Product> products = {{kPhone, 1, 99, {}, {}, 1}, {7, 250, 10, {}, {}, 2, 41}};
+  std::vector<Product> products = {{kPhone, 1, 99, {}, {}, 1}, {7, 250, 10, {}, {}, 2, 300, 41}};
   OrderIdGenerator ids;
   const OrderId latest = ids.Next(Now());
   std::vector<SoldUnits> sold = {{7, 42, 2, latest}, {7, 43, 1, ids.Next(Now())}};
@@ -650,6 +673,8 @@ TEST_F(RedisStockStoreTest, ListAndProductCountFollowPutAndSeed) {
   EXPECT_EQ((*all)[1].remaining, 7);  // 10 - 3 sold
   // The database row's version came along: the next admin change is numbered above it.
   EXPECT_EQ((*all)[1].product.version, 41);
+  EXPECT_EQ((*all)[1].product.payment_window_s, 300);
+  EXPECT_EQ((*all)[0].product.payment_window_s, std::nullopt);
   Product restocked;
   ASSERT_TRUE(store_->Restock(7, 1, [&](const Product& q) {
     restocked = q;
@@ -657,6 +682,7 @@ TEST_F(RedisStockStoreTest, ListAndProductCountFollowPutAndSeed) {
   }));
   EXPECT_EQ(restocked.version, 42);
   EXPECT_EQ(restocked.stock, 11);
+  EXPECT_EQ(restocked.payment_window_s, 300);  // the persisted row keeps the window
   EXPECT_EQ(store_->List(1, 10)->size(), 1u);
   EXPECT_TRUE(store_->List(5, 10)->empty());
   // The buyer records came along: user 42 holds 2 of a limit of 2.
@@ -745,6 +771,189 @@ TEST_F(RedisStockStoreTest, InFlightOrderIsReadableUntilItExpires) {
   EXPECT_EQ((*order)->created_at, last_.now);
   EXPECT_FALSE(store_->FindInFlightOrder(ids_.Next(Now()))->has_value());
   EXPECT_TRUE(store_->Ping().ok());
+}
+
+// Order lifecycle: the reservation step fixes pay_by = now + the product's
+// payment window, the marker carries it, and a retried reservation answers it again.
+TEST_F(RedisStockStoreTest, ReservationWithAPaymentWindowCarriesPayBy) {
+  PutWindowed(kPhone, 5, 90);
+  Result<std::optional<StockSnapshot>> snap = store_->Get(kPhone);
+  ASSERT_TRUE(snap && snap->has_value());
+  EXPECT_EQ((*snap)->product.payment_window_s, 90);
+  Result<ReserveResult> r = SyncReserve(3, 2);
+  ASSERT_EQ(OutcomeOf(r), ReserveOutcome::kReserved);
+  EXPECT_EQ(r->pay_by, last_.now + 90'000);
+  const Reservation held = last_;
+  Result<std::optional<Order>> order = store_->FindInFlightOrder(held.order);
+  ASSERT_TRUE(order && order->has_value());
+  EXPECT_EQ((*order)->pay_by, held.now + 90'000);
+  EXPECT_EQ((*order)->quantity, 2);
+  // The marker outlives the window plus order_ttl_s (release_stock.lua's idempotency).
+  const std::int64_t ttl = Command({"TTL", "order:" + held.order.str()}).integer;
+  EXPECT_GT(ttl, RedisStockStore::Options{}.order_ttl_s);
+  EXPECT_LE(ttl, RedisStockStore::Options{}.order_ttl_s + 90);
+  // A retry of the same reservation, later and after the window changed: the first answer.
+  PutWindowed(kPhone, 5, 10);
+  Reservation retry = held;
+  retry.now += 5'000;
+  std::promise<Result<ReserveResult>> p;
+  store_->Reserve(retry, [&p](Result<ReserveResult> res) { p.set_value(std::move(res)); });
+  Result<ReserveResult> again = p.get_future().get();
+  ASSERT_EQ(OutcomeOf(again), ReserveOutcome::kReserved);
+  EXPECT_EQ(again->pay_by, held.now + 90'000);
+  EXPECT_EQ((*store_->Get(kPhone))->remaining, 3);
+  // No window: no pay_by.
+  PutWindowed(kPhone, 5, std::nullopt);
+  Result<ReserveResult> plain = SyncReserve(4, 1);
+  ASSERT_EQ(OutcomeOf(plain), ReserveOutcome::kReserved);
+  EXPECT_EQ(plain->pay_by, std::nullopt);
+  EXPECT_EQ((*store_->FindInFlightOrder(last_.order))->pay_by, std::nullopt);
+  EXPECT_EQ((*store_->Get(kPhone))->product.payment_window_s, std::nullopt);
+}
+
+TEST_F(RedisStockStoreTest, PaymentWindowOutOfRangeIsInvalidAndChangesNothing) {
+  PutWindowed(kPhone, 5, 60);
+  for (std::int64_t bad :
+       {std::int64_t{0}, std::int64_t{-1}, RedisStockStore::kMaxPaymentWindowS + 1}) {
+    Product p{kPhone, 1999, 9, {}, {}, 5};
+    p.payment_window_s = bad;
+    Result<PutResult> r = store_->Put(p, kNoPersist);
+    ASSERT_FALSE(r.has_value()) << bad;
+    EXPECT_EQ(r.error().code(), Status::Code::kInvalid);
+  }
+  EXPECT_EQ((*store_->Get(kPhone))->product.stock, 5);
+  EXPECT_EQ((*store_->Get(kPhone))->product.payment_window_s, 60);
+}
+
+// Markers written before the payment step have 7 fields: still read as in-flight
+// orders (no pay_by), still released once.
+TEST_F(RedisStockStoreTest, SevenFieldMarkersAreStillReadAndReleased) {
+  PutWindowed(kPhone, 5, 60);
+  ASSERT_EQ(OutcomeOf(SyncReserve(3, 1)), ReserveOutcome::kReserved);
+  const Reservation held = last_;
+  const std::string key = "order:" + held.order.str();
+  Command({"SET", key, "R|3|" + std::to_string(kPhone) + "|1|1999|0|" + std::to_string(held.now),
+           "EX", "600"});
+  Result<std::optional<Order>> order = store_->FindInFlightOrder(held.order);
+  ASSERT_TRUE(order && order->has_value());
+  EXPECT_EQ((*order)->user, 3);
+  EXPECT_EQ((*order)->created_at, held.now);
+  EXPECT_EQ((*order)->pay_by, std::nullopt);
+  ASSERT_TRUE(SyncRelease(held).has_value());
+  ASSERT_TRUE(SyncRelease(held).has_value());
+  EXPECT_EQ((*store_->Get(kPhone))->remaining, 5);
+  EXPECT_TRUE(InFlightIds(kPhone).empty());
+}
+
+// The closer may release an expired order's units again after a crash: the
+// units come back once.
+TEST_F(RedisStockStoreTest, ReleasingAWindowedReservationTwiceGivesTheUnitsBackOnce) {
+  PutWindowed(kPhone, 2, 30);
+  ASSERT_EQ(OutcomeOf(SyncReserve(3, 2)), ReserveOutcome::kReserved);
+  const Reservation held = last_;
+  EXPECT_EQ(InFlightIds(kPhone), std::vector<std::string>{held.order.str()});
+  Result<std::int64_t> first = SyncRelease(held);
+  ASSERT_TRUE(first.has_value()) << first.error().ToString();
+  Result<std::int64_t> second = SyncRelease(held);
+  ASSERT_TRUE(second.has_value()) << second.error().ToString();
+  EXPECT_EQ(*second, *first);  // ALREADY_RELEASED: the epoch did not move
+  Result<std::optional<StockSnapshot>> snap = store_->Get(kPhone);
+  EXPECT_EQ((*snap)->remaining, 2);
+  EXPECT_FALSE((*snap)->sold_out);
+  EXPECT_TRUE(InFlightIds(kPhone).empty());
+  // The buyer may buy both units again, and no more.
+  EXPECT_EQ(OutcomeOf(SyncReserve(3, 2)), ReserveOutcome::kReserved);
+  EXPECT_EQ(OutcomeOf(SyncReserve(4, 1)), ReserveOutcome::kSoldOut);
+}
+
+TEST_F(RedisStockStoreTest, ForgetLandedTakesOrdersOutOfTheirProductsIndexes) {
+  constexpr ProductId kOther = 2;
+  PutWindowed(kPhone, 10, 60);
+  PutWindowed(kOther, 10, std::nullopt);
+  std::vector<Order> landed;
+  std::vector<std::string> kept;
+  for (int i = 0; i < 6; ++i) {
+    const ProductId product = i % 2 == 0 ? kPhone : kOther;
+    ASSERT_EQ(OutcomeOf(SyncReserve(100 + i, 1, product)), ReserveOutcome::kReserved);
+    Order o;
+    o.id = last_.order;
+    o.product = product;
+    if (i < 4) {
+      landed.push_back(o);
+    } else {
+      kept.push_back(o.id.str());
+    }
+  }
+  EXPECT_EQ(InFlightIds(kPhone).size(), 3u);
+  EXPECT_EQ(InFlightIds(kOther).size(), 3u);
+  ASSERT_TRUE(store_->ForgetLanded(landed).ok());
+  EXPECT_EQ(InFlightIds(kPhone), std::vector<std::string>{kept[0]});
+  EXPECT_EQ(InFlightIds(kOther), std::vector<std::string>{kept[1]});
+  // Idempotent, and nothing to do is fine.
+  EXPECT_TRUE(store_->ForgetLanded(landed).ok());
+  EXPECT_TRUE(store_->ForgetLanded({}).ok());
+  EXPECT_EQ(InFlightIds(kPhone).size(), 1u);
+  // Landed orders keep their units (forgetting is not releasing).
+  EXPECT_EQ((*store_->Get(kPhone))->remaining, 7);
+  // A consumer batch larger than one ZREM carries (5,000): every one forgotten.
+  std::vector<Order> batch(12'001);
+  std::vector<std::string> zadd{"ZADD", "item:{3}:inflight"};
+  for (Order& o : batch) {
+    o.id = ids_.Next(Now());
+    o.product = 3;
+    zadd.push_back(std::to_string(Now()));
+    zadd.push_back(o.id.str());
+  }
+  EXPECT_EQ(Command(std::move(zadd)).integer, 12'001);
+  ASSERT_TRUE(store_->ForgetLanded(std::span<const Order>(batch).first(12'000)).ok());
+  EXPECT_EQ(InFlightIds(3), std::vector<std::string>{batch.back().id.str()});
+}
+
+TEST_F(RedisStockStoreTest, StaleInFlightReadsMarkersAndDropsDeadEntries) {
+  PutWindowed(kPhone, 10, 120);
+  std::vector<Reservation> held;
+  const UnixMillis t0 = Now() - 60'000;
+  for (int i = 0; i < 5; ++i) {
+    Reservation r{kPhone, 200 + i, 1 + i % 2, ids_.Next(t0 + i * 1000), t0 + i * 1000};
+    std::promise<Result<ReserveResult>> p;
+    store_->Reserve(r, [&p](Result<ReserveResult> res) { p.set_value(std::move(res)); });
+    ASSERT_EQ(OutcomeOf(p.get_future().get()), ReserveOutcome::kReserved);
+    held.push_back(r);
+  }
+  // Created strictly before t0 + 3000: the first three, oldest first, as their markers say.
+  Result<std::vector<Order>> stale = store_->StaleInFlight(kPhone, t0 + 3000, 100);
+  ASSERT_TRUE(stale.has_value()) << stale.error().ToString();
+  ASSERT_EQ(stale->size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) {
+    const Order& o = (*stale)[i];
+    EXPECT_TRUE(o.id == held[i].order);
+    EXPECT_EQ(o.product, kPhone);
+    EXPECT_EQ(o.user, held[i].user);
+    EXPECT_EQ(o.quantity, held[i].quantity);
+    EXPECT_EQ(o.price, 1999);
+    EXPECT_EQ(o.created_at, held[i].now);
+    EXPECT_EQ(o.pay_by, held[i].now + 120'000);
+    EXPECT_EQ(o.status, OrderStatus::kPending);
+  }
+  // At most `max`.
+  ASSERT_EQ(store_->StaleInFlight(kPhone, t0 + 3000, 2)->size(), 2u);
+  // A marker that expired and one released behind the index's back: dropped from the
+  // index and skipped; the live ones still come.
+  Command({"DEL", "order:" + held[0].order.str()});
+  Command({"SET", "order:" + held[1].order.str(), "X|201|1|2|1999|0|1|", "KEEPTTL"});
+  stale = store_->StaleInFlight(kPhone, t0 + 10'000, 100);
+  ASSERT_TRUE(stale.has_value());
+  ASSERT_EQ(stale->size(), 3u);
+  EXPECT_TRUE((*stale)[0].id == held[2].order);
+  EXPECT_EQ(InFlightIds(kPhone), (std::vector<std::string>{held[2].order.str(), held[3].order.str(),
+                                                           held[4].order.str()}));
+  // Released through the store: out of the index at once.
+  ASSERT_TRUE(SyncRelease(held[2]).has_value());
+  EXPECT_EQ(store_->StaleInFlight(kPhone, t0 + 10'000, 100)->size(), 2u);
+  EXPECT_TRUE(store_->StaleInFlight(kPhone, t0, 100)->empty());
+  EXPECT_TRUE(store_->StaleInFlight(99, t0 + 10'000, 100)->empty());
+  // Every product, for the closer's sweep.
+  EXPECT_EQ(*store_->ProductIds(), std::vector<ProductId>{kPhone});
 }
 
 TEST_F(RedisStockStoreTest, ConnectHandshakeSelectsTheDatabaseAndLoadsScripts) {

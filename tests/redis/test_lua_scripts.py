@@ -93,10 +93,13 @@ class Store:
     @staticmethod
     def keys(pid, order_id):
         k = f"item:{{{pid}}}"
-        return [f"{k}:meta", f"{k}:stock", f"{k}:sold_out", f"{k}:buyers", f"order:{order_id}"]
+        return [f"{k}:meta", f"{k}:stock", f"{k}:sold_out", f"{k}:buyers", f"order:{order_id}",
+                f"{k}:inflight"]
 
-    def put(self, pid, stock, price=1999, limit=1, starts_at=None, ends_at=None):
+    def put(self, pid, stock, price=1999, limit=1, starts_at=None, ends_at=None, window=None):
         meta = {"price": price, "stock": stock, "limit_per_user": limit, "restock_epoch": 0}
+        if window is not None:
+            meta["payment_window_s"] = window
         if starts_at is not None:
             meta["starts_at"] = starts_at
         if ends_at is not None:
@@ -105,23 +108,23 @@ class Store:
         self.r.set(f"item:{{{pid}}}:stock", stock)
 
     def reserve(self, pid, user, amount, order_id, now=NOW):
-        reply = self.r.evalsha(self.reserve_sha, 5, *self.keys(pid, order_id),
+        reply = self.r.evalsha(self.reserve_sha, 6, *self.keys(pid, order_id),
                                pid, user, amount, order_id, now, ORDER_TTL)
-        assert len(reply) == 5, reply
+        assert len(reply) == 6, reply
         return list(reply)
 
     def release(self, pid, user, amount, order_id):
-        return self.r.evalsha(self.release_sha, 5, *self.keys(pid, order_id),
-                              user, amount, MARKER_TTL)
+        return self.r.evalsha(self.release_sha, 6, *self.keys(pid, order_id),
+                              user, amount, MARKER_TTL, order_id)
 
     @staticmethod
     def product_keys(pid):
         k = f"item:{{{pid}}}"
         return [f"{k}:meta", f"{k}:stock", f"{k}:sold_out"]
 
-    def put_product(self, pid, stock, price=1999, limit=1, starts_at="", ends_at=""):
+    def put_product(self, pid, stock, price=1999, limit=1, starts_at="", ends_at="", window=""):
         return self.r.evalsha(self.put_sha, 3, *self.product_keys(pid), price, stock, limit,
-                              starts_at, ends_at)
+                              starts_at, ends_at, window)
 
     def restock(self, pid, amount):
         return self.r.evalsha(self.restock_sha, 3, *self.product_keys(pid), amount)
@@ -129,9 +132,9 @@ class Store:
     def get(self, pid):
         return self.r.evalsha(self.get_sha, 3, *self.product_keys(pid))
 
-    def seed(self, pid, stock, remaining, version, buyers=(), price=1999, limit=1):
+    def seed(self, pid, stock, remaining, version, buyers=(), price=1999, limit=1, window=""):
         k = f"item:{{{pid}}}"
-        args = [price, stock, limit, "", "", remaining, 0, version]
+        args = [price, stock, limit, "", "", remaining, 0, version, window]
         for user, units, order in buyers:
             args += [user, units, order]
         return self.r.evalsha(self.seed_sha, 5, *self.product_keys(pid), f"{k}:buyers",
@@ -145,6 +148,9 @@ class Store:
 
     def flag_ttl(self, pid):
         return self.r.ttl(f"item:{{{pid}}}:sold_out")
+
+    def inflight(self, pid):
+        return self.r.zrange(f"item:{{{pid}}}:inflight", 0, -1, withscores=True)
 
     def units(self, pid, user):
         v = self.r.hget(f"item:{{{pid}}}:buyers", user)
@@ -166,12 +172,12 @@ def pid():
 
 def test_reserved_writes_everything(store, pid):
     store.put(pid, stock=5, price=1234, limit=3)
-    assert store.reserve(pid, 7, 2, "o1") == ["RESERVED", 1234, 0, "", 0]
+    assert store.reserve(pid, 7, 2, "o1") == ["RESERVED", 1234, 0, "", 0, 0]
     assert store.stock(pid) == 3
     assert store.units(pid, 7) == 2
     assert store.r.hget(f"item:{{{pid}}}:buyers", "7:o") == "o1"  # the user's latest order
     # The in-flight order and per-order marker, one string: R|user|product|amount|price|last|time.
-    assert store.r.get("order:o1") == f"R|7|{pid}|2|1234|0|{NOW}"
+    assert store.r.get("order:o1") == f"R|7|{pid}|2|1234|0|{NOW}|"
     assert 0 < store.r.ttl("order:o1") <= ORDER_TTL
     assert store.flag_ttl(pid) == -2  # no L2 flag
 
@@ -191,10 +197,10 @@ def test_sale_window(store, pid):
 
 def test_limit_exceeded_returns_latest_order(store, pid):
     store.put(pid, stock=10, limit=2)
-    assert store.reserve(pid, 1, 3, f"l{pid}a") == ["LIMIT_EXCEEDED", 0, 0, "", 0]
+    assert store.reserve(pid, 1, 3, f"l{pid}a") == ["LIMIT_EXCEEDED", 0, 0, "", 0, 0]
     assert store.reserve(pid, 1, 1, f"l{pid}b")[0] == "RESERVED"
     assert store.reserve(pid, 1, 1, f"l{pid}c")[0] == "RESERVED"
-    assert store.reserve(pid, 1, 1, f"l{pid}d") == ["LIMIT_EXCEEDED", 0, 0, f"l{pid}c", 0]
+    assert store.reserve(pid, 1, 1, f"l{pid}d") == ["LIMIT_EXCEEDED", 0, 0, f"l{pid}c", 0, 0]
     assert store.units(pid, 1) == 2 and store.stock(pid) == 8
 
 
@@ -267,11 +273,11 @@ def test_huge_amount(store, pid):
 def test_reserve_idempotent_per_order(store, pid):
     store.put(pid, stock=1, price=700, limit=5)
     first = store.reserve(pid, 1, 1, f"d{pid}")
-    assert first == ["RESERVED", 700, 1, "", 0]
+    assert first == ["RESERVED", 700, 1, "", 0, 0]
     # Retried (even after the product sold out): same answer, nothing taken again.
     assert store.reserve(pid, 1, 1, f"d{pid}") == first
     assert store.stock(pid) == 0 and store.units(pid, 1) == 1
-    assert store.r.get(f"order:d{pid}") == f"R|1|{pid}|1|700|1|{NOW}"
+    assert store.r.get(f"order:d{pid}") == f"R|1|{pid}|1|700|1|{NOW}|"
     assert 0 < store.r.ttl(f"order:d{pid}") <= ORDER_TTL
 
 
@@ -284,7 +290,7 @@ def test_release_restores_everything(store, pid):
     assert store.stock(pid) == 1 and store.units(pid, 1) == 1
     assert store.r.exists(f"item:{{{pid}}}:sold_out") == 0
     # Released: the marker stays (same TTL) with X in front, so replays are recognised.
-    assert store.r.get(f"order:r{pid}b") == f"X|1|{pid}|1|1999|1|{NOW}"
+    assert store.r.get(f"order:r{pid}b") == f"X|1|{pid}|1|1999|1|{NOW}|"
     assert 0 < store.r.ttl(f"order:r{pid}b") <= ORDER_TTL
     assert store.r.hget(f"item:{{{pid}}}:meta", "restock_epoch") == "1"
     # Idempotent: a second release changes nothing.
@@ -299,7 +305,7 @@ def test_release_restores_everything(store, pid):
     assert store.r.hget(f"item:{{{pid}}}:buyers", "1:o") is None
     assert store.stock(pid) == 2
     # The epoch comes back from reserve too.
-    assert store.reserve(pid, 2, 1, f"r{pid}c") == ["RESERVED", 1999, 0, "", 2]
+    assert store.reserve(pid, 2, 1, f"r{pid}c") == ["RESERVED", 1999, 0, "", 2, 0]
 
 
 def test_release_caps_at_stock_and_checks_the_reservation(store, pid):
@@ -361,6 +367,103 @@ def test_race_no_oversell_no_user_over_limit(store, pid):
     assert store.r.exists(f"item:{{{pid}}}:sold_out") == 1
 
 
+# -- order lifecycle: payment window -> pay_by, the marker's TTL, the in-flight index ---------
+
+
+def test_window_sets_pay_by_marker_field_and_ttl(store, pid):
+    store.put(pid, stock=5, price=250, limit=2, window=900)
+    oid = f"pw{pid}"
+    assert store.reserve(pid, 3, 1, oid) == ["RESERVED", 250, 0, "", 0, NOW + 900_000]
+    assert store.r.get(f"order:{oid}") == f"R|3|{pid}|1|250|0|{NOW}|{NOW + 900_000}"
+    # The marker outlives the payment window plus the retry horizon (order_ttl).
+    assert ORDER_TTL + 900 - 5 <= store.r.ttl(f"order:{oid}") <= ORDER_TTL + 900
+    # The longest window (7 days) at a far-future now: exact integer milliseconds.
+    store.put(pid, stock=5, price=250, limit=2, window=604_800)
+    far = 2**43 - 1
+    assert store.reserve(pid, 4, 1, f"pf{pid}", now=far)[5] == far + 604_800_000
+    assert store.r.get(f"order:pf{pid}").endswith(f"|{far}|{far + 604_800_000}")
+
+
+def test_replay_returns_the_markers_pay_by(store, pid):
+    store.put(pid, stock=5, limit=2, window=60)
+    oid = f"pr{pid}"
+    first = store.reserve(pid, 1, 1, oid)
+    assert first[5] == NOW + 60_000
+    # Retried later, after the window changed: the first decision, nothing taken again.
+    store.r.hset(f"item:{{{pid}}}:meta", "payment_window_s", 5)
+    assert store.reserve(pid, 1, 1, oid, now=NOW + 3_000) == first
+    assert store.stock(pid) == 4 and store.units(pid, 1) == 1
+    assert store.inflight(pid) == [(oid, float(NOW))]
+    # Without a window: pay_by 0 on the first call and on its replay.
+    store.r.hset(f"item:{{{pid}}}:meta", "payment_window_s", "")
+    assert store.reserve(pid, 2, 1, f"pn{pid}")[5] == 0
+    assert store.reserve(pid, 2, 1, f"pn{pid}", now=NOW + 1)[5] == 0
+    assert 0 < store.r.ttl(f"order:pn{pid}") <= ORDER_TTL
+
+
+def test_old_seven_field_markers_still_replay_and_release(store, pid):
+    # A reservation made by the script before the payment step: 7 fields, no index entry.
+    store.put(pid, stock=3, limit=2)
+    oid = f"po{pid}"
+    store.r.set(f"item:{{{pid}}}:stock", 2)
+    store.r.hset(f"item:{{{pid}}}:buyers", mapping={"5": 1, "5:o": oid})
+    store.r.set(f"order:{oid}", f"R|5|{pid}|1|1999|0|{NOW}", ex=ORDER_TTL)
+    assert store.reserve(pid, 5, 1, oid) == ["RESERVED", 1999, 0, "", 0, 0]
+    assert store.stock(pid) == 2
+    assert store.release(pid, 5, 1, oid) == ["RELEASED", 1]
+    assert store.stock(pid) == 3 and store.units(pid, 5) is None
+    assert store.r.get(f"order:{oid}") == f"X|5|{pid}|1|1999|0|{NOW}"
+    assert store.release(pid, 5, 1, oid) == ["ALREADY_RELEASED", 1]
+    assert store.stock(pid) == 3
+
+
+def test_inflight_index_follows_reserve_and_release(store, pid):
+    store.put(pid, stock=2, limit=5, window=30)
+    a, b, c = f"ia{pid}", f"ib{pid}", f"ic{pid}"
+    assert store.reserve(pid, 1, 1, a)[0] == "RESERVED"
+    assert store.reserve(pid, 2, 1, b, now=NOW + 7)[0] == "RESERVED"
+    assert store.inflight(pid) == [(a, float(NOW)), (b, float(NOW + 7))]
+    # Refusals are not indexed.
+    assert store.reserve(pid, 3, 1, c)[0] == "SOLD_OUT"
+    assert store.reserve(pid, 1, 9, f"id{pid}")[0] == "SOLD_OUT"
+    assert len(store.inflight(pid)) == 2
+    # A release takes its order out; a second release changes nothing (units back once).
+    assert store.release(pid, 1, 1, a) == ["RELEASED", 1]
+    assert store.inflight(pid) == [(b, float(NOW + 7))]
+    assert store.release(pid, 1, 1, a) == ["ALREADY_RELEASED", 1]
+    assert store.stock(pid) == 1 and store.units(pid, 1) is None
+    # A release after the marker expired (done from ARGV) takes it out too.
+    store.r.delete(f"order:{b}")
+    assert store.release(pid, 2, 1, b) == ["RELEASED", 2]
+    assert store.inflight(pid) == []
+    assert store.r.get(f"order:{b}") == f"X|2||1||||"
+    assert store.stock(pid) == 2
+
+
+def test_window_is_put_seeded_restocked_and_read(store, pid):
+    assert store.put_product(pid, 5, window=120)[0] == "OK"
+    assert store.r.hget(f"item:{{{pid}}}:meta", "payment_window_s") == "120"
+    assert store.reserve(pid, 1, 1, f"wp{pid}")[5] == NOW + 120_000
+    # The restock reply carries the window: the row persisted for that version keeps it.
+    assert store.restock(pid, 1)[9] == "120"
+    meta, _, _ = store.get(pid)
+    assert dict(zip(meta[::2], meta[1::2]))["payment_window_s"] == "120"
+    # "" removes the payment step.
+    assert store.put_product(pid, 6, window="")[0] == "OK"
+    assert store.restock(pid, 1)[9] == ""
+    assert store.reserve(pid, 2, 1, f"wq{pid}")[5] == 0
+    before = store.r.hgetall(f"item:{{{pid}}}:meta")
+    for bad in ("0", "-5", "1.5", "604801", "x", "0120"):
+        with pytest.raises(redis.ResponseError, match="bad payment_window_s"):
+            store.put_product(pid, 9, window=bad)
+    assert store.r.hgetall(f"item:{{{pid}}}:meta") == before
+    assert store.put_product(pid, 9, window="604800")[0] == "OK"
+    # Seeding from the database writes the row's window.
+    assert store.seed(pid + 10**6, 4, 4, 3, window="45") == 1
+    assert store.r.hget(f"item:{{{pid + 10**6}}}:meta", "payment_window_s") == "45"
+    assert store.reserve(pid + 10**6, 1, 1, f"ws{pid}")[5] == NOW + 45_000
+
+
 # -- admin scripts: put_product.lua, restock_product.lua, get_product.lua, seed_product.lua ----
 
 
@@ -397,7 +500,7 @@ def test_restock_returns_the_product_as_now_held(store, pid):
     assert store.r.exists(f"item:{{{pid}}}:sold_out") == 1
     reply = store.restock(pid, 5)
     # OK, reopened, epoch, version, price, stock, limit, starts_at, ends_at
-    assert reply == ["OK", 1, "1", 2, "450", "6", "4", str(NOW), ""]
+    assert reply == ["OK", 1, "1", 2, "450", "6", "4", str(NOW), "", ""]
     assert store.stock(pid) == 5
     assert store.r.exists(f"item:{{{pid}}}:sold_out") == 0
 
@@ -425,7 +528,7 @@ def test_racing_restocks_and_puts_are_numbered_once_each(store, pid):
             for i in range(25):
                 reply = store.restock(pid, 1) if (t + i) % 2 else store.put_product(pid, 10 + t, limit=1)
                 with lock:
-                    versions.append(reply[3] if reply[0] == "OK" and len(reply) == 9 else reply[4])
+                    versions.append(reply[3] if reply[0] == "OK" and len(reply) == 10 else reply[4])
         except Exception as e:  # noqa: BLE001
             errors.append(e)
 

@@ -155,8 +155,10 @@ const char* ParseFlat(Parser& parser, std::string_view text) {
 
 // idempotency_key: optional (absent when the purchase had none), so the
 // database can answer an Idempotency-Key its store let go (issue 7, 2j).
-constexpr std::array<std::string_view, 7> kOrderKeys = {
-    "order_id", "item_id", "user_id", "quantity", "price", "time", "idempotency_key"};
+// pay_by: optional (absent when the product has no payment window; messages
+// written before the order lifecycle have none), fixed by the reservation.
+constexpr std::array<std::string_view, 8> kOrderKeys = {
+    "order_id", "item_id", "user_id", "quantity", "price", "time", "idempotency_key", "pay_by"};
 using OrderHandler = FlatObjectHandler<kOrderKeys.size()>;
 
 constexpr std::array<std::string_view, 4> kStatusKeys = {"item_id", "status", "timestamp",
@@ -224,6 +226,11 @@ Result<Order> OrderDecoder::Decode(std::string_view text) {
   } else if (f[6].kind != Kind::kNone) {
     return Status::Invalid("order: field idempotency_key is not a string");
   }
+  std::int64_t pay_by = 0;
+  if (auto why = IntField(f[7], "pay_by", 0, pay_by, /*required=*/false)) {
+    return Status::Invalid("order: " + *why);
+  }
+  if (f[7].kind != Kind::kNone) o.pay_by = pay_by;
   o.status = OrderStatus::kPending;
   return o;
 }
@@ -249,13 +256,27 @@ std::string EncodeOrder(const Order& o) {
   out.append(R"(,"time":)");
   AppendInt(out, o.created_at);
   if (!o.idempotency_key.empty()) {
-    // Keys are printable ASCII (the API checks): only '"' and '\\' need escaping.
+    // The API admits printable ASCII only, but a decoded message may carry any
+    // JSON string (re-encoded for the dead-letter topic): control characters
+    // are escaped too; other bytes are UTF-8 the decoder checked.
     out.append(R"(,"idempotency_key":")");
     for (char ch : o.idempotency_key) {
+      const auto byte = static_cast<unsigned char>(ch);
+      if (byte < 0x20) {
+        constexpr std::string_view kHex = "0123456789abcdef";
+        out.append("\\u00");
+        out.push_back(kHex[byte >> 4]);
+        out.push_back(kHex[byte & 0xf]);
+        continue;
+      }
       if (ch == '"' || ch == '\\') out.push_back('\\');
       out.push_back(ch);
     }
     out.push_back('"');
+  }
+  if (o.pay_by) {
+    out.append(R"(,"pay_by":)");
+    AppendInt(out, *o.pay_by);
   }
   out.push_back('}');
   return out;

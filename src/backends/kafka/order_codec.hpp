@@ -1,7 +1,8 @@
 #pragma once
 // SPEC §5 wire formats of the Kafka topics:
 //   product_orders:              {"order_id","item_id","user_id","quantity","price","time"}
-//                                (+ "idempotency_key" when the purchase had one)
+//                                (+ "idempotency_key" when the purchase had one,
+//                                 + "pay_by" when the product has a payment window)
 //   product_status_change_topic: {"item_id","status","timestamp","restock_epoch"}
 // Encoders write compact JSON by hand (no allocation beyond the result).
 // Decoders are strict SAX parsers (Boost.JSON basic_parser: full JSON syntax
@@ -25,7 +26,10 @@ namespace flashsale::kafka {
 std::string EncodeOrder(const Order& o);
 // REQUIRES nothing of `json`. Fields: order_id (OrderId::Parse), item_id >= 0,
 // user_id >= 0, quantity >= 1, price (ParsePrice: >= 0, at most 2 decimals),
-// time >= 0, all required and integers except price. Status is PENDING.
+// time >= 0, all required and integers except price; optional: idempotency_key
+// (string), pay_by (integer >= 0, ms since the epoch; absent = no payment
+// step, as in every message written before the order lifecycle). Status is
+// PENDING.
 Result<Order> DecodeOrder(std::string_view json);
 
 struct StatusChangeMessage {

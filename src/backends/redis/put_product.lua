@@ -15,20 +15,29 @@ database row with that version, and the database keeps a row only if its version
 the last decision, which is what Redis holds.
 
 KEYS[1]  item:{<id>}:meta      hash: price, stock, limit_per_user, starts_at, ends_at ("" = open),
-                               restock_epoch, version (absent = 0)
+                               payment_window_s ("" = no payment step), restock_epoch,
+                               version (absent = 0)
 KEYS[2]  item:{<id>}:stock     string: remaining units
 KEYS[3]  item:{<id>}:sold_out  the L2 flag: deleted when units remain
 
 ARGV[1]  price (cents)         ARGV[2]  stock          ARGV[3]  limit_per_user
 ARGV[4]  starts_at             ARGV[5]  ends_at (ms since epoch, "" = open)
+ARGV[6]  payment_window_s: seconds, 1 .. 604800 (7 days), or "" = no payment step
 
 Returns {"OK", created 0/1, reopened 0/1, restock_epoch, version} or {"CONFLICT", sold}.
-Error reply "FLASHSALE bad stock" for a stock that is not a decimal integer (nothing changed).
+Error replies (nothing changed): "FLASHSALE bad stock" for a stock that is not a decimal integer,
+"FLASHSALE bad payment_window_s" for a window outside 1 .. 604800 (reserve_stock.lua computes
+pay_by in doubles, exact for such windows).
 ]]
 
 local stock = tonumber(ARGV[2])
 if not stock or not string.match(ARGV[2], '^%d+$') then
   return redis.error_reply('FLASHSALE bad stock ' .. ARGV[2])
+end
+local window = ARGV[6]
+if window ~= '' and (not string.match(window, '^[1-9]%d*$') or #window > 6 or
+                     tonumber(window) > 604800) then
+  return redis.error_reply('FLASHSALE bad payment_window_s ' .. window)
 end
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 local sold = 0
@@ -38,7 +47,7 @@ if exists then
 end
 if stock < sold then return {'CONFLICT', sold} end
 redis.call('HSET', KEYS[1], 'price', ARGV[1], 'stock', ARGV[2], 'limit_per_user', ARGV[3],
-           'starts_at', ARGV[4], 'ends_at', ARGV[5])
+           'starts_at', ARGV[4], 'ends_at', ARGV[5], 'payment_window_s', window)
 local remaining = stock - sold
 redis.call('SET', KEYS[2], string.format('%d', remaining))
 local reopened = 0

@@ -18,6 +18,9 @@ inline std::string Meta(ProductId id) { return Item(id, "meta"); }
 inline std::string Stock(ProductId id) { return Item(id, "stock"); }
 inline std::string SoldOut(ProductId id) { return Item(id, "sold_out"); }
 inline std::string Buyers(ProductId id) { return Item(id, "buyers"); }
+// The product's in-flight index: sorted set, score = created_at (ms), member =
+// order id of each reservation not known to have landed (reserve_stock.lua).
+inline std::string InFlight(ProductId id) { return Item(id, "inflight"); }
 // A staging hash of buyer records for seeding (seed_product.lua), unique per
 // seeding run `token`; in the product's hash slot.
 inline std::string SeedStaging(ProductId id, std::string_view token) {

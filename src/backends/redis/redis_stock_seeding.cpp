@@ -19,6 +19,7 @@ namespace flashsale::redis {
 
 using stock_store_internal::ErrorReply;
 using stock_store_internal::OptionalMillis;
+using stock_store_internal::OptionalSeconds;
 
 Result<std::int64_t> RedisStockStore::Seed(const std::vector<Product>& products,
                                            const std::vector<SoldUnits>& sold) {
@@ -60,7 +61,8 @@ Result<std::int64_t> RedisStockStore::Seed(const std::vector<Product>& products,
                                 OptionalMillis(p.ends_at),
                                 "",
                                 staged ? "1" : "0",
-                                std::to_string(p.version)};
+                                std::to_string(p.version),
+                                OptionalSeconds(p.payment_window_s)};
     for (std::size_t i = 0; i < n; i += kChunkBuyers) {
       std::vector<std::string> hset{"HSET", staging_key};
       const std::size_t end = std::min(n, i + kChunkBuyers);

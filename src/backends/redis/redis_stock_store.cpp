@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <future>
+#include <map>
 #include <memory>
 #include <utility>
 
@@ -19,6 +20,7 @@ namespace {
 
 using stock_store_internal::ErrorReply;
 using stock_store_internal::OptionalMillis;
+using stock_store_internal::OptionalSeconds;
 
 std::string Sha1Hex(std::string_view text) {
   boost::uuids::detail::sha1 sha;
@@ -42,7 +44,7 @@ Status Malformed(std::string_view what) {
 
 Result<ReserveResult> ParseReserve(const RedisValue& v) {
   if (v.IsError()) return ErrorReply("reserve_stock.lua", v);
-  if (v.type != RedisValue::Type::kArray || v.elements.size() != 5) {
+  if (v.type != RedisValue::Type::kArray || v.elements.size() != 6) {
     return Malformed("reserve_stock.lua");
   }
   const std::string& code = v.elements[0].str;
@@ -50,12 +52,14 @@ Result<ReserveResult> ParseReserve(const RedisValue& v) {
   std::optional<std::int64_t> price = ToInt(v.elements[1]);
   std::optional<std::int64_t> took_last = ToInt(v.elements[2]);
   std::optional<std::int64_t> epoch = ToInt(v.elements[4]);
-  if (!price || !took_last || !epoch) return Malformed("reserve_stock.lua");
+  std::optional<std::int64_t> pay_by = ToInt(v.elements[5]);
+  if (!price || !took_last || !epoch || !pay_by) return Malformed("reserve_stock.lua");
   out.restock_epoch = *epoch;
   if (code == "RESERVED") {
     out.outcome = ReserveOutcome::kReserved;
     out.price = *price;
     out.took_last_unit = *took_last == 1;
+    if (*pay_by != 0) out.pay_by = *pay_by;  // 0 = no payment window
   } else if (code == "SOLD_OUT") {
     out.outcome = ReserveOutcome::kSoldOut;
   } else if (code == "INSUFFICIENT_STOCK") {
@@ -196,18 +200,13 @@ std::vector<Result<RedisValue>> RedisStockStore::CallEvalAll(
 }
 
 void RedisStockStore::Reserve(const Reservation& r, ReserveCallback done) {
-  std::vector<std::string> kv{keys::Meta(r.product),
-                              keys::Stock(r.product),
-                              keys::SoldOut(r.product),
-                              keys::Buyers(r.product),
-                              keys::Order(r.order),
-                              std::to_string(r.product),
-                              std::to_string(r.user),
-                              std::to_string(r.quantity),
-                              r.order.str(),
-                              std::to_string(r.now),
-                              std::to_string(options_.order_ttl_s)};
-  EvalSha(ConnectionOfThisThread(), reserve_, std::move(kv), 5,
+  std::vector<std::string> kv{keys::Meta(r.product),      keys::Stock(r.product),
+                              keys::SoldOut(r.product),   keys::Buyers(r.product),
+                              keys::Order(r.order),       keys::InFlight(r.product),
+                              std::to_string(r.product),  std::to_string(r.user),
+                              std::to_string(r.quantity), r.order.str(),
+                              std::to_string(r.now),      std::to_string(options_.order_ttl_s)};
+  EvalSha(ConnectionOfThisThread(), reserve_, std::move(kv), 6,
           [done = std::move(done)](Result<RedisValue> v) {
             if (!v.has_value()) {
               done(v.error());
@@ -228,20 +227,24 @@ void RedisStockStore::Release(const Reservation& r, ReleaseCallback done) {
   // an HTTP I/O thread with its own connection), so it must never wait.
   EvalSha(ConnectionOfThisThread(), release_,
           {keys::Meta(r.product), keys::Stock(r.product), keys::SoldOut(r.product),
-           keys::Buyers(r.product), keys::Order(r.order), std::to_string(r.user),
-           std::to_string(r.quantity), std::to_string(options_.order_ttl_s)},
-          5, [done = std::move(done)](Result<RedisValue> v) { done(ParseRelease(v)); });
+           keys::Buyers(r.product), keys::Order(r.order), keys::InFlight(r.product),
+           std::to_string(r.user), std::to_string(r.quantity), std::to_string(options_.order_ttl_s),
+           r.order.str()},
+          6, [done = std::move(done)](Result<RedisValue> v) { done(ParseRelease(v)); });
 }
 
 Result<PutResult> RedisStockStore::Put(const Product& p, const PersistProduct& persist) {
+  if (p.payment_window_s && (*p.payment_window_s < 1 || *p.payment_window_s > kMaxPaymentWindowS)) {
+    return Status::Invalid("payment_window_s must be 1.." + std::to_string(kMaxPaymentWindowS));
+  }
   // The decision: put_product.lua checks and writes in one step and numbers
   // the change (see the class comment).
-  Result<RedisValue> v =
-      CallEval(put_,
-               {keys::Meta(p.id), keys::Stock(p.id), keys::SoldOut(p.id), std::to_string(p.price),
-                std::to_string(p.stock), std::to_string(p.limit_per_user),
-                OptionalMillis(p.starts_at), OptionalMillis(p.ends_at)},
-               3);
+  Result<RedisValue> v = CallEval(
+      put_,
+      {keys::Meta(p.id), keys::Stock(p.id), keys::SoldOut(p.id), std::to_string(p.price),
+       std::to_string(p.stock), std::to_string(p.limit_per_user), OptionalMillis(p.starts_at),
+       OptionalMillis(p.ends_at), OptionalSeconds(p.payment_window_s)},
+      3);
   if (!v.has_value()) return v.error();
   if (v->IsError()) return ErrorReply("put_product.lua", *v);
   if (v->type != RedisValue::Type::kArray || v->elements.empty()) {
@@ -278,7 +281,7 @@ Result<PutResult> RedisStockStore::Restock(ProductId id, std::int64_t amount,
   const std::string& code = v->elements[0].str;
   if (code == "NOT_FOUND") return Status::NotFound("product " + std::to_string(id));
   if (code == "OVERFLOW") return Status::Invalid("stock would overflow");
-  if (code != "OK" || v->elements.size() != 9) return Malformed("restock_product.lua");
+  if (code != "OK" || v->elements.size() != 10) return Malformed("restock_product.lua");
   // The product as Redis now holds it, at the change's version: what is persisted.
   std::optional<std::int64_t> reopened = ToInt(v->elements[1]);
   std::optional<std::int64_t> epoch = ToInt(v->elements[2]);
@@ -295,9 +298,12 @@ Result<PutResult> RedisStockStore::Restock(ProductId id, std::int64_t amount,
   decided.stock = *stock;
   decided.limit_per_user = *limit;
   decided.version = *version;
-  for (auto [at, field] : {std::pair{std::size_t{7}, &decided.starts_at},
-                           std::pair{std::size_t{8}, &decided.ends_at}}) {
-    if (v->elements[at].str.empty()) continue;  // "" = open
+  // "" = open / no payment step. The window is carried over: the row persisted
+  // for this version is the whole product as Redis holds it.
+  for (auto [at, field] :
+       {std::pair{std::size_t{7}, &decided.starts_at}, std::pair{std::size_t{8}, &decided.ends_at},
+        std::pair{std::size_t{9}, &decided.payment_window_s}}) {
+    if (v->elements[at].str.empty()) continue;
     std::optional<std::int64_t> t = ToInt(v->elements[at]);
     if (!t) return Malformed("restock_product.lua");
     *field = *t;
@@ -355,6 +361,8 @@ Result<std::optional<StockSnapshot>> RedisStockStore::ParseGet(ProductId id,
       snap.product.starts_at = *n;
     else if (field == "ends_at")
       snap.product.ends_at = *n;
+    else if (field == "payment_window_s")
+      snap.product.payment_window_s = *n;
     else if (field == "restock_epoch")
       snap.restock_epoch = *n;
     else if (field == "version")
@@ -404,11 +412,14 @@ Result<std::int64_t> RedisStockStore::ProductCount() {
 namespace {
 
 // order:<id> as written by reserve_stock.lua:
-// "R|<user>|<product>|<amount>|<price>|<took_last_unit>|<created_at>" ("X|..." once released).
+// "R|<user>|<product>|<amount>|<price>|<took_last_unit>|<created_at>|<pay_by>" ("X|..." once
+// released; pay_by "" = none). Markers written before the payment step end at created_at:
+// read as "no pay_by". nullopt for a released or malformed marker.
 std::optional<Order> ParseOrderMarker(const OrderId& id, std::string_view v) {
   if (!v.starts_with("R|")) return std::nullopt;
   std::array<std::int64_t, 6> f{};
   std::string_view rest = v.substr(2);
+  std::optional<std::string_view> pay_by_field;
   for (std::size_t i = 0; i < f.size(); ++i) {
     const std::size_t bar = rest.find('|');
     const std::string_view field = rest.substr(0, bar);
@@ -419,9 +430,15 @@ std::optional<Order> ParseOrderMarker(const OrderId& id, std::string_view v) {
       if (i + 1 != f.size()) return std::nullopt;
       break;
     }
+    if (i + 1 == f.size()) pay_by_field = rest.substr(bar + 1);
     rest = rest.substr(bar + 1);
   }
   Order o;
+  if (pay_by_field && !pay_by_field->empty()) {
+    const std::optional<std::int64_t> pay_by = ParseInt64(*pay_by_field);
+    if (!pay_by) return std::nullopt;
+    o.pay_by = *pay_by;
+  }
   o.id = id;
   o.user = f[0];
   o.product = f[1];
@@ -463,6 +480,97 @@ Result<std::vector<Reservation>> RedisStockStore::HeldReservations() {
       }
     }
   } while (cursor != "0");
+  return out;
+}
+
+Result<std::vector<ProductId>> RedisStockStore::ProductIds() {
+  Result<RedisValue> ids = Call({"ZRANGE", std::string(keys::kProductIndex), "0", "-1"});
+  if (!ids.has_value()) return ids.error();
+  if (ids->IsError()) return ErrorReply("product ids", *ids);
+  std::vector<ProductId> out;
+  out.reserve(ids->elements.size());
+  for (const RedisValue& v : ids->elements) {
+    std::optional<std::int64_t> id = ToInt(v);
+    if (!id) return Malformed("product ids");
+    out.push_back(*id);
+  }
+  return out;
+}
+
+Status RedisStockStore::ForgetLanded(std::span<const Order> orders) {
+  // One ZREM per product, all pipelined: one round trip. A consumer batch may
+  // hold 100,000 orders of one product: each ZREM carries at most kChunk of
+  // them, so that no single command holds Redis (and the purchases queued
+  // behind it) for long.
+  constexpr std::size_t kChunk = 5'000;
+  std::map<ProductId, std::vector<std::vector<std::string>>> by_product;
+  for (const Order& o : orders) {
+    std::vector<std::vector<std::string>>& zrems = by_product[o.product];
+    if (zrems.empty() || zrems.back().size() == kChunk + 2) {
+      zrems.push_back({"ZREM", keys::InFlight(o.product)});
+    }
+    zrems.back().push_back(o.id.str());
+  }
+  std::vector<std::vector<std::string>> calls;
+  for (auto& [product, zrems] : by_product) {
+    for (std::vector<std::string>& zrem : zrems) calls.push_back(std::move(zrem));
+  }
+  std::vector<Result<RedisValue>> replies =
+      Gather(calls.size(), [&](std::size_t i, RedisConnection::Callback done) {
+        connection_.Send(std::move(calls[i]), std::move(done));
+      });
+  for (const Result<RedisValue>& v : replies) {
+    if (!v.has_value()) return v.error();
+    if (v->IsError()) return ErrorReply("ZREM in-flight", *v);
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<Order>> RedisStockStore::StaleInFlight(ProductId product,
+                                                          UnixMillis created_before,
+                                                          std::size_t max) {
+  std::vector<Order> out;
+  if (max == 0) return out;
+  const std::string index = keys::InFlight(product);
+  Result<RedisValue> ids =
+      Call({"ZRANGEBYSCORE", index, "-inf", "(" + std::to_string(created_before), "LIMIT", "0",
+            std::to_string(max)});
+  if (!ids.has_value()) return ids.error();
+  if (ids->IsError()) return ErrorReply("in-flight index", *ids);
+  if (ids->type != RedisValue::Type::kArray) return Malformed("in-flight index");
+  if (ids->elements.empty()) return out;
+  std::vector<std::string> mget{"MGET"};
+  mget.reserve(ids->elements.size() + 1);
+  for (const RedisValue& id : ids->elements)
+    mget.push_back(std::string(keys::kOrderPrefix) + id.str);
+  Result<RedisValue> markers = Call(std::move(mget));
+  if (!markers.has_value()) return markers.error();
+  if (markers->IsError()) return ErrorReply("in-flight markers", *markers);
+  if (markers->type != RedisValue::Type::kArray ||
+      markers->elements.size() != ids->elements.size()) {
+    return Malformed("in-flight markers");
+  }
+  // Entries whose marker is gone (expired) or released ("X") are no
+  // reservation any more: dropped from the index, not returned. A marker of
+  // another product (a corrupt entry) is dropped too.
+  std::vector<std::string> gone{"ZREM", index};
+  for (std::size_t i = 0; i < ids->elements.size(); ++i) {
+    const std::string& member = ids->elements[i].str;
+    const RedisValue& marker = markers->elements[i];
+    std::optional<OrderId> id = OrderId::Parse(member);
+    std::optional<Order> order;
+    if (id && marker.type == RedisValue::Type::kString) order = ParseOrderMarker(*id, marker.str);
+    if (order && order->product == product) {
+      out.push_back(std::move(*order));
+    } else {
+      gone.push_back(member);
+    }
+  }
+  if (gone.size() > 2) {
+    Result<RedisValue> removed = Call(std::move(gone));
+    if (!removed.has_value()) return removed.error();
+    if (removed->IsError()) return ErrorReply("ZREM in-flight", *removed);
+  }
   return out;
 }
 

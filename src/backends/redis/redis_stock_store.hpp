@@ -47,6 +47,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -57,9 +58,15 @@ namespace flashsale::redis {
 
 class RedisStockStore final : public StockStore {
  public:
+  // Longest payment window put_product.lua accepts (7 days): reserve_stock.lua
+  // computes pay_by in doubles, exact far beyond that.
+  static constexpr std::int64_t kMaxPaymentWindowS = 7 * 24 * 3600;
+
   struct Options {
     // ARGV[6] of reserve_stock.lua: TTL of order:<id>, the in-flight order and
-    // per-order marker (longer than audit --repair's grace period).
+    // per-order marker (longer than audit --repair's grace period and the
+    // closer's retry horizon); a product's payment window is added to it, so
+    // that release_stock.lua stays idempotent until the order's units are back.
     std::int64_t order_ttl_s = 86'400;
     // When set, Reserve() and Release() send through the calling thread's own connection
     // if it has one (the HTTP workers do), and through `connection` otherwise.
@@ -88,6 +95,34 @@ class RedisStockStore final : public StockStore {
 
   // PING, for /readyz.
   Status Ping();
+
+  // Every product id Redis has (the product index), ascending.
+  Result<std::vector<ProductId>> ProductIds();
+
+  // In-flight index (item:{<id>}:inflight, see reserve_stock.lua): every
+  // reservation is indexed by its product and creation time until it is
+  // released or known to have landed, so the closer finds stranded
+  // reservations (an instance died between Reserve and the hand-off) without
+  // scanning the keyspace.
+  //
+  // After the consumer stored `orders` in the database: takes them out of
+  // their products' indexes, in one pipelined round trip (one ZREM per
+  // product and 5,000 orders). Idempotent; orders that are not indexed are
+  // ignored. Only `id` and `product` of each order are read.
+  Status ForgetLanded(std::span<const Order> orders);
+  // Up to `max` orders of `product` still in the index, created before
+  // `created_before` (oldest first), as their markers hold them: status
+  // PENDING, user, quantity, price, created_at, pay_by. Entries whose marker
+  // expired or was released are removed from the index and skipped (so fewer
+  // than `max` may come back while older ones remain: call again). An order
+  // returned may have landed nonetheless (the consumer forgets orders after
+  // its database commit, and may die in between): the caller checks the
+  // database before it releases one. One ZRANGEBYSCORE and one MGET (plus one
+  // ZREM when some were dropped).
+  // NOTE: the MGET reads order:<id> keys of many hash slots (standalone only,
+  // as the marker itself; see reserve_stock.lua).
+  Result<std::vector<Order>> StaleInFlight(ProductId product, UnixMillis created_before,
+                                           std::size_t max);
 
   // Every reservation still held (per-order marker "R|..."), for `audit
   // --repair`: r.now is the order's creation time (from its id). SCANs the

@@ -23,4 +23,9 @@ inline std::string OptionalMillis(const std::optional<UnixMillis>& t) {
   return t ? std::to_string(*t) : std::string();
 }
 
+// A payment window argument of the Lua scripts: its seconds, or "" for none.
+inline std::string OptionalSeconds(const std::optional<std::int64_t>& s) {
+  return s ? std::to_string(*s) : std::string();
+}
+
 }  // namespace flashsale::redis::stock_store_internal

@@ -2,7 +2,15 @@
 audit --repair). Same semantics as MemoryStockStore::Release: units back to stock (capped at the
 product's stock), the user's record reduced (deleted at 0 units, latest order id with it), the
 L2 flag cleared, the restock epoch incremented; order:<order_id> marked released (its "R"
-becomes "X", TTL kept: GET /orders/{id} no longer finds it). Idempotent per order id. Keys use the hash-tagged form item:{<id>}:... always (see reserve_stock.lua).
+becomes "X", TTL kept: GET /orders/{id} no longer finds it), the order taken out of the
+product's in-flight index. Keys use the hash-tagged form item:{<id>}:... always (see
+reserve_stock.lua).
+
+Idempotent per order id for as long as order:<order_id> lives, and no longer: a release after
+the marker expired is done again from ARGV (checked only against the user's units). That is
+why reserve_stock.lua gives the marker a TTL of order_ttl + payment_window_s: every caller
+(a refused hand-off, audit --repair, the closer returning the units of an expired, cancelled
+or stranded order, and its retries after a crash) comes within that time.
 
 KEYS[1]  item:{<id>}:meta      hash: stock (total ever sellable), restock_epoch (HINCRBY here)
 KEYS[2]  item:{<id>}:stock     string: remaining units
@@ -10,15 +18,20 @@ KEYS[3]  item:{<id>}:sold_out  the L2 flag: deleted
 KEYS[4]  item:{<id>}:buyers    hash: "<user>" -> units held, "<user>:o" -> latest order id
                                (both deleted when the user holds no units any more)
 KEYS[5]  order:<order_id>      the order/marker written by reserve_stock.lua
-                               ("R|<user>|<product>|<amount>|..."): "X|..." here
+                               ("R|<user>|<product>|<amount>|<price>|<took_last_unit>|
+                               <created_at>[|<pay_by>]", 7 or 8 fields): "X|..." here
+KEYS[6]  item:{<id>}:inflight  the product's in-flight index (see reserve_stock.lua): ZREM of
+                               ARGV[4]
 
 ARGV[1]  user id
 ARGV[2]  amount reserved: canonical decimal integer, 1 .. 9223372036854775807
 ARGV[3]  TTL in seconds of the "X" marker written when the order key had expired
+ARGV[4]  order id
 
 Returns {code, restock_epoch}:
   "RELEASED"          units given back; restock_epoch is the new epoch
-  "ALREADY_RELEASED"  an earlier call released this order id: nothing changed; current epoch
+  "ALREADY_RELEASED"  an earlier call released this order id: nothing changed (that call took
+                      it out of the in-flight index); current epoch
 Error replies (nothing changed): "FLASHSALE bad ..." for malformed arguments,
 "FLASHSALE unknown product", "FLASHSALE release without a matching reservation" (the marker
 records another user/amount, or the user holds fewer units than amount). When the marker has
@@ -94,6 +107,7 @@ local epoch = redis.call('HINCRBY', KEYS[1], 'restock_epoch', 1)
 if marker then
   redis.call('SET', KEYS[5], 'X' .. string.sub(marker, 2), 'KEEPTTL')
 else
-  redis.call('SET', KEYS[5], 'X|' .. user .. '||' .. amount .. '|||', 'EX', marker_ttl)
+  redis.call('SET', KEYS[5], 'X|' .. user .. '||' .. amount .. '||||', 'EX', marker_ttl)
 end
+redis.call('ZREM', KEYS[6], ARGV[4])
 return {'RELEASED', epoch}

@@ -13,31 +13,47 @@ audit code in both set-ups, and no data migration when a deployment moves to a C
 
 KEYS[1]  item:{<id>}:meta      hash: price (cents), stock (total ever sellable),
                                limit_per_user (default 1), starts_at, ends_at (ms since epoch;
-                               absent or "" = open), restock_epoch (default 0)
+                               absent or "" = open), restock_epoch (default 0),
+                               payment_window_s (seconds to pay; absent or "" = no payment step)
 KEYS[2]  item:{<id>}:stock     string: remaining units (absent = 0)
 KEYS[3]  item:{<id>}:sold_out  string "1", TTL 3600 s: the L2 flag
 KEYS[4]  item:{<id>}:buyers    hash, two fields per buyer: "<user>" -> units held, and
                                "<user>:o" -> the user's latest order id for the product (one
                                hash, not two: one key lookup and one write per reservation)
-KEYS[5]  order:<order_id>      string, TTL ARGV[6]: the order while it is in flight (GET
-                               /orders/{id} answers PENDING from it) AND the per-order marker
-                               that makes this script and release_stock.lua idempotent:
-                               "R|<user>|<product>|<amount>|<price>|<took_last_unit>|<created_at>"
-                               reserved; the same with "X" in front of the first "|" once
-                               released. One key per order, not two: creating keys (and their
-                               expiry entries) is what this script spends most of its time on.
+KEYS[5]  order:<order_id>      string, TTL ARGV[6] + payment_window_s: the order while it is in
+                               flight (GET /orders/{id} answers PENDING from it) AND the
+                               per-order marker that makes this script and release_stock.lua
+                               idempotent:
+                 "R|<user>|<product>|<amount>|<price>|<took_last_unit>|<created_at>|<pay_by>"
+                               reserved (pay_by "" when the product has no payment window;
+                               markers written before the payment step have no "|<pay_by>" and
+                               are read as "none" everywhere); the same with "X" in front of
+                               the first "|" once released. One key per order, not two:
+                               creating keys (and their expiry entries) is what this script
+                               spends most of its time on. The TTL outlives the payment window
+                               plus the retry horizon (ARGV[6]): the closer releases an
+                               expired order's units with release_stock.lua, whose idempotency
+                               lasts only as long as this marker.
                                NOTE: not in the product's slot; on a Redis Cluster it would
                                have to be written outside the script.
+KEYS[6]  item:{<id>}:inflight  sorted set, score = created_at (ms), member = order id: the
+                               reservations not known to have landed in the database, so that
+                               stranded ones can be found without scanning the keyspace
+                               (ZADD here; ZREM by release_stock.lua and, once the consumer has
+                               stored the order, by RedisStockStore::ForgetLanded)
 
 ARGV[1]  product id           ARGV[2]  user id
 ARGV[3]  amount: canonical decimal integer, 1 .. 9223372036854775807
 ARGV[4]  order id             ARGV[5]  now, ms since epoch
-ARGV[6]  TTL of order:<order_id> in seconds (longer than audit --repair's grace period)
+ARGV[6]  TTL of order:<order_id> in seconds (longer than audit --repair's grace period and
+         the closer's retry horizon); the marker lives payment_window_s longer than that
 
-Returns {code, price_cents, took_last_unit (0/1), latest_order_id or "", restock_epoch}:
+Returns {code, price_cents, took_last_unit (0/1), latest_order_id or "", restock_epoch, pay_by}:
   "RESERVED"            units taken (or already taken by an earlier call with this order id:
-                        same reply, nothing taken again); price_cents = unit price;
-                        took_last_unit = 1 when stock reached 0 (L2 is then set, TTL 3600 s)
+                        same reply, nothing taken again, pay_by read back from the marker);
+                        price_cents = unit price; took_last_unit = 1 when stock reached 0 (L2
+                        is then set, TTL 3600 s); pay_by = now + payment_window_s * 1000 (ms),
+                        0 when the product has no payment window
   "UNKNOWN_PRODUCT"     no meta hash
   "NOT_STARTED"         now < starts_at
   "ENDED"               now >= ends_at
@@ -46,12 +62,13 @@ Returns {code, price_cents, took_last_unit (0/1), latest_order_id or "", restock
                         order for the product ("" when none)
   "INSUFFICIENT_STOCK"  0 < remaining < amount
   "RELEASED"            this order id was reserved and then released: nothing taken
-price_cents and took_last_unit are 0 unless RESERVED.
+price_cents, took_last_unit and pay_by are 0 unless RESERVED.
 Error reply "FLASHSALE bad ..." for malformed arguments (nothing changed).
 
 Arithmetic: Lua numbers are doubles, so the quantity comparisons are done exactly on decimal
 strings (amounts up to 2^63-1 never error and never overflow); all writes use Redis' own
-64-bit DECRBY/HINCRBY.
+64-bit DECRBY/HINCRBY. pay_by is exact as a double: now < 2^43 and windows are at most 7 days
+(put_product.lua refuses longer ones), so the sum stays far below 2^53.
 ]]
 
 local L2_TTL_S = 3600
@@ -112,16 +129,17 @@ if not now or not order_ttl or order_ttl <= 0 then
 end
 local user, order_id = ARGV[2], ARGV[4]
 
--- Cost: six redis.call per reservation (each is a command lookup, an argument vector and
+-- Cost: seven redis.call per reservation (each is a command lookup, an argument vector and
 -- a key lookup inside Redis), the reads first, in two calls.
 -- Every product has a price (Put and Seed always write it): no price, no product.
 local meta = redis.call('HMGET', KEYS[1], 'price', 'limit_per_user', 'starts_at', 'ends_at',
-                        'restock_epoch')
-if not meta[1] then return {'UNKNOWN_PRODUCT', 0, 0, '', 0} end
+                        'restock_epoch', 'payment_window_s')
+if not meta[1] then return {'UNKNOWN_PRODUCT', 0, 0, '', 0, 0} end
 local price = tonumber(meta[1]) or 0
 local limit = meta[2] and canonical(meta[2]) or '1'
 local starts_at, ends_at = tonumber(meta[3]), tonumber(meta[4])
 local epoch = tonumber(meta[5]) or 0
+local window = tonumber(meta[6])  -- nil: no payment step
 
 -- The order marker, the L2 flag and the remaining units: one call.
 local strings = redis.call('MGET', KEYS[5], KEYS[3], KEYS[2])
@@ -129,15 +147,18 @@ local marker, flagged = strings[1], strings[2]
 
 -- Idempotency: an order id is reserved at most once.
 if marker then
-  if string.sub(marker, 1, 1) == 'X' then return {'RELEASED', 0, 0, '', epoch} end
-  local _, _, mprice, mlast = string.find(marker, '^R|[^|]*|[^|]*|[^|]*|([^|]*)|([^|]*)|')
-  return {'RESERVED', tonumber(mprice) or price, tonumber(mlast) or 0, '', epoch}
+  if string.sub(marker, 1, 1) == 'X' then return {'RELEASED', 0, 0, '', epoch, 0} end
+  -- 7 fields (written before the payment step) or 8 (the last is pay_by, "" = none).
+  local _, _, mprice, mlast, mpay_by =
+    string.find(marker, '^R|[^|]*|[^|]*|[^|]*|([^|]*)|([^|]*)|[^|]*|?([^|]*)$')
+  return {'RESERVED', tonumber(mprice) or price, tonumber(mlast) or 0, '', epoch,
+          tonumber(mpay_by) or 0}
 end
 
-if starts_at and now < starts_at then return {'NOT_STARTED', 0, 0, '', epoch} end
-if ends_at and now >= ends_at then return {'ENDED', 0, 0, '', epoch} end
+if starts_at and now < starts_at then return {'NOT_STARTED', 0, 0, '', epoch, 0} end
+if ends_at and now >= ends_at then return {'ENDED', 0, 0, '', epoch, 0} end
 
-if flagged then return {'SOLD_OUT', 0, 0, '', epoch} end
+if flagged then return {'SOLD_OUT', 0, 0, '', epoch, 0} end
 
 local held = canonical(redis.call('HGET', KEYS[4], user))
 -- amount > limit - held, without computing held + amount. Below 10^15 doubles are
@@ -152,15 +173,15 @@ else
 end
 if over then
   local latest = redis.call('HGET', KEYS[4], user .. ':o')
-  return {'LIMIT_EXCEEDED', 0, 0, latest or '', epoch}
+  return {'LIMIT_EXCEEDED', 0, 0, latest or '', epoch, 0}
 end
 
 local left = canonical(strings[3])
 if left == '0' then
   redis.call('SET', KEYS[3], '1', 'EX', L2_TTL_S)
-  return {'SOLD_OUT', 0, 0, '', epoch}
+  return {'SOLD_OUT', 0, 0, '', epoch, 0}
 end
-if cmp(left, amount) < 0 then return {'INSUFFICIENT_STOCK', 0, 0, '', epoch} end
+if cmp(left, amount) < 0 then return {'INSUFFICIENT_STOCK', 0, 0, '', epoch, 0} end
 
 -- Reserve. The last unit is sold too: the check above is left >= amount, not left > 0.
 local remaining = redis.call('DECRBY', KEYS[2], amount)
@@ -172,6 +193,14 @@ if remaining == 0 then
   redis.call('SET', KEYS[3], '1', 'EX', L2_TTL_S)
   took_last = 1
 end
+-- With a payment window the buyer has until pay_by, and the marker outlives it by order_ttl.
+local pay_by, pay_by_field, marker_ttl = 0, '', order_ttl
+if window then
+  pay_by = now + window * 1000
+  pay_by_field = string.format('%d', pay_by)
+  marker_ttl = order_ttl + window
+end
 redis.call('SET', KEYS[5], 'R|' .. user .. '|' .. ARGV[1] .. '|' .. amount .. '|' .. meta[1] ..
-           '|' .. took_last .. '|' .. ARGV[5], 'EX', order_ttl)
-return {'RESERVED', price, took_last, '', epoch}
+           '|' .. took_last .. '|' .. ARGV[5] .. '|' .. pay_by_field, 'EX', marker_ttl)
+redis.call('ZADD', KEYS[6], ARGV[5], order_id)
+return {'RESERVED', price, took_last, '', epoch, pay_by}

@@ -17,7 +17,8 @@ KEYS[5]  item:{<id>}:buyers:seed:<token>  a staging hash of buyer fields written
 ARGV[1]  price   ARGV[2]  stock   ARGV[3]  limit_per_user   ARGV[4]  starts_at
 ARGV[5]  ends_at ("" = open)      ARGV[6]  remaining        ARGV[7]  staged 0/1
 ARGV[8]  version (the database row's)
-ARGV[9..] (user, units, latest order id) triples
+ARGV[9]  payment_window_s (seconds, "" = no payment step)
+ARGV[10..] (user, units, latest order id) triples
 
 Returns 1 created, 0 kept.
 ]]
@@ -31,10 +32,11 @@ if ARGV[7] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then
   redis.call('RENAME', KEYS[5], KEYS[4])
   redis.call('PERSIST', KEYS[4])
 end
-for i = 9, #ARGV, 3 do
+for i = 10, #ARGV, 3 do
   redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1], ARGV[i] .. ':o', ARGV[i + 2])
 end
 redis.call('SET', KEYS[2], ARGV[6])
 redis.call('HSET', KEYS[1], 'price', ARGV[1], 'stock', ARGV[2], 'limit_per_user', ARGV[3],
-           'starts_at', ARGV[4], 'ends_at', ARGV[5], 'restock_epoch', '0', 'version', ARGV[8])
+           'starts_at', ARGV[4], 'ends_at', ARGV[5], 'restock_epoch', '0', 'version', ARGV[8],
+           'payment_window_s', ARGV[9])
 return 1
