@@ -22,9 +22,10 @@ std::string Ms(std::string_view p) {
   return "(TIMESTAMPTZ 'epoch' + " + std::string(p) + "::bigint * INTERVAL '1 millisecond')";
 }
 
-// A payment that lands later than this many tries of "not stored yet, but
-// stored when we looked again" would mean a consumer inserting and rolling
-// back the same order in a loop: Unavailable, the caller retries.
+// Pay starts over when the order landed while it recorded the payment
+// in flight (it then decides on the stored row). Landing again and again
+// would take a consumer that stores the order and rolls back in a loop:
+// after this many tries, Unavailable (the caller retries).
 constexpr int kPayAttempts = 5;
 
 }  // namespace
