@@ -1,8 +1,7 @@
 // PgDatabase's order repository: PersistBatch (COPY into the staging table,
 // product locks, the stock guard, one INSERT, in-flight payments applied) and
-// the order reads (FindOrder,
-// FindOrderByIdempotencyKey, OrdersOfUser), with the row parser they share
-// with the audit queries of pg_catalog.cpp.
+// the order reads (FindOrder, FindOrderByIdempotencyKey, OrdersOfUser), with
+// the row parser they share with the audit queries of pg_catalog.cpp.
 
 #include <libpq-fe.h>
 
@@ -75,7 +74,7 @@ constexpr const char* kLockPayments =
 // while in flight makes a CONFIRMED order paid in time with its total PAID;
 // a FAILED order keeps its payment_ref (the shop refunds it). The payment
 // rows of stored orders are deleted; those of orders not stored (unknown
-// product) stay. Returns the number of orders made PAID.
+// product) stay. Answers how many orders it made PAID.
 constexpr const char* kApplyPayments = R"sql(
 WITH pay AS (
   DELETE FROM order_payments p
