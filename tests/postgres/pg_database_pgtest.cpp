@@ -1058,6 +1058,18 @@ TEST_F(PgLifecycleTest, LoadSoldUnitsCountsHeldOrdersOnly) {
   EXPECT_EQ((*sold)[1].user, 9);
   EXPECT_EQ((*sold)[1].units, 2);
   EXPECT_EQ(Sold(1), 3);
+  ASSERT_EQ(*db_->ExpireDue(kT0 + 1000, 1), 1);  // one of user 9's two
+  sold = db_->LoadSoldUnits();
+  ASSERT_TRUE(sold.has_value());
+  EXPECT_EQ(sold->back().units, 1);
+  EXPECT_EQ(Sold(1), 2);
+  Result<OrderCounts> counts = db_->CountOrders();
+  ASSERT_TRUE(counts.has_value()) << counts.error().ToString();
+  EXPECT_EQ(counts->confirmed, 1);
+  EXPECT_EQ(counts->paid, 1);
+  EXPECT_EQ(counts->cancelled, 2);
+  EXPECT_EQ(counts->expired, 1);
+  EXPECT_EQ(counts->failed, 0);
 }
 
 // Payments around the deadline while a closer expires due orders: exactly one

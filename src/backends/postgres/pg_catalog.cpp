@@ -185,11 +185,15 @@ Result<std::vector<Order>> PgDatabase::LoadFailedOrders() {
 Result<OrderCounts> PgDatabase::CountOrders() {
   constexpr const char* kSql =
       "SELECT count(*) FILTER (WHERE status = 'CONFIRMED'), "
-      "count(*) FILTER (WHERE status = 'FAILED') FROM orders";
+      "count(*) FILTER (WHERE status = 'FAILED'), count(*) FILTER (WHERE status = 'PAID'), "
+      "count(*) FILTER (WHERE status = 'CANCELLED'), "
+      "count(*) FILTER (WHERE status = 'EXPIRED') FROM orders";
   return Run<OrderCounts>([&](Connection& c) -> Result<OrderCounts> {
     Result<PgResult> r = c.Exec(server_, "counting orders", kSql);
     if (!r.has_value()) return r.error();
-    return OrderCounts{Int(r->get(), 0, 0), Int(r->get(), 0, 1)};
+    const PGresult* res = r->get();
+    return OrderCounts{Int(res, 0, 0), Int(res, 0, 1), Int(res, 0, 2), Int(res, 0, 3),
+                       Int(res, 0, 4)};
   });
 }
 

@@ -78,8 +78,9 @@
 
 namespace flashsale::postgres {
 
+// Stored orders per status (PENDING is never stored).
 struct OrderCounts {
-  std::int64_t confirmed = 0, failed = 0;
+  std::int64_t confirmed = 0, failed = 0, paid = 0, cancelled = 0, expired = 0;
 };
 
 class PgDatabase final : public OrderRepository, public OrderLifecycle {
