@@ -19,10 +19,13 @@
 #include <cstdlib>
 #include <map>
 #include <set>
+#include <span>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "consumer/order_consumer.hpp"
+#include "core/mutex.hpp"
 #include "memory_order_source.hpp"
 #include "run_concurrently.hpp"
 
@@ -662,6 +665,531 @@ TEST_F(PgDatabaseTest, Throughput200kOrdersInBatchesOf5000) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   std::printf("[ THROUGHPUT ] PersistBatch replay (all duplicates): %.0f orders/s\n",
               kOrders / replay);
+}
+
+// ---- Order lifecycle (issue 9) ----
+
+constexpr UnixMillis kT0 = 1'764'000'000'000;  // MakeOrder's created_at base
+
+// An order of product 1 awaiting payment until `pay_by` (1 unit at 19.99).
+Order Awaiting(std::int64_t n, UnixMillis pay_by, UserId user = 0) {
+  Order o = MakeOrder(n, 1, user != 0 ? user : 100 + n, 1);
+  o.pay_by = pay_by;
+  return o;
+}
+
+Payment Pays(const Order& o, std::string ref, UnixMillis at) {
+  return Payment{o.id, std::move(ref), *o.Total(), at};
+}
+
+Product Windowed(ProductId id, std::int64_t stock, std::int64_t window_s = 600) {
+  Product p = MakeProduct(id, stock);
+  p.payment_window_s = window_s;
+  return p;
+}
+
+class PgLifecycleTest : public PgDatabaseTest {
+ protected:
+  Order Stored(const OrderId& id) {
+    Result<std::optional<Order>> o = db_->FindOrder(id);
+    EXPECT_TRUE(o.has_value()) << o.error().ToString();
+    EXPECT_TRUE(o.has_value() && o->has_value()) << "order " << id.view() << " not stored";
+    return o.has_value() && o->has_value() ? **o : Order{};
+  }
+  PaymentDecision PayOk(const Payment& p, const std::optional<Order>& in_flight = std::nullopt) {
+    Result<PaymentDecision> d = db_->Pay(p, in_flight);
+    EXPECT_TRUE(d.has_value()) << d.error().ToString();
+    return d.has_value() ? *d : PaymentDecision{};
+  }
+  // sold == units of CONFIRMED + PAID orders, per product, from the rows.
+  void ExpectSoldMatchesHeldOrders() {
+    Result<std::vector<Order>> all = db_->LoadAllOrders();
+    ASSERT_TRUE(all.has_value()) << all.error().ToString();
+    std::map<ProductId, std::int64_t> held;
+    for (const Order& o : *all) {
+      if (o.status == OrderStatus::kConfirmed || o.status == OrderStatus::kPaid) {
+        held[o.product] += o.quantity;
+      }
+    }
+    Result<std::vector<Product>> products = db_->LoadProducts();
+    ASSERT_TRUE(products.has_value());
+    for (const Product& p : *products) EXPECT_EQ(Sold(p.id), held[p.id]) << "product " << p.id;
+  }
+};
+
+// A database made by the schema before the lifecycle (its status CHECK
+// refuses PAID) upgrades in place at Open and then stores a PAID order.
+TEST_F(PgLifecycleTest, OpenMigratesTheOldSchemaInPlace) {
+  const std::string old = UniqueSchema();
+  Sql("CREATE SCHEMA " + old + "; CREATE TABLE " + old +
+      ".products (product_id BIGINT PRIMARY KEY, price NUMERIC(14,2) NOT NULL, stock BIGINT NOT "
+      "NULL, starts_at TIMESTAMPTZ NULL, ends_at TIMESTAMPTZ NULL, limit_per_user BIGINT NOT NULL "
+      "DEFAULT 1, sold BIGINT NOT NULL DEFAULT 0, version BIGINT NOT NULL DEFAULT 0); "
+      "CREATE TABLE " +
+      old +
+      ".orders (order_id TEXT PRIMARY KEY, user_id BIGINT NOT NULL, product_id BIGINT NOT NULL, "
+      "quantity BIGINT NOT NULL, price NUMERIC(14,2) NOT NULL, status TEXT NOT NULL CHECK "
+      "(status IN ('PENDING', 'CONFIRMED', 'FAILED')), created_at TIMESTAMPTZ NOT NULL, "
+      "idempotency_key TEXT NULL); INSERT INTO " +
+      old + ".products VALUES (1, 19.99, 10, NULL, NULL, 5, 2, 0); INSERT INTO " + old +
+      ".orders VALUES ('" + std::string(Id(1).view()) +
+      "', 7, 1, 2, 19.99, 'CONFIRMED', now(), NULL)");
+  // The old CHECK is there, under the name PostgreSQL gave it.
+  EXPECT_NE(Sql("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = "
+                "'orders_status_check' AND connamespace = '" +
+                old + "'::regnamespace")
+                .find("FAILED"),
+            std::string::npos);
+  Result<std::unique_ptr<PgDatabase>> db =
+      PgDatabase::Open({.url = TestUrl(), .pool_size = 2, .schema = old});
+  ASSERT_TRUE(db.has_value()) << db.error().ToString();
+  // Old rows read with the new columns empty; the old order is untouched.
+  Result<std::optional<Order>> before = (*db)->FindOrder(Id(1));
+  ASSERT_TRUE(before.has_value()) << before.error().ToString();
+  ASSERT_TRUE(before->has_value());
+  EXPECT_EQ((*before)->status, OrderStatus::kConfirmed);
+  EXPECT_FALSE((*before)->pay_by.has_value());
+  EXPECT_EQ(Sql("SELECT units_returned FROM " + old + ".orders"), "t");
+  // payment_window_s is a column now.
+  Product p = Windowed(1, 10, 900);
+  p.version = 1;
+  ASSERT_TRUE((*db)->UpsertProduct(p).ok());
+  EXPECT_EQ((*db)->LoadProducts()->front().payment_window_s, 900);
+  // And a PAID order is stored (the old CHECK refused the status).
+  const Order o = Awaiting(2, kT0 + 900'000);
+  ASSERT_EQ((*db)->PersistBatch(std::vector<Order>{o})->confirmed, 1);
+  Result<PaymentDecision> paid = (*db)->Pay(Pays(o, "pay-1", kT0 + 1000), std::nullopt);
+  ASSERT_TRUE(paid.has_value()) << paid.error().ToString();
+  EXPECT_EQ(paid->outcome, PaymentOutcome::kPaid);
+  EXPECT_EQ(Sql("SELECT status FROM " + old + ".orders WHERE order_id = '" +
+                std::string(o.id.view()) + "'"),
+            "PAID");
+  EXPECT_EQ(Sql("SELECT sold FROM " + old + ".products"), "3");
+  // Opening again changes nothing (the CHECK is not replaced twice).
+  const std::string oid =
+      Sql("SELECT oid FROM pg_constraint WHERE conname = "
+          "'orders_status_check' AND connamespace = '" +
+          old + "'::regnamespace");
+  ASSERT_TRUE(PgDatabase::Open({.url = TestUrl(), .pool_size = 1, .schema = old}).has_value());
+  EXPECT_EQ(Sql("SELECT oid FROM pg_constraint WHERE conname = 'orders_status_check' AND "
+                "connamespace = '" +
+                old + "'::regnamespace"),
+            oid);
+  db->reset();
+  Sql("DROP SCHEMA " + old + " CASCADE");
+}
+
+TEST_F(PgLifecycleTest, ProductsAndOrdersCarryTheLifecycleColumns) {
+  std::int64_t inserted = 0;
+  ASSERT_TRUE(
+      db_->InsertProducts({Windowed(1, 10, 120), MakeProduct(2, 10)}, false, &inserted).ok());
+  Result<std::vector<Product>> loaded = db_->LoadProducts();
+  ASSERT_TRUE(loaded.has_value());
+  EXPECT_EQ((*loaded)[0].payment_window_s, 120);
+  EXPECT_FALSE((*loaded)[1].payment_window_s.has_value());
+  ASSERT_TRUE(db_->InsertProducts({Windowed(2, 10, 30)}, /*overwrite=*/true, &inserted).ok());
+  EXPECT_EQ(db_->LoadProducts()->at(1).payment_window_s, 30);
+
+  Order o = Awaiting(1, kT0 + 120'123);
+  o.idempotency_key = "k1";
+  Persist({o});
+  const Order stored = Stored(o.id);
+  EXPECT_EQ(stored.pay_by, kT0 + 120'123);
+  EXPECT_FALSE(stored.paid_at.has_value());
+  EXPECT_FALSE(stored.closed_at.has_value());
+  EXPECT_TRUE(stored.payment_ref.empty());
+  PayOk(Pays(o, "ref-1", kT0 + 5'007));
+  Result<std::optional<Order>> by_key = db_->FindOrderByIdempotencyKey("k1");
+  ASSERT_TRUE(by_key.has_value() && by_key->has_value());
+  EXPECT_EQ((*by_key)->status, OrderStatus::kPaid);
+  EXPECT_EQ((*by_key)->paid_at, kT0 + 5'007);
+  EXPECT_EQ((*by_key)->payment_ref, "ref-1");
+  EXPECT_EQ(db_->OrdersOfUser(o.user, 5)->front().payment_ref, "ref-1");
+  EXPECT_EQ(db_->LoadAllOrders()->front().pay_by, kT0 + 120'123);
+}
+
+TEST_F(PgLifecycleTest, PayDecidesStoredOrders) {
+  ASSERT_TRUE(db_->UpsertProduct(Windowed(1, 100)).ok());
+  const UnixMillis due = kT0 + 60'000;
+  std::vector<Order> orders;
+  for (int n = 1; n <= 5; ++n) orders.push_back(Awaiting(n, due));
+  Order no_step = MakeOrder(6, 1, 106, 1);  // no pay_by: no payment step
+  orders.push_back(no_step);
+  Persist(orders);
+  EXPECT_EQ(Sold(1), 6);
+
+  // In time: PAID, and the same ref again answers PAID without a change.
+  PaymentDecision d = PayOk(Pays(orders[0], "r1", due - 1));
+  EXPECT_EQ(d.outcome, PaymentOutcome::kPaid);
+  EXPECT_EQ(d.order.status, OrderStatus::kPaid);
+  EXPECT_EQ(d.order.paid_at, due - 1);
+  d = PayOk(Pays(orders[0], "r1", due + 5));
+  EXPECT_EQ(d.outcome, PaymentOutcome::kPaid);
+  EXPECT_EQ(d.order.paid_at, due - 1);
+  // Another ref on a paid order: refused, the order keeps the first.
+  d = PayOk(Pays(orders[0], "r2", due - 1));
+  EXPECT_EQ(d.outcome, PaymentOutcome::kWrongStatus);
+  EXPECT_EQ(d.order.status, OrderStatus::kPaid);
+  EXPECT_EQ(Stored(orders[0].id).payment_ref, "r1");
+
+  // Wrong amount: nothing changes.
+  Payment wrong = Pays(orders[1], "r3", due - 1);
+  wrong.amount += 1;
+  d = PayOk(wrong);
+  EXPECT_EQ(d.outcome, PaymentOutcome::kAmountMismatch);
+  EXPECT_EQ(Stored(orders[1].id).status, OrderStatus::kConfirmed);
+
+  // Late (received at pay_by): the order expires right here, units given back.
+  d = PayOk(Pays(orders[2], "r4", due));
+  EXPECT_EQ(d.outcome, PaymentOutcome::kWrongStatus);
+  EXPECT_EQ(d.order.status, OrderStatus::kExpired);
+  EXPECT_EQ(d.order.closed_at, due);
+  EXPECT_TRUE(d.order.payment_ref.empty());
+  EXPECT_EQ(Sold(1), 5);
+  EXPECT_EQ(Sql("SELECT units_returned FROM " + schema_ + ".orders WHERE order_id = '" +
+                std::string(orders[2].id.view()) + "'"),
+            "f");
+  // ... and stays expired for an in-time looking retry.
+  d = PayOk(Pays(orders[2], "r4", due - 10));
+  EXPECT_EQ(d.outcome, PaymentOutcome::kWrongStatus);
+  EXPECT_EQ(d.order.status, OrderStatus::kExpired);
+
+  // No payment step; unknown order.
+  d = PayOk(Pays(no_step, "r5", kT0));
+  EXPECT_EQ(d.outcome, PaymentOutcome::kWrongStatus);
+  EXPECT_EQ(d.order.status, OrderStatus::kConfirmed);
+  d = PayOk(Pays(Awaiting(99, due), "r6", kT0));
+  EXPECT_EQ(d.outcome, PaymentOutcome::kNotFound);
+
+  // Cancelled and FAILED orders refuse payments.
+  ASSERT_EQ(db_->Cancel(orders[3].id, kT0 + 10)->outcome, CancelOutcome::kCancelled);
+  d = PayOk(Pays(orders[3], "r7", kT0 + 20));
+  EXPECT_EQ(d.outcome, PaymentOutcome::kWrongStatus);
+  EXPECT_EQ(d.order.status, OrderStatus::kCancelled);
+  ASSERT_TRUE(db_->UpsertProduct(Windowed(2, 0)).ok());
+  Order failed = Awaiting(7, due);
+  failed.product = 2;
+  EXPECT_EQ(Persist({failed}).failed, 1);
+  d = PayOk(Pays(failed, "r8", kT0));
+  EXPECT_EQ(d.outcome, PaymentOutcome::kWrongStatus);
+  EXPECT_EQ(d.order.status, OrderStatus::kFailed);
+  ExpectSoldMatchesHeldOrders();
+}
+
+// A payment received while the order is in flight is decided from the
+// in-flight record and applied by the PersistBatch that lands the order.
+TEST_F(PgLifecycleTest, PaymentsInFlightAreAppliedWhenTheOrderLands) {
+  ASSERT_TRUE(db_->UpsertProduct(Windowed(1, 3)).ok());
+  const UnixMillis due = kT0 + 60'000;
+  std::vector<Order> batch;
+  for (int n = 1; n <= 6; ++n) batch.push_back(Awaiting(n, due));
+  auto pending = [](Order o) {
+    o.status = OrderStatus::kPending;
+    return o;
+  };
+  // In time: recorded; the same ref again too; another ref is refused.
+  PaymentDecision d = PayOk(Pays(batch[0], "a", due - 1), pending(batch[0]));
+  EXPECT_EQ(d.outcome, PaymentOutcome::kRecorded);
+  EXPECT_EQ(d.order.status, OrderStatus::kPending);
+  EXPECT_EQ(PayOk(Pays(batch[0], "a", due - 1), pending(batch[0])).outcome,
+            PaymentOutcome::kRecorded);
+  d = PayOk(Pays(batch[0], "other", due - 1), pending(batch[0]));
+  EXPECT_EQ(d.outcome, PaymentOutcome::kWrongStatus);
+  EXPECT_EQ(d.order.payment_ref, "a");
+  // Late, wrong amount, no payment step, nothing in flight: nothing recorded.
+  d = PayOk(Pays(batch[1], "b", due), pending(batch[1]));
+  EXPECT_EQ(d.outcome, PaymentOutcome::kWrongStatus);
+  EXPECT_EQ(d.order.status, OrderStatus::kPending);
+  Payment wrong = Pays(batch[2], "c", due - 1);
+  wrong.amount = 1;
+  EXPECT_EQ(PayOk(wrong, pending(batch[2])).outcome, PaymentOutcome::kAmountMismatch);
+  Order no_step = pending(batch[3]);
+  no_step.pay_by.reset();
+  EXPECT_EQ(PayOk(Pays(batch[3], "d", kT0), no_step).outcome, PaymentOutcome::kWrongStatus);
+  EXPECT_EQ(PayOk(Pays(batch[3], "d", kT0)).outcome, PaymentOutcome::kNotFound);
+  // batch[5] will be FAILED by the stock guard (3 units): it keeps its ref.
+  EXPECT_EQ(PayOk(Pays(batch[5], "f", due - 1), pending(batch[5])).outcome,
+            PaymentOutcome::kRecorded);
+  EXPECT_EQ(Sql("SELECT count(*) FROM " + schema_ + ".order_payments"), "2");
+
+  PersistSummary s = Persist(batch);
+  EXPECT_EQ(s.confirmed, 3);
+  EXPECT_EQ(s.failed, 3);
+  Order landed = Stored(batch[0].id);
+  EXPECT_EQ(landed.status, OrderStatus::kPaid);
+  EXPECT_EQ(landed.paid_at, due - 1);
+  EXPECT_EQ(landed.payment_ref, "a");
+  EXPECT_EQ(Stored(batch[1].id).status, OrderStatus::kConfirmed);
+  EXPECT_EQ(Stored(batch[5].id).status, OrderStatus::kFailed);
+  EXPECT_EQ(Stored(batch[5].id).payment_ref, "f");
+  EXPECT_EQ(Sql("SELECT count(*) FROM " + schema_ + ".order_payments"), "0");
+  EXPECT_EQ(Sold(1), 3);
+  // Stored now: the same payment answers PAID, as for any stored order.
+  EXPECT_EQ(PayOk(Pays(batch[0], "a", due - 1), pending(batch[0])).outcome, PaymentOutcome::kPaid);
+  // The late one expires when due; the paid one does not.
+  Result<std::int64_t> expired = db_->ExpireDue(due, 100);
+  ASSERT_TRUE(expired.has_value()) << expired.error().ToString();
+  EXPECT_EQ(*expired, 2);
+  EXPECT_EQ(Stored(batch[0].id).status, OrderStatus::kPaid);
+  EXPECT_EQ(Stored(batch[1].id).status, OrderStatus::kExpired);
+  ExpectSoldMatchesHeldOrders();
+}
+
+// Payments racing the PersistBatch that lands their orders: each either is
+// recorded before the batch (and applied by it) or finds the order stored.
+TEST_F(PgLifecycleTest, PaymentsRacingTheLandingBatchAreNeverLost) {
+  constexpr int kOrders = 400;
+  ASSERT_TRUE(db_->UpsertProduct(Windowed(1, kOrders)).ok());
+  const UnixMillis due = kT0 + 60'000;
+  std::vector<Order> orders;
+  for (int n = 0; n < kOrders; ++n) orders.push_back(Awaiting(n, due));
+  std::atomic<int> paid{0}, recorded{0};
+  std::thread lander([&] {
+    for (int at = 0; at < kOrders; at += 50) {
+      std::this_thread::sleep_for(2ms);
+      Persist({orders.begin() + at, orders.begin() + at + 50});
+    }
+  });
+  testutil::RunConcurrently(2, kOrders / 2, [&](int i) {
+    Order in_flight = orders[static_cast<std::size_t>(i)];
+    in_flight.status = OrderStatus::kPending;
+    PaymentDecision d = PayOk(Pays(in_flight, "p" + std::to_string(i), due - 1), in_flight);
+    if (d.outcome == PaymentOutcome::kPaid) ++paid;
+    if (d.outcome == PaymentOutcome::kRecorded) ++recorded;
+  });
+  lander.join();
+  EXPECT_EQ(paid + recorded, kOrders);
+  Result<std::vector<Order>> all = db_->LoadAllOrders();
+  ASSERT_TRUE(all.has_value());
+  ASSERT_EQ(all->size(), static_cast<std::size_t>(kOrders));
+  for (const Order& o : *all) {
+    EXPECT_EQ(o.status, OrderStatus::kPaid) << o.id.view();
+  }
+  EXPECT_EQ(Sql("SELECT count(*) FROM " + schema_ + ".order_payments"), "0");
+  EXPECT_EQ(Sold(1), kOrders);
+  std::printf("[ RACE ] %d paid on the stored row, %d recorded in flight\n", paid.load(),
+              recorded.load());
+}
+
+TEST_F(PgLifecycleTest, CancelClosesOnlyConfirmedOrders) {
+  ASSERT_TRUE(db_->UpsertProduct(Windowed(1, 2)).ok());
+  const Order a = Awaiting(1, kT0 + 60'000), b = Awaiting(2, kT0 + 60'000),
+              failed = Awaiting(3, kT0 + 60'000);
+  Persist({a, b, failed});
+  EXPECT_EQ(Sold(1), 2);
+  Result<CancelDecision> d = db_->Cancel(a.id, kT0 + 500);
+  ASSERT_TRUE(d.has_value()) << d.error().ToString();
+  EXPECT_EQ(d->outcome, CancelOutcome::kCancelled);
+  EXPECT_EQ(d->order.status, OrderStatus::kCancelled);
+  EXPECT_EQ(d->order.closed_at, kT0 + 500);
+  EXPECT_EQ(Sold(1), 1);
+  d = db_->Cancel(a.id, kT0 + 600);  // again: no second return of its units
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->outcome, CancelOutcome::kWrongStatus);
+  EXPECT_EQ(d->order.closed_at, kT0 + 500);
+  EXPECT_EQ(Sold(1), 1);
+  EXPECT_EQ(db_->Cancel(failed.id, kT0)->outcome, CancelOutcome::kWrongStatus);
+  EXPECT_EQ(db_->Cancel(Id(77), kT0)->outcome, CancelOutcome::kNotFound);
+  PayOk(Pays(b, "r", kT0 + 1));
+  d = db_->Cancel(b.id, kT0 + 2);
+  EXPECT_EQ(d->outcome, CancelOutcome::kWrongStatus);
+  EXPECT_EQ(d->order.status, OrderStatus::kPaid);
+  // The outbox hands the cancelled order out until give_back says it is done.
+  Result<std::vector<Order>> unreturned = db_->LoadUnreturnedClosed();
+  ASSERT_TRUE(unreturned.has_value());
+  ASSERT_EQ(unreturned->size(), 1u);
+  EXPECT_EQ(unreturned->front().id, a.id);
+  int calls = 0;
+  auto refuse = [&](std::span<const Order> os) {
+    ++calls;
+    EXPECT_EQ(os.size(), 1u);
+    return std::vector<bool>(os.size(), false);
+  };
+  EXPECT_EQ(*db_->ReturnClosedUnits(10, refuse), 0);
+  auto accept = [&](std::span<const Order> os) {
+    ++calls;
+    return std::vector<bool>(os.size(), true);
+  };
+  EXPECT_EQ(*db_->ReturnClosedUnits(10, accept), 1);
+  EXPECT_EQ(*db_->ReturnClosedUnits(10, accept), 0);  // nothing left: not called
+  EXPECT_EQ(calls, 2);
+  EXPECT_TRUE(db_->LoadUnreturnedClosed()->empty());
+  ExpectSoldMatchesHeldOrders();
+}
+
+TEST_F(PgLifecycleTest, NextPayByIsTheEarliestConfirmedDeadline) {
+  ASSERT_TRUE(db_->UpsertProduct(Windowed(1, 100)).ok());
+  Result<std::optional<UnixMillis>> next = db_->NextPayBy();
+  ASSERT_TRUE(next.has_value()) << next.error().ToString();
+  EXPECT_FALSE(next->has_value());
+  Persist({Awaiting(1, kT0 + 3000), Awaiting(2, kT0 + 1000), Awaiting(3, kT0 + 2000),
+           MakeOrder(4, 1, 9, 1)});
+  EXPECT_EQ(*db_->NextPayBy(), kT0 + 1000);
+  PayOk(Pays(Awaiting(2, kT0 + 1000), "r", kT0));
+  EXPECT_EQ(*db_->NextPayBy(), kT0 + 2000);
+  ASSERT_EQ(*db_->ExpireDue(kT0 + 2000, 10), 1);
+  EXPECT_EQ(*db_->NextPayBy(), kT0 + 3000);
+  ASSERT_EQ(db_->Cancel(Id(1), kT0)->outcome, CancelOutcome::kCancelled);
+  EXPECT_FALSE(db_->NextPayBy()->has_value());
+  // The closer's scans use the partial index.
+  std::string plan;
+  for (const std::string& line :
+       SqlRows("SET search_path = " + schema_ +
+               "; SET enable_seqscan = off; EXPLAIN SELECT min(pay_by) FROM orders WHERE status "
+               "= 'CONFIRMED' AND pay_by IS NOT NULL")) {
+    plan += line + "\n";
+  }
+  EXPECT_NE(plan.find("orders_awaiting_payment"), std::string::npos) << plan;
+}
+
+TEST_F(PgLifecycleTest, LoadSoldUnitsCountsHeldOrdersOnly) {
+  ASSERT_TRUE(db_->UpsertProduct(Windowed(1, 5)).ok());
+  Persist({Awaiting(1, kT0 + 1000, 7), Awaiting(2, kT0 + 1000, 7), Awaiting(3, kT0 + 1000, 8),
+           Awaiting(4, kT0 + 1000, 9), Awaiting(5, kT0 + 1000, 9)});
+  PayOk(Pays(Awaiting(1, kT0 + 1000), "r", kT0));                          // user 7: PAID
+  ASSERT_EQ(db_->Cancel(Id(2), kT0)->outcome, CancelOutcome::kCancelled);  // user 7: closed
+  ASSERT_EQ(db_->Cancel(Id(3), kT0)->outcome, CancelOutcome::kCancelled);  // user 8: none held
+  Result<std::vector<SoldUnits>> sold = db_->LoadSoldUnits();
+  ASSERT_TRUE(sold.has_value()) << sold.error().ToString();
+  ASSERT_EQ(sold->size(), 2u);
+  EXPECT_EQ((*sold)[0].user, 7);
+  EXPECT_EQ((*sold)[0].units, 1);
+  EXPECT_EQ((*sold)[0].latest_order, Id(1));  // the held one, not the cancelled one
+  EXPECT_EQ((*sold)[1].user, 9);
+  EXPECT_EQ((*sold)[1].units, 2);
+  EXPECT_EQ(Sold(1), 3);
+  ASSERT_EQ(*db_->ExpireDue(kT0 + 1000, 1), 1);  // one of user 9's two
+  sold = db_->LoadSoldUnits();
+  ASSERT_TRUE(sold.has_value());
+  EXPECT_EQ(sold->back().units, 1);
+  EXPECT_EQ(Sold(1), 2);
+  Result<OrderCounts> counts = db_->CountOrders();
+  ASSERT_TRUE(counts.has_value()) << counts.error().ToString();
+  EXPECT_EQ(counts->confirmed, 1);
+  EXPECT_EQ(counts->paid, 1);
+  EXPECT_EQ(counts->cancelled, 2);
+  EXPECT_EQ(counts->expired, 1);
+  EXPECT_EQ(counts->failed, 0);
+}
+
+// Payments around the deadline while a closer expires due orders: exactly one
+// of PAID and EXPIRED wins for each order, and sold follows the winners.
+TEST_F(PgLifecycleTest, PayAndExpireRaceAtTheDeadline) {
+  constexpr int kOrders = 300;
+  ASSERT_TRUE(db_->UpsertProduct(Windowed(1, kOrders)).ok());
+  auto now_ms = [] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  const UnixMillis due = now_ms() + 1500;
+  std::vector<Order> orders;
+  for (int n = 0; n < kOrders; ++n) orders.push_back(Awaiting(n, due));
+  Persist(orders);
+  std::atomic<bool> stop{false};
+  std::atomic<std::int64_t> expired{0};
+  std::thread closer([&] {
+    while (!stop) {
+      Result<std::int64_t> n = db_->ExpireDue(now_ms(), 7);
+      ASSERT_TRUE(n.has_value()) << n.error().ToString();
+      expired += *n;
+      if (*n == 0) std::this_thread::sleep_for(1ms);
+    }
+  });
+  // Each order is paid once, within +-300 ms of its deadline (a third of
+  // them within +-100 ms): the c-th call of each of the 3 payers at
+  // due - 300 ms + c * 6 ms, a pace a loaded 2-core machine keeps.
+  constexpr int kPerPayer = kOrders / 3;
+  std::vector<PaymentDecision> decisions(kOrders);
+  std::vector<UnixMillis> received(kOrders);
+  testutil::RunConcurrently(3, kPerPayer, [&](int i) {
+    const auto idx = static_cast<std::size_t>(i);
+    const UnixMillis at = due - 300 + (i % kPerPayer) * 600 / kPerPayer;
+    while (now_ms() < at) std::this_thread::sleep_for(200us);
+    received[idx] = now_ms();
+    decisions[idx] = PayOk(Pays(orders[idx], "p" + std::to_string(i), received[idx]));
+  });
+  while (now_ms() < due + 100) std::this_thread::sleep_for(10ms);  // the closer's turn
+  stop = true;
+  closer.join();
+  ASSERT_EQ(*db_->ExpireDue(now_ms(), kOrders), 0);  // the closer left nothing due
+
+  int paid = 0, late = 0;
+  for (std::size_t i = 0; i < orders.size(); ++i) {
+    const Order o = Stored(orders[i].id);
+    const PaymentDecision& d = decisions[i];
+    ASSERT_TRUE(o.status == OrderStatus::kPaid || o.status == OrderStatus::kExpired)
+        << ToString(o.status);
+    if (o.status == OrderStatus::kPaid) {
+      ++paid;
+      EXPECT_EQ(d.outcome, PaymentOutcome::kPaid);
+      EXPECT_LT(received[i], due) << "a late payment won";
+      EXPECT_EQ(o.payment_ref, "p" + std::to_string(i));
+      EXPECT_FALSE(o.closed_at.has_value());
+    } else {
+      ++late;
+      EXPECT_EQ(d.outcome, PaymentOutcome::kWrongStatus);
+      EXPECT_EQ(d.order.status, OrderStatus::kExpired);
+      EXPECT_TRUE(o.payment_ref.empty());
+      EXPECT_FALSE(o.paid_at.has_value());
+    }
+  }
+  EXPECT_GT(paid, 0);
+  EXPECT_GT(late, 0);
+  ExpectSoldMatchesHeldOrders();
+  EXPECT_EQ(Sold(1), paid);
+  EXPECT_EQ(static_cast<int>(db_->LoadUnreturnedClosed()->size()), late);
+  std::printf("[ RACE ] %d paid, %d expired (%lld by the closer)\n", paid, late,
+              static_cast<long long>(expired.load()));
+}
+
+// Two closers at once (two `flashsale consume`): every closed order is
+// expired once and handed to give_back exactly once.
+TEST_F(PgLifecycleTest, TwoClosersHandOutEachClosedOrderOnce) {
+  constexpr int kOrders = 600;
+  ASSERT_TRUE(db_->UpsertProduct(Windowed(1, kOrders)).ok());
+  ASSERT_TRUE(db_->UpsertProduct(Windowed(2, kOrders)).ok());
+  std::vector<Order> orders;
+  for (int n = 0; n < kOrders; ++n) {
+    Order o = Awaiting(n, kT0 + 1000 + n % 50);
+    o.product = 1 + n % 2;
+    orders.push_back(o);
+  }
+  Persist(orders);
+  for (int n = 0; n < kOrders; n += 10) {  // some are cancelled meanwhile instead
+    ASSERT_EQ(db_->Cancel(Id(n), kT0 + 5)->outcome, CancelOutcome::kCancelled);
+  }
+  Mutex mu;
+  std::map<std::string, int> given;  // order id -> times handed to give_back
+  std::atomic<std::int64_t> expired{0}, marked{0};
+  testutil::RunConcurrently(2, 1, [&](int) {
+    for (int idle = 0; idle < 3;) {
+      Result<std::int64_t> e = db_->ExpireDue(kT0 + 2000, 25);
+      ASSERT_TRUE(e.has_value()) << e.error().ToString();
+      Result<std::int64_t> m = db_->ReturnClosedUnits(20, [&](std::span<const Order> os) {
+        {
+          MutexLock lock(&mu);
+          for (const Order& o : os) {
+            EXPECT_TRUE(IsClosed(o.status)) << ToString(o.status);
+            ++given[o.id.str()];
+          }
+        }
+        std::this_thread::sleep_for(2ms);  // the stock store's release
+        return std::vector<bool>(os.size(), true);
+      });
+      ASSERT_TRUE(m.has_value()) << m.error().ToString();
+      expired += *e;
+      marked += *m;
+      idle = *e == 0 && *m == 0 ? idle + 1 : 0;
+    }
+  });
+  EXPECT_EQ(expired.load(), kOrders - kOrders / 10);
+  EXPECT_EQ(marked.load(), kOrders);
+  EXPECT_EQ(given.size(), static_cast<std::size_t>(kOrders));
+  for (const auto& [id, times] : given) EXPECT_EQ(times, 1) << id;
+  EXPECT_EQ(Sold(1), 0);
+  EXPECT_EQ(Sold(2), 0);
+  EXPECT_TRUE(db_->LoadUnreturnedClosed()->empty());
 }
 
 }  // namespace

@@ -18,44 +18,56 @@ namespace {
 // What ReadProduct parses, in its order.
 constexpr const char* kProductColumns =
     "product_id, (price * 100)::bigint, stock, (extract(epoch FROM starts_at) * 1000)::bigint, "
-    "(extract(epoch FROM ends_at) * 1000)::bigint, limit_per_user, version";
+    "(extract(epoch FROM ends_at) * 1000)::bigint, limit_per_user, payment_window_s, version";
 
-// $1..$7: id, cents, stock, starts_ms, ends_ms, limit, version. The row is
+// $1..$8: id, cents, stock, starts_ms, ends_ms, limit, version, window_s. The row is
 // kept only if not older (OrderRepository::UpsertProduct): racing admin
 // changes persisted out of order converge to the last one.
 constexpr const char* kUpsertProduct = R"sql(
-INSERT INTO products (product_id, price, stock, starts_at, ends_at, limit_per_user, version)
+INSERT INTO products (product_id, price, stock, starts_at, ends_at, limit_per_user, version,
+                      payment_window_s)
 VALUES ($1, $2::bigint::numeric / 100, $3,
         TIMESTAMPTZ 'epoch' + $4::bigint * INTERVAL '1 millisecond',
-        TIMESTAMPTZ 'epoch' + $5::bigint * INTERVAL '1 millisecond', $6, $7)
+        TIMESTAMPTZ 'epoch' + $5::bigint * INTERVAL '1 millisecond', $6, $7, $8::bigint)
 ON CONFLICT (product_id) DO UPDATE SET
   price = excluded.price, stock = excluded.stock, starts_at = excluded.starts_at,
-  ends_at = excluded.ends_at, limit_per_user = excluded.limit_per_user, version = excluded.version
+  ends_at = excluded.ends_at, limit_per_user = excluded.limit_per_user, version = excluded.version,
+  payment_window_s = excluded.payment_window_s
 WHERE products.version <= excluded.version
 )sql";
 
 constexpr const char* kInsertProductsSelect = R"sql(
-INSERT INTO products (product_id, price, stock, starts_at, ends_at, limit_per_user)
+INSERT INTO products (product_id, price, stock, starts_at, ends_at, limit_per_user,
+                      payment_window_s)
 SELECT id, cents::numeric / 100, stock,
        TIMESTAMPTZ 'epoch' + starts_ms * INTERVAL '1 millisecond',
-       TIMESTAMPTZ 'epoch' + ends_ms * INTERVAL '1 millisecond', lim
-FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
-     AS t(id, cents, stock, starts_ms, ends_ms, lim)
+       TIMESTAMPTZ 'epoch' + ends_ms * INTERVAL '1 millisecond', lim, window_s
+FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
+            $7::bigint[])
+     AS t(id, cents, stock, starts_ms, ends_ms, lim, window_s)
 )sql";
 
 constexpr const char* kOverwriteClause =
     " ON CONFLICT (product_id) DO UPDATE SET price = excluded.price, stock = excluded.stock, "
     "starts_at = excluded.starts_at, ends_at = excluded.ends_at, "
-    "limit_per_user = excluded.limit_per_user";
+    "limit_per_user = excluded.limit_per_user, payment_window_s = excluded.payment_window_s";
 
 // The columns of kProductColumns, for RowReader's messages.
-constexpr const char* kProductColumnNames[] = {
-    "product_id", "price", "stock", "starts_at", "ends_at", "limit_per_user", "version"};
+constexpr const char* kProductColumnNames[] = {"product_id",       "price",   "stock",
+                                               "starts_at",        "ends_at", "limit_per_user",
+                                               "payment_window_s", "version"};
 
 Result<Product> ReadProduct(const PGresult* r, int row) {
   RowReader cells(r, row, "products", kProductColumnNames, 1);
-  Product p{cells.Int(0),         cells.Int(1), cells.Int(2), cells.OptionalInt(3),
-            cells.OptionalInt(4), cells.Int(5), cells.Int(6)};
+  Product p;
+  p.id = cells.Int(0);
+  p.price = cells.Int(1);
+  p.stock = cells.Int(2);
+  p.starts_at = cells.OptionalInt(3);
+  p.ends_at = cells.OptionalInt(4);
+  p.limit_per_user = cells.Int(5);
+  p.payment_window_s = cells.OptionalInt(6);
+  p.version = cells.Int(7);
   if (!cells.error().ok()) return cells.error();
   return p;
 }
@@ -66,15 +78,17 @@ Status PgDatabase::UpsertProduct(const Product& p) {
   const std::string id = std::to_string(p.id), price = std::to_string(p.price),
                     stock = std::to_string(p.stock), limit = std::to_string(p.limit_per_user),
                     version = std::to_string(p.version);
+  const std::optional<std::string> window =
+      p.payment_window_s ? std::optional(std::to_string(*p.payment_window_s)) : std::nullopt;
   const std::optional<std::string> starts =
       p.starts_at ? std::optional(std::to_string(*p.starts_at)) : std::nullopt;
   const std::optional<std::string> ends =
       p.ends_at ? std::optional(std::to_string(*p.ends_at)) : std::nullopt;
   Result<bool> r = Run<bool>([&](Connection& c) -> Result<bool> {
-    Status s =
-        c.Command(server_, "saving product", kUpsertProduct,
-                  {id.c_str(), price.c_str(), stock.c_str(), starts ? starts->c_str() : nullptr,
-                   ends ? ends->c_str() : nullptr, limit.c_str(), version.c_str()});
+    Status s = c.Command(server_, "saving product", kUpsertProduct,
+                         {id.c_str(), price.c_str(), stock.c_str(),
+                          starts ? starts->c_str() : nullptr, ends ? ends->c_str() : nullptr,
+                          limit.c_str(), version.c_str(), window ? window->c_str() : nullptr});
     if (!s.ok()) return s;
     return true;
   });
@@ -104,13 +118,15 @@ Status PgDatabase::InsertProducts(const std::vector<Product>& products, bool ove
   const std::string starts = IntArray(rows.begin(), rows.end(), [](P p) { return p.starts_at; });
   const std::string ends = IntArray(rows.begin(), rows.end(), [](P p) { return p.ends_at; });
   const std::string lim = IntArray(rows.begin(), rows.end(), [](P p) { return p.limit_per_user; });
+  const std::string window =
+      IntArray(rows.begin(), rows.end(), [](P p) { return p.payment_window_s; });
   const std::string sql = std::string(kInsertProductsSelect) +
                           (overwrite ? kOverwriteClause : " ON CONFLICT (product_id) DO NOTHING");
   Result<std::int64_t> r = Run<std::int64_t>([&](Connection& c) -> Result<std::int64_t> {
-    Result<PgResult> res = c.Exec(
-        server_, "inserting products", sql.c_str(),
-        {ids.c_str(), cents.c_str(), stock.c_str(), starts.c_str(), ends.c_str(), lim.c_str()},
-        PGRES_COMMAND_OK);
+    Result<PgResult> res = c.Exec(server_, "inserting products", sql.c_str(),
+                                  {ids.c_str(), cents.c_str(), stock.c_str(), starts.c_str(),
+                                   ends.c_str(), lim.c_str(), window.c_str()},
+                                  PGRES_COMMAND_OK);
     if (!res.has_value()) return res.error();
     // PQcmdTuples gives the count's digits, or "" for a command without one.
     return ParseInt64(PQcmdTuples(res->get())).value_or(0);
@@ -137,12 +153,15 @@ Result<std::vector<Product>> PgDatabase::LoadProducts() {
 }
 
 Result<std::vector<SoldUnits>> PgDatabase::LoadSoldUnits() {
-  // Order ids begin with the creation time: the greatest is the latest.
-  constexpr const char* kSql =
-      "SELECT product_id, user_id, sum(quantity)::bigint, max(order_id) FROM orders "
-      "WHERE status <> 'FAILED' GROUP BY product_id, user_id ORDER BY product_id, user_id";
+  // Order ids begin with the creation time: the greatest is the latest. Only
+  // orders holding units count (domain.hpp): closed ones gave theirs back.
+  const std::string sql =
+      std::string(
+          "SELECT product_id, user_id, sum(quantity)::bigint, max(order_id) FROM orders "
+          "WHERE status IN ") +
+      kHeldStatusesSql + " GROUP BY product_id, user_id ORDER BY product_id, user_id";
   return Run<std::vector<SoldUnits>>([&](Connection& c) -> Result<std::vector<SoldUnits>> {
-    Result<PgResult> r = c.Exec(server_, "reading sold units", kSql);
+    Result<PgResult> r = c.Exec(server_, "reading sold units", sql.c_str());
     if (!r.has_value()) return r.error();
     std::vector<SoldUnits> out;
     constexpr const char* kColumns[] = {"product_id", "user_id", "sum(quantity)", "max(order_id)"};
@@ -166,11 +185,15 @@ Result<std::vector<Order>> PgDatabase::LoadFailedOrders() {
 Result<OrderCounts> PgDatabase::CountOrders() {
   constexpr const char* kSql =
       "SELECT count(*) FILTER (WHERE status = 'CONFIRMED'), "
-      "count(*) FILTER (WHERE status = 'FAILED') FROM orders";
+      "count(*) FILTER (WHERE status = 'FAILED'), count(*) FILTER (WHERE status = 'PAID'), "
+      "count(*) FILTER (WHERE status = 'CANCELLED'), "
+      "count(*) FILTER (WHERE status = 'EXPIRED') FROM orders";
   return Run<OrderCounts>([&](Connection& c) -> Result<OrderCounts> {
     Result<PgResult> r = c.Exec(server_, "counting orders", kSql);
     if (!r.has_value()) return r.error();
-    return OrderCounts{Int(r->get(), 0, 0), Int(r->get(), 0, 1)};
+    const PGresult* res = r->get();
+    return OrderCounts{Int(res, 0, 0), Int(res, 0, 1), Int(res, 0, 2), Int(res, 0, 3),
+                       Int(res, 0, 4)};
   });
 }
 
@@ -179,6 +202,14 @@ Result<std::vector<Order>> PgDatabase::LoadAllOrders() {
       std::string("SELECT ") + kOrderColumns + " FROM orders ORDER BY created_at, order_id";
   return Run<std::vector<Order>>([&](Connection& c) {
     return ReadOrders(c.Exec(server_, "reading all orders", sql.c_str()));
+  });
+}
+
+Result<std::vector<Order>> PgDatabase::LoadUnreturnedClosed() {
+  const std::string sql = std::string("SELECT ") + kOrderColumns +
+                          " FROM orders WHERE NOT units_returned ORDER BY closed_at, order_id";
+  return Run<std::vector<Order>>([&](Connection& c) {
+    return ReadOrders(c.Exec(server_, "reading closed orders to return", sql.c_str()));
   });
 }
 

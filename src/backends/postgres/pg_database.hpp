@@ -5,17 +5,46 @@
 // that would take its product past its stock.
 //
 // Schema (created by Open() if missing, under a session-level advisory
-// lock so that two processes starting together do not race on DDL):
+// lock so that two processes starting together do not race on DDL; tables of
+// an older schema get the new columns, and a status CHECK without the
+// lifecycle statuses is replaced, in place):
 //   products(product_id BIGINT PK, price NUMERIC(14,2), stock BIGINT,
 //            starts_at TIMESTAMPTZ NULL, ends_at TIMESTAMPTZ NULL,
 //            limit_per_user BIGINT,
-//            sold BIGINT NOT NULL DEFAULT 0)   -- ours: units of CONFIRMED
-//                                              -- orders, kept by PersistBatch
+//            sold BIGINT NOT NULL DEFAULT 0,   -- ours: units of stored orders
+//                                              -- holding units (CONFIRMED, PAID):
+//                                              -- PersistBatch adds, closing subtracts
+//            version BIGINT NOT NULL DEFAULT 0,
+//            payment_window_s BIGINT NULL)     -- NULL: no payment step
 //   orders(order_id TEXT PK, user_id BIGINT, product_id BIGINT, quantity BIGINT,
-//          price NUMERIC(14,2), status TEXT CHECK IN (PENDING, CONFIRMED, FAILED),
+//          price NUMERIC(14,2),
+//          status TEXT CONSTRAINT orders_status_check CHECK IN (PENDING, CONFIRMED,
+//                 FAILED, PAID, CANCELLED, EXPIRED),
 //          created_at TIMESTAMPTZ,
-//          idempotency_key TEXT NULL)          -- ours: Order carries it
+//          idempotency_key TEXT NULL,          -- ours: Order carries it
+//          pay_by TIMESTAMPTZ NULL,            -- NULL: no payment step
+//          paid_at TIMESTAMPTZ NULL, closed_at TIMESTAMPTZ NULL,
+//          payment_ref TEXT NULL,              -- PAID; FAILED ones keep an in-flight
+//                                              -- payment's ref (the shop refunds it)
+//          units_returned BOOLEAN NOT NULL DEFAULT TRUE)  -- FALSE: closed, units
+//                                              -- not given back yet (the outbox)
+//   order_payments(order_id TEXT PK, payment_ref TEXT, amount NUMERIC(14,2),
+//                  received_at TIMESTAMPTZ)    -- in-time payments of orders still
+//                                              -- in flight; applied and deleted by
+//                                              -- the PersistBatch that lands them
 //   index orders_by_user (user_id, created_at DESC)
+//   index orders_by_idempotency_key (idempotency_key) WHERE NOT NULL
+//   index orders_awaiting_payment (pay_by) WHERE CONFIRMED AND pay_by NOT NULL
+//   index orders_units_to_return (closed_at) WHERE NOT units_returned
+//
+// Lifecycle locking (no deadlock between the writers): an order's row before
+// its product's row (Pay, Cancel, ExpireDue; ExpireDue skips locked orders and
+// locks products in id order), products before order_payments (PersistBatch,
+// ExpireDue); Pay recording an in-flight payment holds order_payments (ROW
+// EXCLUSIVE) and no product. PersistBatch takes order_payments in SHARE mode
+// after inserting: a Pay recording a payment for one of its orders either
+// commits first (the batch then sees and applies it) or waits for the batch
+// and then finds the order stored (and decides on the stored row).
 // Conversions are exact: cents <-> NUMERIC by `cents::numeric / 100` and
 // `(price * 100)::bigint`; ms <-> TIMESTAMPTZ by `'epoch' + ms * 1 ms` and
 // `(extract(epoch from t) * 1000)::bigint` (extract is NUMERIC since PG 14).
@@ -43,16 +72,18 @@
 #include <vector>
 
 #include "core/mutex.hpp"
+#include "core/order_lifecycle.hpp"
 #include "core/order_repository.hpp"
 #include "core/stock_store.hpp"
 
 namespace flashsale::postgres {
 
+// Stored orders per status (PENDING is never stored).
 struct OrderCounts {
-  std::int64_t confirmed = 0, failed = 0;
+  std::int64_t confirmed = 0, failed = 0, paid = 0, cancelled = 0, expired = 0;
 };
 
-class PgDatabase final : public OrderRepository {
+class PgDatabase final : public OrderRepository, public OrderLifecycle {
  public:
   struct Options {
     std::string url;    // postgresql://user:pass@host:port/db[?options=...] (libpq URI)
@@ -75,7 +106,10 @@ class PgDatabase final : public OrderRepository {
   // batch) count as duplicates and are left alone; orders naming an unknown
   // product are not stored and reported by index; the others are stored
   // CONFIRMED, or FAILED when they would take sold past stock (decided in
-  // batch order). Safe to retry after any error (idempotent).
+  // batch order), with their pay_by. Payments recorded while they were in
+  // flight (order_payments) are applied in the same transaction: a CONFIRMED
+  // order paid in time with its total becomes PAID; a FAILED one keeps the
+  // payment_ref. Safe to retry after any error (idempotent).
   Result<PersistSummary> PersistBatch(std::span<const Order> orders) override;
   Result<std::optional<Order>> FindOrder(const OrderId& id) override;
   // The first order stored with this Idempotency-Key (index orders_by_idempotency_key).
@@ -88,11 +122,14 @@ class PgDatabase final : public OrderRepository {
   Status InsertProducts(const std::vector<Product>& products, bool overwrite,
                         std::int64_t* inserted);
   Result<std::vector<Product>> LoadProducts();  // id order
-  // Orders not FAILED, per product and user, with the user's latest order id.
+  // Orders holding units (kHeldStatusesSql), per product and user, with the
+  // user's latest such order id.
   Result<std::vector<SoldUnits>> LoadSoldUnits();
   Result<std::vector<Order>> LoadFailedOrders();  // oldest first
   Result<OrderCounts> CountOrders();
   Result<std::vector<Order>> LoadAllOrders();  // audit; one result in memory
+  // Audit: closed orders whose units are not given back yet, oldest closed first.
+  Result<std::vector<Order>> LoadUnreturnedClosed();
   // SELECT 1 within a short timeout, for /readyz; the message names the server.
   Status Ping();
 
@@ -109,6 +146,15 @@ class PgDatabase final : public OrderRepository {
   static constexpr const char* kStoredOrdersSql =
       "SELECT o.order_id FROM unnest($1::text[]) AS k(id) "
       "CROSS JOIN LATERAL (SELECT order_id FROM orders WHERE order_id = k.id LIMIT 1) o";
+
+  // OrderLifecycle (core/order_lifecycle.hpp). Each decision is one
+  // transaction; see "Lifecycle locking" above.
+  Result<PaymentDecision> Pay(const Payment& payment,
+                              const std::optional<Order>& in_flight) override;
+  Result<CancelDecision> Cancel(const OrderId& id, UnixMillis now) override;
+  Result<std::int64_t> ExpireDue(UnixMillis now, std::int64_t max) override;
+  Result<std::optional<UnixMillis>> NextPayBy() override;
+  Result<std::int64_t> ReturnClosedUnits(std::int64_t max, const GiveBack& give_back) override;
 
   // "host:port/db", for messages.
   [[nodiscard]] const std::string& server() const { return server_; }

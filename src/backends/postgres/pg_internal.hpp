@@ -1,6 +1,7 @@
 #pragma once
 // Private to flashsale_postgres: include only from the pg_*.cpp files of this
-// directory (pg_pool.cpp, pg_schema.cpp, pg_orders.cpp, pg_catalog.cpp), never
+// directory (pg_pool.cpp, pg_schema.cpp, pg_orders.cpp, pg_catalog.cpp,
+// pg_lifecycle.cpp), never
 // from elsewhere; callers use pg_database.hpp. Holds what those files share:
 // PGresult ownership and cell parsing (RowReader), the Connection wrapper with
 // its error classification by SQLSTATE, and PgDatabase::Run, a template that
@@ -35,14 +36,19 @@ CREATE TEMP TABLE IF NOT EXISTS flashsale_batch (
   quantity        BIGINT NOT NULL,
   price_cents     BIGINT NOT NULL,
   created_ms      BIGINT NOT NULL,
-  idempotency_key TEXT NULL
+  idempotency_key TEXT NULL,
+  pay_by_ms       BIGINT NULL
 ) ON COMMIT DELETE ROWS
 )sql";
 
 // What ReadOrder parses: the columns of kOrderRowColumns (core/checked_row.hpp).
+// Unqualified, so that a statement may select them from `orders` or from the
+// RETURNING list of an UPDATE of it.
 inline constexpr const char* kOrderColumns =
     "order_id, user_id, product_id, quantity, (price * 100)::bigint, status, "
-    "(extract(epoch FROM created_at) * 1000)::bigint, idempotency_key";
+    "(extract(epoch FROM created_at) * 1000)::bigint, idempotency_key, "
+    "(extract(epoch FROM pay_by) * 1000)::bigint, (extract(epoch FROM paid_at) * 1000)::bigint, "
+    "(extract(epoch FROM closed_at) * 1000)::bigint, payment_ref";
 
 // Owns a PGresult.
 struct ResultDeleter {
@@ -156,6 +162,21 @@ struct PgDatabase::Connection {
                  std::initializer_list<const char*> params = {}) {
     Result<PgResult> r = Exec(server, what, sql, params, PGRES_COMMAND_OK);
     return r.has_value() ? Status::Ok() : r.error();
+  }
+
+  // COMMIT of a transaction that changed something. No answer, or a broken
+  // connection: the outcome is Unknown. An error answer (the server rolled
+  // back) is classified as any other.
+  Status Commit(const std::string& server) {
+    PgResult r(PQexec(pg, "COMMIT"));
+    if (r != nullptr && PQresultStatus(r.get()) == PGRES_COMMAND_OK &&
+        std::string_view(PQcmdStatus(r.get())) == "COMMIT") {
+      return Status::Ok();
+    }
+    Status s = Error(r.get(), "COMMIT", server);
+    if (broken() || r == nullptr) return Status::Unknown(s.message());
+    Rollback();
+    return s;
   }
 
   // Best effort, after a failure inside a transaction.

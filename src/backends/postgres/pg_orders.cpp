@@ -1,7 +1,7 @@
 // PgDatabase's order repository: PersistBatch (COPY into the staging table,
-// product locks, the stock guard, one INSERT) and the order reads (FindOrder,
-// FindOrderByIdempotencyKey, OrdersOfUser), with the row parser they share
-// with the audit queries of pg_catalog.cpp.
+// product locks, the stock guard, one INSERT, in-flight payments applied) and
+// the order reads (FindOrder, FindOrderByIdempotencyKey, OrdersOfUser), with
+// the row parser they share with the audit queries of pg_catalog.cpp.
 
 #include <libpq-fe.h>
 
@@ -22,7 +22,7 @@ namespace {
 // Fills the staging table (kCreateStaging, pg_internal.hpp) of this connection.
 constexpr const char* kCopyBatch =
     "COPY flashsale_batch (idx, order_id, user_id, product_id, quantity, price_cents, "
-    "created_ms, idempotency_key) FROM STDIN";
+    "created_ms, idempotency_key, pay_by_ms) FROM STDIN";
 
 // Locks in product_id order: two consumers never deadlock on products.
 constexpr const char* kLockProducts =
@@ -35,10 +35,11 @@ constexpr const char* kLockProducts =
 constexpr const char* kInsertDecided = R"sql(
 WITH ins AS (
   INSERT INTO orders (order_id, user_id, product_id, quantity, price, status, created_at,
-                      idempotency_key)
+                      idempotency_key, pay_by)
   SELECT b.order_id, b.user_id, b.product_id, b.quantity, b.price_cents::numeric / 100,
          CASE d.decision[b.idx + 1] WHEN 1 THEN 'CONFIRMED' ELSE 'FAILED' END,
-         TIMESTAMPTZ 'epoch' + b.created_ms * INTERVAL '1 millisecond', b.idempotency_key
+         TIMESTAMPTZ 'epoch' + b.created_ms * INTERVAL '1 millisecond', b.idempotency_key,
+         TIMESTAMPTZ 'epoch' + b.pay_by_ms * INTERVAL '1 millisecond'
   FROM flashsale_batch b, (SELECT $1::int2[] AS decision) d
   WHERE d.decision[b.idx + 1] IN (1, 2)
   ON CONFLICT (order_id) DO NOTHING
@@ -57,6 +58,42 @@ WITH ins AS (
 SELECT coalesce(sum(confirmed), 0)::bigint, coalesce(sum(failed), 0)::bigint,
        (SELECT count(*) FROM upd)
 FROM delta
+)sql";
+
+// Waits for any Pay transaction recording an in-flight payment right now
+// (its INSERT holds ROW EXCLUSIVE; a later one waits for our COMMIT and then
+// finds its order stored), then says whether any payment is recorded at all:
+// the apply below runs only then, so an empty order_payments costs one round
+// trip. Each statement of a simple query takes its own snapshot, so the
+// SELECT sees payments committed while we waited.
+constexpr const char* kLockPayments =
+    "LOCK TABLE order_payments IN SHARE MODE; SELECT EXISTS (SELECT 1 FROM order_payments)";
+
+// $1: the batch's decisions (as kInsertDecided). For the orders this batch
+// decided (stored now, by it or by a racing consumer): a payment recorded
+// while in flight makes a CONFIRMED order paid in time with its total PAID;
+// a FAILED order keeps its payment_ref (the shop refunds it). The payment
+// rows of stored orders are deleted; those of orders not stored (unknown
+// product) stay. Answers how many orders it made PAID.
+constexpr const char* kApplyPayments = R"sql(
+WITH pay AS (
+  DELETE FROM order_payments p
+  USING flashsale_batch b, (SELECT $1::int2[] AS decision) d, orders o
+  WHERE p.order_id = b.order_id AND d.decision[b.idx + 1] IN (1, 2) AND o.order_id = b.order_id
+  RETURNING p.order_id, p.payment_ref, p.received_at, p.amount
+), paid AS (
+  UPDATE orders o SET
+    status = CASE WHEN o.status = 'FAILED' THEN o.status ELSE 'PAID' END,
+    paid_at = CASE WHEN o.status = 'FAILED' THEN o.paid_at ELSE pay.received_at END,
+    payment_ref = pay.payment_ref
+  FROM pay
+  WHERE o.order_id = pay.order_id
+    AND (o.status = 'FAILED' OR
+         (o.status = 'CONFIRMED' AND o.pay_by IS NOT NULL AND pay.received_at < o.pay_by
+          AND pay.amount = o.price * o.quantity))
+  RETURNING o.status
+)
+SELECT count(*) FILTER (WHERE status = 'PAID') FROM paid
 )sql";
 
 // Appends `v` to a COPY text-format field (backslash escapes).
@@ -122,6 +159,12 @@ Result<PersistSummary> PgDatabase::PersistBatch(std::span<const Order> orders) {
       copy += "\\N";
     } else {
       AppendCopyText(copy, o.idempotency_key);
+    }
+    copy += '\t';
+    if (o.pay_by) {
+      AppendInt(copy, *o.pay_by);
+    } else {
+      copy += "\\N";
     }
     copy += '\n';
     products.push_back(o.product);
@@ -212,16 +255,19 @@ Result<PersistSummary> PgDatabase::PersistBatch(std::span<const Order> orders) {
     }
     out.duplicates = static_cast<std::int64_t>(orders.size() - out.unknown_product.size()) -
                      out.confirmed - out.failed;
-    // 6. COMMIT. No answer, or a broken connection: the outcome is unknown.
-    PgResult r(PQexec(c.pg, "COMMIT"));
-    if (r != nullptr && PQresultStatus(r.get()) == PGRES_COMMAND_OK &&
-        std::string_view(PQcmdStatus(r.get())) == "COMMIT") {
-      return out;
+    // 6. Payments received while these orders were in flight.
+    {
+      Result<PgResult> r = c.Exec(server_, "locking order_payments", kLockPayments);
+      if (!r.has_value()) return fail(r.error());
+      if (Text(r->get(), 0, 0) == "t") {
+        Result<PgResult> applied =
+            c.Exec(server_, "applying in-flight payments", kApplyPayments, {decisions.c_str()});
+        if (!applied.has_value()) return fail(applied.error());
+      }
     }
-    Status s = c.Error(r.get(), "COMMIT", server_);
-    if (c.broken() || r == nullptr) return Status::Unknown(s.message());
-    c.Rollback();
-    return s;  // the server answered with an error: rolled back
+    // 7. COMMIT. No answer, or a broken connection: the outcome is unknown.
+    if (Status s = c.Commit(server_); !s.ok()) return s;
+    return out;
   };
   return Run<PersistSummary>(body);
 }

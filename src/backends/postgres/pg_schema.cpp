@@ -12,17 +12,21 @@
 namespace flashsale::postgres {
 namespace {
 
-// DDL, run under an advisory lock (see EnsureSchema). Idempotent.
+// DDL, run under an advisory lock (see EnsureSchema). Idempotent: tables
+// created by an older schema get the new columns here (ADD COLUMN with a
+// constant default rewrites nothing); the status CHECK is replaced by
+// kReplaceStatusCheck when it predates the lifecycle statuses.
 constexpr const char* kSchemaSql = R"sql(
 CREATE TABLE IF NOT EXISTS products (
-  product_id     BIGINT PRIMARY KEY,
-  price          NUMERIC(14,2) NOT NULL,
-  stock          BIGINT NOT NULL,
-  starts_at      TIMESTAMPTZ NULL,
-  ends_at        TIMESTAMPTZ NULL,
-  limit_per_user BIGINT NOT NULL DEFAULT 1,
-  sold           BIGINT NOT NULL DEFAULT 0,
-  version        BIGINT NOT NULL DEFAULT 0
+  product_id       BIGINT PRIMARY KEY,
+  price            NUMERIC(14,2) NOT NULL,
+  stock            BIGINT NOT NULL,
+  starts_at        TIMESTAMPTZ NULL,
+  ends_at          TIMESTAMPTZ NULL,
+  limit_per_user   BIGINT NOT NULL DEFAULT 1,
+  sold             BIGINT NOT NULL DEFAULT 0,
+  version          BIGINT NOT NULL DEFAULT 0,
+  payment_window_s BIGINT NULL
 );
 CREATE TABLE IF NOT EXISTS orders (
   order_id        TEXT PRIMARY KEY,
@@ -30,19 +34,55 @@ CREATE TABLE IF NOT EXISTS orders (
   product_id      BIGINT NOT NULL,
   quantity        BIGINT NOT NULL,
   price           NUMERIC(14,2) NOT NULL,
-  status          TEXT NOT NULL CHECK (status IN ('PENDING', 'CONFIRMED', 'FAILED')),
+  status          TEXT NOT NULL CONSTRAINT orders_status_check CHECK (status IN
+                    ('PENDING', 'CONFIRMED', 'FAILED', 'PAID', 'CANCELLED', 'EXPIRED')),
   created_at      TIMESTAMPTZ NOT NULL,
-  idempotency_key TEXT NULL
+  idempotency_key TEXT NULL,
+  pay_by          TIMESTAMPTZ NULL,
+  paid_at         TIMESTAMPTZ NULL,
+  closed_at       TIMESTAMPTZ NULL,
+  payment_ref     TEXT NULL,
+  units_returned  BOOLEAN NOT NULL DEFAULT TRUE
+);
+CREATE TABLE IF NOT EXISTS order_payments (
+  order_id    TEXT PRIMARY KEY,
+  payment_ref TEXT NOT NULL,
+  amount      NUMERIC(14,2) NOT NULL,
+  received_at TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, created_at DESC);
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS idempotency_key TEXT NULL;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS pay_by TIMESTAMPTZ NULL;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS paid_at TIMESTAMPTZ NULL;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS closed_at TIMESTAMPTZ NULL;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS payment_ref TEXT NULL;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS units_returned BOOLEAN NOT NULL DEFAULT TRUE;
 ALTER TABLE products ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE products ADD COLUMN IF NOT EXISTS payment_window_s BIGINT NULL;
 CREATE INDEX IF NOT EXISTS orders_by_idempotency_key ON orders (idempotency_key)
   WHERE idempotency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS orders_awaiting_payment ON orders (pay_by)
+  WHERE status = 'CONFIRMED' AND pay_by IS NOT NULL;
+CREATE INDEX IF NOT EXISTS orders_units_to_return ON orders (closed_at)
+  WHERE NOT units_returned;
+)sql";
+
+// The status CHECK as it is now (PostgreSQL names a column's CHECK
+// <table>_<column>_check: so did every schema before ours named it), or no
+// row when there is none (an older schema without it).
+constexpr const char* kStatusCheck =
+    "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+    "WHERE conrelid = 'orders'::regclass AND conname = 'orders_status_check'";
+// The CHECK of a schema from before the lifecycle refuses PAID, CANCELLED and
+// EXPIRED: replaced (by name) once, checking the stored rows once.
+constexpr const char* kReplaceStatusCheck = R"sql(
+ALTER TABLE orders DROP CONSTRAINT IF EXISTS orders_status_check;
+ALTER TABLE orders ADD CONSTRAINT orders_status_check CHECK (status IN
+  ('PENDING', 'CONFIRMED', 'FAILED', 'PAID', 'CANCELLED', 'EXPIRED'));
 )sql";
 
 // Tables created by an older schema (SPEC §5 without our `sold`): add the
-// column and count what CONFIRMED orders already hold, once.
+// column and count what stored orders already hold, once.
 constexpr const char* kHasSold =
     "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
     "AND table_name = 'products' AND column_name = 'sold'";
@@ -50,7 +90,7 @@ constexpr const char* kAddSold = R"sql(
 ALTER TABLE products ADD COLUMN sold BIGINT NOT NULL DEFAULT 0;
 UPDATE products p SET sold = s.units
 FROM (SELECT product_id, sum(quantity)::bigint AS units FROM orders
-      WHERE status = 'CONFIRMED' GROUP BY product_id) s
+      WHERE status IN ('CONFIRMED', 'PAID') GROUP BY product_id) s
 WHERE p.product_id = s.product_id;
 )sql";
 
@@ -92,6 +132,16 @@ Status PgDatabase::EnsureSchema(Connection& c) {
       }
     }
     if (Status s = c.Command(server_, "creating tables", kSchemaSql); !s.ok()) return s;
+    Result<PgResult> check = c.Exec(server_, "inspecting orders", kStatusCheck);
+    if (!check.has_value()) return check.error();
+    if (PQntuples(check->get()) == 0 ||
+        Text(check->get(), 0, 0).find("EXPIRED") == std::string_view::npos) {
+      spdlog::warn("postgres: orders at {} accept the lifecycle statuses from now on", server_);
+      if (Status s = c.Command(server_, "replacing the status CHECK", kReplaceStatusCheck);
+          !s.ok()) {
+        return s;
+      }
+    }
     return c.Command(server_, "COMMIT", "COMMIT");
   }();
   if (!s.ok()) c.Rollback();
