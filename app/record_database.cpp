@@ -36,55 +36,25 @@ class RecordDatabaseOf final : public RecordDatabase {
   }
   Result<PaymentDecision> Pay(const Payment& payment,
                               const std::optional<Order>& in_flight) override {
-    if constexpr (kHasLifecycle) {
-      return db_->Pay(payment, in_flight);
-    } else {
-      return NoLifecycle();
-    }
+    return db_->Pay(payment, in_flight);
   }
   Result<CancelDecision> Cancel(const OrderId& id, UnixMillis now) override {
-    if constexpr (kHasLifecycle) {
-      return db_->Cancel(id, now);
-    } else {
-      return NoLifecycle();
-    }
+    return db_->Cancel(id, now);
   }
   Result<std::int64_t> ExpireDue(UnixMillis now, std::int64_t max) override {
-    if constexpr (kHasLifecycle) {
-      return db_->ExpireDue(now, max);
-    } else {
-      return NoLifecycle();
-    }
+    return db_->ExpireDue(now, max);
   }
-  Result<std::optional<UnixMillis>> NextPayBy() override {
-    if constexpr (kHasLifecycle) {
-      return db_->NextPayBy();
-    } else {
-      return NoLifecycle();
-    }
-  }
+  Result<std::optional<UnixMillis>> NextPayBy() override { return db_->NextPayBy(); }
   Result<std::int64_t> ReturnClosedUnits(std::int64_t max, const GiveBack& give_back) override {
-    if constexpr (kHasLifecycle) {
-      return db_->ReturnClosedUnits(max, give_back);
-    } else {
-      return NoLifecycle();
-    }
+    return db_->ReturnClosedUnits(max, give_back);
   }
   Result<std::string> SharedSecret(std::string_view name) override {
-    if constexpr (requires { db_->SharedSecret(name); }) {
-      return db_->SharedSecret(name);
-    } else {
-      return NoLifecycle();
-    }
+    return db_->SharedSecret(name);
   }
   Status Ping() override { return db_->Ping(); }
   [[nodiscard]] std::string Describe() const override { return description_; }
 
  private:
-  static constexpr bool kHasLifecycle = std::is_base_of_v<OrderLifecycle, Db>;
-  static Status NoLifecycle() {
-    return Status::Unavailable("this database has no order lifecycle");
-  }
   std::unique_ptr<Db> db_;
   const std::string description_;
 };

@@ -11,6 +11,7 @@
 #include "backends/postgres/pg_database.hpp"
 #include "backends/postgres/pg_internal.hpp"
 #include "core/numbers.hpp"
+#include "core/signatures.hpp"
 
 namespace flashsale::postgres {
 namespace {
@@ -202,6 +203,22 @@ Result<std::vector<Order>> PgDatabase::LoadAllOrders() {
       std::string("SELECT ") + kOrderColumns + " FROM orders ORDER BY created_at, order_id";
   return Run<std::vector<Order>>([&](Connection& c) {
     return ReadOrders(c.Exec(server_, "reading all orders", sql.c_str()));
+  });
+}
+
+Result<std::string> PgDatabase::SharedSecret(std::string_view name) {
+  const std::string key(name);
+  const std::string candidate = RandomSecretHex();
+  return Run<std::string>([&](Connection& c) -> Result<std::string> {
+    // One statement: insert ours unless one exists, and read what is there.
+    Result<PgResult> r = c.Exec(server_, "reading a setting",
+                                "WITH ins AS (INSERT INTO settings(name, value) VALUES ($1, $2) "
+                                "ON CONFLICT (name) DO NOTHING RETURNING value) SELECT value FROM "
+                                "ins UNION ALL SELECT value FROM settings WHERE name = $1 LIMIT 1",
+                                {key.c_str(), candidate.c_str()});
+    if (!r) return r.error();
+    if (PQntuples(r->get()) != 1) return Status::Internal("setting " + key + " not found");
+    return std::string(Text(r->get(), 0, 0));
   });
 }
 

@@ -130,6 +130,9 @@ class PgDatabase final : public OrderRepository, public OrderLifecycle {
   Result<std::vector<Order>> LoadAllOrders();  // audit; one result in memory
   // Audit: closed orders whose units are not given back yet, oldest closed first.
   Result<std::vector<Order>> LoadUnreturnedClosed();
+  // A secret generated on first use and kept in `settings`, the same for
+  // every process (the cancel tokens'): the first writer wins.
+  Result<std::string> SharedSecret(std::string_view name);
   // SELECT 1 within a short timeout, for /readyz; the message names the server.
   Status Ping();
 

@@ -44,6 +44,10 @@ CREATE TABLE IF NOT EXISTS orders (
   payment_ref     TEXT NULL,
   units_returned  BOOLEAN NOT NULL DEFAULT TRUE
 );
+CREATE TABLE IF NOT EXISTS settings (
+  name  TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS order_payments (
   order_id    TEXT PRIMARY KEY,
   payment_ref TEXT NOT NULL,
