@@ -1051,12 +1051,13 @@ Result<std::int64_t> SqliteDatabase::ForgetUnreturnedUnits() {
   return static_cast<std::int64_t>(sqlite3_changes(writer_));
 }
 
-Result<std::int64_t> SqliteDatabase::CountUnreturnedUnits() {
+Result<std::vector<Order>> SqliteDatabase::LoadUnreturnedClosed() {
   MutexLock lock(&read_mu_);
-  if (!HasColumn(reader_, "main", "orders", "units_returned")) return std::int64_t{0};
-  SqliteStatement st(reader_, "SELECT count(*) FROM main.orders WHERE units_returned = 0");
-  if (st.Step() != SQLITE_ROW) return Error(reader_, "counting unreturned units");
-  return st.Int(0);
+  if (!HasColumn(reader_, "main", "orders", "units_returned")) return std::vector<Order>();
+  return QueryOrders(reader_,
+                     std::string("SELECT ") + kOrderColumns +
+                         " FROM main.orders WHERE units_returned = 0 ORDER BY closed_at",
+                     {});
 }
 
 Status SqliteDatabase::Ping() {

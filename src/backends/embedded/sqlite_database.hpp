@@ -102,8 +102,8 @@ class SqliteDatabase final : public OrderRepository, public OrderLifecycle {
   // A secret generated on first use and kept in the database (settings), the
   // same for every process and restart: the cancel tokens' (OrderTokens).
   Result<std::string> SharedSecret(std::string_view name);
-  // Closed orders whose units were not given back yet (audit).
-  Result<std::int64_t> CountUnreturnedUnits();
+  // Closed orders whose units were not given back yet, oldest closed first (audit).
+  Result<std::vector<Order>> LoadUnreturnedClosed();
 
   // OK when the database answers a query (for /readyz).
   Status Ping();
