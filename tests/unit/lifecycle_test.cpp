@@ -260,6 +260,18 @@ TEST(Signatures, PaymentSignatureChecks) {
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 }
 
+TEST(Signatures, KeyedHmacMatchesTheOneShotForEveryKeyLength) {
+  for (std::size_t key_len : {0, 1, 32, 63, 64, 65, 200}) {
+    const std::string key(key_len, 'k');
+    const KeyedHmacSha256 mac(key);
+    for (std::string_view msg : {"", "cancel:0123",
+                                 "a longer message than one block of sha-256, "
+                                 "which is sixty-four bytes long, to be sure"}) {
+      EXPECT_EQ(mac.Hex(msg), HmacSha256Hex(key, msg)) << key_len << " " << msg;
+    }
+  }
+}
+
 TEST(Signatures, CancelTokensAreBoundToOrderAndSecret) {
   OrderIdGenerator ids;
   const OrderId a = ids.Next(1), b = ids.Next(1);
