@@ -158,6 +158,10 @@ class SqliteDatabase final : public OrderRepository, public OrderLifecycle {
   Status LoadGuardStateLocked() REQUIRES(write_mu_);
   // PRAGMA user_version of the main file: which schema upgrades it has had.
   Result<std::int64_t> UserVersion() REQUIRES(write_mu_);
+  // Runs `body` (returning Result<T>) inside BEGIN IMMEDIATE ... COMMIT on
+  // the writer, rolled back when it fails or the COMMIT does.
+  template <class T, class Body>
+  Result<T> InWriteTransaction(Body&& body) REQUIRES(write_mu_);
   // Runs `sql` in one write transaction of the main file (rolled back on error).
   Status ExecInWriteTransaction(const char* sql) REQUIRES(write_mu_);
   // Inserts the orders into orders with their decided status (takes write_mu_).
