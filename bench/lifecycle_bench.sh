@@ -10,7 +10,11 @@
 #               stock is back to N. From the database (closed_at - pay_by of every EXPIRED
 #               order): close lag p50/p99/max, the closer's rate (EXPIRED orders / (last
 #               closed_at - first pay_by)) and its busiest wall-clock second.
-#   close-dist  the same in distributed mode (Redis + Kafka + PostgreSQL from scripts/servers,
+#   backlog     the closer's capacity, embedded: N orders with payment_window_s 30 placed and
+#               landed, the server frozen (SIGSTOP) until they are all past pay_by, then
+#               resumed (SIGCONT): every order is due at once; the rate at which the closer
+#               expires them (resume -> last closed_at) and its busiest second.
+#   close-dist  the same as close in distributed mode (Redis + Kafka + PostgreSQL from scripts/servers,
 #               our own port set; `flashsale serve` + `flashsale consume`, whose closer
 #               expires the orders); lag and rate from PostgreSQL.
 #   ab          the in-stock purchase path without (A: payment_window_s null) and with (B:
@@ -29,16 +33,20 @@ usage() {
 usage: bench/lifecycle_bench.sh [options]
   -n, --orders N          orders placed and expired by close / close-dist   (default 100000)
       --window SECS       payment_window_s of close / close-dist            (default 10)
+      --backlog-window S  payment_window_s of backlog (> placing + landing time) (default 30)
       --close-timeout S   after the last pay_by, wait up to S seconds for every order to be
                           EXPIRED and its units back                        (default 120)
   -d, --duration SECS     seconds per A/B wrk run                           (default 10)
-  -r, --runs PAIRS        A/B pairs (A, B, A, B, ...); medians              (default 3)
+  -r, --runs PAIRS        A/B pairs; medians of each variant                (default 4)
+      --order ORDER       abba: A B B A A B B A ... (a steady drift of the machine's
+                          other load hits both alike); abab: A B A B ...    (default abba)
   -t, --threads N         flashsale --threads                               (default 2)
   -c, --connections N     wrk connections                                   (default 256)
       --wrk-threads N     wrk -t                                            (default 2)
   -w, --warmup SECS       wrk warm-up before each A/B run, 0 = off          (default 1)
       --wait-idle SECS    before each scenario wait up to SECS for an idle machine (default 0)
-      --only LIST         subset of close,close-dist,ab,ab-dist  (default close,ab,close-dist)
+      --only LIST         subset of close,backlog,ab,close-dist,ab-dist
+                                                       (default close,backlog,ab,close-dist)
       --bin PATH          flashsale binary                    (default build/release/flashsale)
   -o, --output FILE       also write the final markdown report to FILE
       --keep              keep the work directory
@@ -51,16 +59,18 @@ EOF
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH_NAME=lifecycle_bench
-ORDERS=100000; WINDOW=10; CLOSE_TIMEOUT=120; DURATION=10; RUNS=3; THREADS=2; CONNS=256
-WRK_THREADS=2; WARMUP=1; WAIT_IDLE=0; ONLY="close,ab,close-dist"
+ORDERS=100000; WINDOW=10; CLOSE_TIMEOUT=120; DURATION=10; RUNS=4; AB_ORDER=abba; THREADS=2; CONNS=256
+WRK_THREADS=2; WARMUP=1; WAIT_IDLE=0; ONLY="close,backlog,ab,close-dist"; BACKLOG_WINDOW=30
 BIN="$ROOT/build/release/flashsale"; OUTPUT=""; KEEP=0; COUNT=status
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -n|--orders) ORDERS="$2"; shift 2 ;;
         --window) WINDOW="$2"; shift 2 ;;
         --close-timeout) CLOSE_TIMEOUT="$2"; shift 2 ;;
+        --backlog-window) BACKLOG_WINDOW="$2"; shift 2 ;;
         -d|--duration) DURATION="$2"; shift 2 ;;
         -r|--runs) RUNS="$2"; shift 2 ;;
+        --order) AB_ORDER="$2"; shift 2 ;;
         -t|--threads) THREADS="$2"; shift 2 ;;
         -c|--connections) CONNS="$2"; shift 2 ;;
         --wrk-threads) WRK_THREADS="$2"; shift 2 ;;
@@ -74,12 +84,14 @@ while [[ $# -gt 0 ]]; do
         *) echo "$BENCH_NAME: unknown option: $1" >&2; usage >&2; exit 2 ;;
     esac
 done
-for v in ORDERS WINDOW CLOSE_TIMEOUT DURATION RUNS THREADS CONNS WRK_THREADS WARMUP WAIT_IDLE; do
+for v in ORDERS WINDOW BACKLOG_WINDOW CLOSE_TIMEOUT DURATION RUNS THREADS CONNS WRK_THREADS WARMUP WAIT_IDLE; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "$BENCH_NAME: $v must be a non-negative integer" >&2; exit 2; }
 done
 [[ $ORDERS -ge 1 && $WINDOW -ge 1 && $RUNS -ge 1 && $CONNS -ge $WRK_THREADS ]] \
     || { echo "$BENCH_NAME: -n, --window and -r must be >= 1, -c >= --wrk-threads" >&2; exit 2; }
+[[ "$AB_ORDER" =~ ^(abba|abab)$ ]] || { echo "$BENCH_NAME: --order must be abba or abab" >&2; exit 2; }
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
+pair() { if [[ $AB_ORDER == abba && $(($1 % 2)) == 0 ]]; then echo B A; else echo A B; fi; }   # pair RUN
 for tool in wrk curl python3; do
     command -v "$tool" >/dev/null || { echo "$BENCH_NAME: $tool not found" >&2; exit 2; }
 done
@@ -114,6 +126,19 @@ remaining() {   # remaining URL PRODUCT -> GET /products/{id}'s "remaining"
     curl -s "$1/products/$2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["remaining"])' 2>/dev/null || echo "?"
 }
 load1() { cut -d ' ' -f 1 /proc/loadavg; }
+# The expired counter seen from outside every 20 ms (lifecycle_stats.py watch), until stopped.
+WATCH_PID=""
+start_watch() {   # start_watch FILE
+    python3 "$STATS" watch --url "$FS_URL" --until 1000000000000 --out "$1" --timeout 3600 \
+        2>>"$WORK/stats.err" &
+    WATCH_PID=$!
+    PIDS+=("$WATCH_PID")
+}
+stop_watch() {
+    kill -TERM "$WATCH_PID" 2>/dev/null || true
+    wait "$WATCH_PID" 2>/dev/null || true
+    forget "$WATCH_PID"
+}
 
 # ---------------------------------------------------------------------------- servers
 FS_PID=""; FS_URL=""; FS_DB=""; FS_LOG=""
@@ -200,14 +225,23 @@ place_orders() {
 # wait_expired WHAT COUNT_CMD... : polls "count" until every order of the product (at least
 # ORDERS: more when units expired while placing went on and were sold again) is EXPIRED, for at most
 # CLOSE_TIMEOUT s past the last pay_by (PLACE_END + WINDOW). Sets WAIT_LINE.
-WAIT_LINE=""
+# With NO_CLOSER_LOG set (distributed), gives up early, returning 2, when no order was
+# expired 15 s after the last pay_by and that log never mentions a closer: a
+# `flashsale consume` without the closer (before it was merged) expires nothing.
+WAIT_LINE=""; NO_CLOSER_LOG=""
 wait_expired() {
-    local what=$1 deadline e n; shift
-    deadline=$(( $(date +%s) + WINDOW + CLOSE_TIMEOUT ))
+    local what=$1 deadline e n now give_up; shift
+    now="$(date +%s)"
+    deadline=$((now + WINDOW + CLOSE_TIMEOUT)); give_up=$((now + WINDOW + 15))
     while :; do
         WAIT_LINE="$("$@" 2>>"$WORK/stats.err" || echo "total=?")"
         e="$(kv0 "$WAIT_LINE" EXPIRED)"; n="$(kv0 "$WAIT_LINE" total)"
         [[ $n -lt $ORDERS || $e -lt $n ]] || return 0
+        if [[ -n "$NO_CLOSER_LOG" && $e == 0 && $(date +%s) -ge $give_up ]] \
+            && ! grep -qi 'closer' "$NO_CLOSER_LOG"; then
+            log "$what: nothing expired $((WINDOW + 15)) s after placing and no closer in $NO_CLOSER_LOG: $WAIT_LINE"
+            return 2
+        fi
         if [[ $(date +%s) -ge $deadline ]]; then
             problem "$what: not every order EXPIRED $CLOSE_TIMEOUT s after the last pay_by: $WAIT_LINE"
             return 1
@@ -244,17 +278,20 @@ if want close; then
         --stock "$ORDERS" --price 1 --limit 1 --window "$WINDOW" >&2
     l0="$(load1)"
     place_orders "$FS_URL" "$PRODUCT" "$ORDERS"
+    start_watch "$WORK/close-timeline.txt"
     c0="$(cpu_ticks "$FS_PID")"; w0="$(date +%s.%N)"
     wait_expired close python3 "$STATS" count --sqlite "$FS_DB" --product "$PRODUCT" || true
     # The outbox gives the units back right after the expiry: wait for them too (10 s).
     for _ in $(seq 1 100); do [[ "$(remaining "$FS_URL" "$PRODUCT")" == "$ORDERS" ]] && break; sleep 0.1; done
     c1="$(cpu_ticks "$FS_PID")"; w1="$(date +%s.%N)"
+    sleep 0.2; stop_watch
     left="$(remaining "$FS_URL" "$PRODUCT")"
     returned="$(metric "$FS_URL" '^flashsale_units_returned_total$')"
     closed="$(metric "$FS_URL" '^flashsale_orders_closed_total[{].*reason="expired"')"
     hsum="$(curl -s "$FS_URL/metrics" | awk '$1 == "flashsale_close_lag_seconds_sum" {print $2}')"
     hcnt="$(curl -s "$FS_URL/metrics" | awk '$1 == "flashsale_close_lag_seconds_count" {print $2}')"
-    stats="$(python3 "$STATS" close --sqlite "$FS_DB" --product "$PRODUCT" --first "$ORDERS")"
+    stats="$(python3 "$STATS" close --sqlite "$FS_DB" --product "$PRODUCT" --first "$ORDERS" \
+        --timeline "$WORK/close-timeline.txt")"
     log "close: $stats"
     cpu="$(awk -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v a="$w0" -v b="$w1" 'BEGIN {printf "%.2f", c/hz/(b-a)}')"
     CLOSE[embedded]="$stats remaining=$left units_returned=$returned closed_metric=$closed place_wall_s=$PLACE_WALL_S place_runs=$PLACE_RUNS load=$l0/$(load1) cpu_wait=$cpu hist_mean_ms=$(awk -v s="${hsum:-0}" -v n="${hcnt:-0}" 'BEGIN {if (n > 0) printf "%.0f", s/n*1000; else print "n/a"}') hist_count=${hcnt:-n/a}"
@@ -262,6 +299,41 @@ if want close; then
     check_close close "$stats" "$left" "$returned"
     [[ "$closed" == "$(kv0 "$stats" orders)" ]] || problem "close: flashsale_orders_closed_total{reason=\"expired\"} $closed, expected $(kv0 "$stats" orders)"
     stop_pid "$FS_PID" "flashsale (close)"
+fi
+
+BACKLOG=""
+if want backlog; then
+    busy_check backlog
+    start_embedded backlog
+    PRODUCT=1
+    python3 "$ADMIN" put --port "${FS_URL##*:}" --token "$FS_TOKEN" --ids "$PRODUCT" \
+        --stock "$ORDERS" --price 1 --limit 1 --window "$BACKLOG_WINDOW" >&2
+    l0="$(load1)"
+    place_orders "$FS_URL" "$PRODUCT" "$ORDERS"
+    placed_end="$(date +%s)"
+    for _ in $(seq 1 600); do   # every order settled (CONFIRMED) before the freeze
+        line="$(python3 "$STATS" count --sqlite "$FS_DB" --product "$PRODUCT" 2>>"$WORK/stats.err" || echo total=0)"
+        [[ "$(kv0 "$line" CONFIRMED)" -lt $PLACE_ACC ]] || break
+        sleep 0.2
+    done
+    log "backlog: $line; freezing the server until every pay_by has passed"
+    [[ "$(kv0 "$line" EXPIRED)" == 0 ]] || problem "backlog: orders expired before the freeze ($line): raise --backlog-window"
+    kill -STOP "$FS_PID"
+    while [[ $(date +%s) -le $((placed_end + BACKLOG_WINDOW + 1)) ]]; do sleep 0.5; done
+    resumed_ms="$(date +%s%3N)"
+    kill -CONT "$FS_PID"
+    start_watch "$WORK/backlog-timeline.txt"
+    WINDOW=$BACKLOG_WINDOW wait_expired backlog python3 "$STATS" count --sqlite "$FS_DB" --product "$PRODUCT" || true
+    for _ in $(seq 1 100); do [[ "$(remaining "$FS_URL" "$PRODUCT")" == "$ORDERS" ]] && break; sleep 0.1; done
+    sleep 0.2; stop_watch
+    left="$(remaining "$FS_URL" "$PRODUCT")"
+    returned="$(metric "$FS_URL" '^flashsale_units_returned_total$')"
+    stats="$(python3 "$STATS" close --sqlite "$FS_DB" --product "$PRODUCT" --since "$resumed_ms" \
+        --timeline "$WORK/backlog-timeline.txt")"
+    log "backlog: $stats"
+    BACKLOG="$stats remaining=$left units_returned=$returned load=$l0/$(load1)"
+    check_close backlog "$stats" "$left" "$returned"
+    stop_pid "$FS_PID" "flashsale (backlog)"
 fi
 
 if want close-dist; then
@@ -284,27 +356,32 @@ if want close-dist; then
     log "close-dist: in PostgreSQL: $line"
     [[ $landed -ge $ORDERS && $landed -ge $PLACE_ACC ]] || problem "close-dist: $landed orders in PostgreSQL, expected at least $ORDERS and the $PLACE_ACC ACCEPTED wrk counted"
     c0="$(cpu_ticks "$CONSUME_PID")"; w0="$(date +%s.%N)"
-    closer_seen=0
-    if wait_expired close-dist python3 "$STATS" count --pg "$PG_URL" --product "$PRODUCT"; then closer_seen=1; fi
+    rc=0
+    NO_CLOSER_LOG="$CONSUME_LOG" wait_expired close-dist python3 "$STATS" count --pg "$PG_URL" --product "$PRODUCT" || rc=$?
     for _ in $(seq 1 100); do [[ "$(remaining "$FS_URL" "$PRODUCT")" == "$ORDERS" ]] && break; sleep 0.1; done
     c1="$(cpu_ticks "$CONSUME_PID")"; w1="$(date +%s.%N)"
     left="$(remaining "$FS_URL" "$PRODUCT")"
     stats="$(python3 "$STATS" close --pg "$PG_URL" --product "$PRODUCT" --first "$ORDERS")"
     log "close-dist: $stats"
-    if [[ $closer_seen == 0 && "$(kv0 "$stats" expired)" == 0 ]] && ! grep -qi 'closer\|expired' "$CONSUME_LOG"; then
-        CLOSE_NOTES+=("close-dist: no order was expired and \`flashsale consume\` logged no closer activity: this consume has no closer yet (the distributed close lag needs it); placing and landing were measured")
+    if [[ $rc == 2 ]]; then
+        CLOSE_NOTES+=("close-dist: **not measured**: no order was expired $((WINDOW + 15)) s after placing and \`flashsale consume\` logged no closer: this consume has no closer yet (the distributed close lag needs it); placing, landing in PostgreSQL and pay_by were checked")
     fi
     cpu="$(awk -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v a="$w0" -v b="$w1" 'BEGIN {printf "%.2f", c/hz/(b-a)}')"
     CLOSE[distributed]="$stats remaining=$left units_returned=n/a place_wall_s=$PLACE_WALL_S place_runs=$PLACE_RUNS load=$l0/$(load1) cpu_wait=$cpu"
     CLOSE_ORDER+=(distributed)
-    check_close close-dist "$stats" "$left" n/a
+    if [[ $rc == 2 ]]; then   # without a closer: only what placing must have done
+        [[ "$(kv0 "$stats" missing_pay_by)" == 0 ]] || problem "close-dist: $(kv "$stats" missing_pay_by) orders without pay_by"
+        [[ "$(kv0 "$stats" orders)" -ge $ORDERS ]] || problem "close-dist: $(kv0 "$stats" orders) orders of the product, expected at least $ORDERS"
+    else
+        check_close close-dist "$stats" "$left" n/a
+    fi
     stop_pid "$FS_PID" "flashsale serve (close-dist)"
     stop_pid "$CONSUME_PID" "flashsale consume (close-dist)"
 fi
 
 # ---------------------------------------------------------------------------- A/B
 # AB_RPS[mode,A|B] = the rates of the runs, in order; AB_SEQ[mode] = the run order.
-declare -A AB_RPS AB_P99
+declare -A AB_RPS AB_P99 AB_SEQ
 AB_MODES=(); AB_NOTES=()
 REAL_ARGS=(products=zipf users=random63 count=status)
 
@@ -316,6 +393,7 @@ ab_run() {   # ab_run MODE VARIANT PID_RANGE: warm-up + one measured run; append
     run_wrk "$mode-$v" "$FS_URL" "$CONNS" "$DURATION" ACCEPTED "$(ab_pids)" -- pid="$range" "${REAL_ARGS[@]}"
     AB_RPS[$mode,$v]+="$(kv "$WRK_LINE" rps) "
     AB_P99[$mode,$v]+="$(kv "$WRK_LINE" p99_ms) "
+    AB_SEQ[$mode]+="$v$(awk -v x="$(kv "$WRK_LINE" rps)" 'BEGIN {printf "%.0f", x}') "
 }
 ab_pids() { echo "$FS_PID"; [[ -z "$CONSUME_PID" ]] || echo "$CONSUME_PID"; }
 window_arg() { [[ $1 == A ]] || echo "--window=600"; }
@@ -325,7 +403,7 @@ if want ab; then
     AB_MODES+=(embedded)
     CONSUME_PID=""
     for ((r = 1; r <= RUNS; r++)); do
-        for v in A B; do
+        for v in $(pair "$r"); do
             start_embedded "ab-$v$r"
             # shellcheck disable=SC2046
             python3 "$ADMIN" put --port "${FS_URL##*:}" --token "$FS_TOKEN" --ids 2001-3000 \
@@ -350,7 +428,7 @@ if want ab-dist; then
     start_distributed ab-dist
     base="$(( $(date +%s) % 100000 * 10000 + 10000000 ))"   # product ids of this run only
     for ((r = 1; r <= RUNS; r++)); do
-        for v in A B; do
+        for v in $(pair "$r"); do
             if [[ $v == A ]]; then lo=$((base + 2 * r * 1000)); else lo=$((base + (2 * r + 1) * 1000)); fi
             hi=$((lo + 999))
             # shellcheck disable=SC2046
@@ -379,24 +457,41 @@ REPORT="$WORK/report.md"
         echo "**Close lag** ($ORDERS orders of one product, limit 1, payment_window_s $WINDOW, none paid;" \
              "lag = closed_at − pay_by of every EXPIRED order, read from the database):"
         echo
-        echo "| mode | placing: first N orders (all orders; wrk wall time) | orders / EXPIRED | lag p50 (ms) | lag p99 (ms) | lag max (ms) | closer rate (orders/s, first pay_by → last closed_at) | busiest second | remaining after | load 1-min before/after |"
-        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        echo "| mode | placing: first N orders (all orders; wrk wall time) | orders / EXPIRED | lag p50 (ms) | lag p99 (ms) | lag max (ms) | observed lag p50 / p99 / max (ms) | closer rate (orders/s, first pay_by → last closed_at) | busiest second | remaining after | load 1-min before/after |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         for m in "${CLOSE_ORDER[@]}"; do
             s="${CLOSE[$m]}"
-            printf '| %s | %s s (%s s; wrk %s s, %s runs) | %s | %s | %s | %s | %s over %s s | %s | %s | %s |\n' "$m" \
+            printf '| %s | %s s (%s s; wrk %s s, %s runs) | %s | %s | %s | %s | %s | %s over %s s | %s | %s | %s |\n' "$m" \
                 "$(kv "$s" placed_first_s)" "$(kv "$s" placed_s)" "$(kv "$s" place_wall_s)" "$(kv "$s" place_runs)" "$(kv0 "$s" orders) / $(kv0 "$s" expired)" \
                 "$(kv "$s" lag_p50_ms)" "$(kv "$s" lag_p99_ms)" "$(kv "$s" lag_max_ms)" \
+                "$(kv "$s" obs_lag_p50_ms) / $(kv "$s" obs_lag_p99_ms) / $(kv "$s" obs_lag_max_ms)" \
                 "$(kv "$s" rate)" "$(kv "$s" expiry_period_s)" "$(kv "$s" peak_per_s)" "$(kv "$s" remaining)" "$(kv "$s" load)"
         done
         echo
+        echo "lag = closed_at − pay_by: closed_at is the closer's decision time (the start of its" \
+             "pass). Observed lag: the k-th order by pay_by counts as closed at the first 20 ms poll" \
+             "of /metrics where flashsale_orders_closed_total{reason=\"expired\"} ≥ k (counted once" \
+             "its unit is back in the stock store): an upper bound, embedded only (consume has no /metrics)."
+        echo
         for m in "${CLOSE_ORDER[@]}"; do echo "- $m: \`${CLOSE[$m]}\`"; done
         for n in "${CLOSE_NOTES[@]}"; do echo "- $n"; done
+    fi
+    if [[ -n "$BACKLOG" ]]; then
+        echo
+        echo "**Closer capacity, embedded** ($(kv0 "$BACKLOG" orders) orders, payment_window_s" \
+             "$BACKLOG_WINDOW, placed and settled, the server frozen (SIGSTOP) until every pay_by had" \
+             "passed, then resumed: all due at once): **$(kv "$BACKLOG" obs_drain_rate) orders/s**" \
+             "seen from outside (resume → the expired counter at every order: $(kv "$BACKLOG" obs_drain_s) s);" \
+             "by closed_at (the pass's start time): $(kv "$BACKLOG" drain_rate) orders/s in $(kv "$BACKLOG" drain_s) s;" \
+             "remaining after: $(kv "$BACKLOG" remaining)."
+        echo
+        echo "- backlog: \`$BACKLOG\`"
     fi
     if [[ ${#AB_MODES[@]} -gt 0 ]]; then
         echo
         echo "**Purchase path without (A) / with (B) the payment step** (1000 products, stock and" \
              "limit 10^9, Zipf, random 63-bit users; A: payment_window_s null, B: 600; runs of" \
-             "${DURATION} s in the order A, B, A, B, …):"
+             "${DURATION} s, $RUNS of each, in the order $(for ((r = 1; r <= RUNS; r++)); do printf '%s ' $(pair "$r"); done | sed 's/ $//'):"
         echo
         echo "| mode | A runs (req/s) | B runs (req/s) | A median | B median | B / A | A p99 (ms, median) | B p99 (ms, median) |"
         echo "|---|---|---|---:|---:|---:|---:|---:|"
@@ -410,6 +505,7 @@ REPORT="$WORK/report.md"
                 "$(fmt0 "$ma")" "$(fmt0 "$mb")" "$(ratio "$mb" "$ma")" "$(median "${pa[@]}")" "$(median "${pb[@]}")"
         done
         echo
+        for m in "${AB_MODES[@]}"; do echo "- $m, runs in order (req/s): ${AB_SEQ[$m]}"; done
         for n in "${AB_NOTES[@]}"; do echo "- $n"; done
     fi
     echo
@@ -431,7 +527,8 @@ REPORT="$WORK/report.md"
         fi
     done
     if [[ ${#BUSY_NOTES[@]} -gt 0 ]]; then
-        echo; echo "**The machine was not idle** (figures are not comparable):"
+        echo; echo "**The machine was not idle** (figures are not comparable; in distributed runs" \
+            "Redis, Kafka and PostgreSQL count as other processes, serve and consume do not):"
         for p in "${BUSY_NOTES[@]}"; do echo "- $p"; done
     fi
     if [[ ${#PROBLEMS[@]} -gt 0 ]]; then

@@ -6,6 +6,10 @@ database of record (SQLite read-only, or PostgreSQL through psql) and prints one
     python3 bench/lifecycle_stats.py count --pg URL --product ID
         -> "total=N CONFIRMED=N EXPIRED=N ..."
     python3 bench/lifecycle_stats.py close --sqlite PATH | --pg URL --product ID
+            [--first N] [--since MS] [--timeline FILE]
+    python3 bench/lifecycle_stats.py watch --url http://HOST:PORT --until N --out FILE
+        polls URL/metrics every 20 ms, writing "t_ms closed" lines (closed =
+        flashsale_orders_closed_total{reason="expired"}), until closed >= N (or --timeout s)
         -> "LIFESTATS orders=N expired=N placed_s=.. lag_p50_ms=.. lag_p99_ms=.. lag_max_ms=..
             lag_min_ms=.. early=N rate=.. peak_per_s=.. expiry_period_s=.. ..."
 
@@ -19,6 +23,17 @@ are converted with extract(epoch ...) * 1000).
   expiry_period_s  first pay_by to last closed_at of the EXPIRED orders
   rate             EXPIRED orders / expiry_period_s (the closer's rate over the period)
   peak_per_s       most EXPIRED orders with closed_at in one wall-clock second
+  drain_s          with --since T: T to the last closed_at; drain_rate = EXPIRED / drain_s
+
+closed_at is the `now` of the closer's pass that expired the order (OrderCloser::RunOnce
+stamps every batch of a pass with the time the pass began), so closed_at - pay_by is the
+lag to the closer's decision; a pass that takes long commits its last batches later. With
+--timeline (watch's output) the lag is also measured from outside:
+  obs_lag_*        the k-th order by pay_by counts as closed at the first poll where the
+                   expired counter >= k (the closer expires in pay_by order; the counter grows
+                   once the units are back in the stock store, after the commit): an upper
+                   bound of "pay_by -> EXPIRED and its unit on sale again", +20 ms polling
+  obs_drain_s      with --since T: T to the poll that saw the counter reach every EXPIRED order
 """
 
 import argparse
@@ -27,6 +42,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 
 COLUMNS = "status, created_at, pay_by, closed_at"
@@ -118,8 +134,58 @@ def cmd_close(args) -> int:
             "peak_per_s": max(per_second.values()),
             "pay_by_span_s": f"{(max(r[2] for r in expired) - first_pay_by) / 1000:.3f}",
         })
+    if expired and args.timeline:
+        timeline = []
+        with open(args.timeline, encoding="utf-8") as f:
+            for line in f:
+                t, c = line.split()
+                timeline.append((int(t), int(c)))
+        pay_bys = sorted(r[2] for r in expired)
+        obs, j = [], 0
+        for k, p in enumerate(pay_bys, start=1):
+            while j < len(timeline) and timeline[j][1] < k:
+                j += 1
+            if j == len(timeline):
+                break
+            obs.append(timeline[j][0] - p)
+        fields["obs_seen"] = len(obs)
+        if obs:
+            obs.sort()
+            fields.update({"obs_lag_p50_ms": pct(obs, 0.50), "obs_lag_p99_ms": pct(obs, 0.99),
+                           "obs_lag_max_ms": obs[-1]})
+        if args.since and len(obs) == len(expired):
+            fields["obs_drain_s"] = f"{(timeline[j][0] - args.since) / 1000:.3f}"
+            fields["obs_drain_rate"] = (
+                f"{len(expired) / max((timeline[j][0] - args.since) / 1000, 0.001):.0f}")
+    if expired and args.since:
+        drain = max(max(r[3] for r in expired) - args.since, 1) / 1000
+        fields.update({"drain_s": f"{drain:.3f}", "drain_rate": f"{len(expired) / drain:.0f}"})
     print("LIFESTATS " + " ".join(f"{k}={v}" for k, v in fields.items()))
     return 0
+
+
+def closed_metric(url: str) -> int:
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith('flashsale_orders_closed_total{reason="expired"}'):
+                return int(float(line.split()[-1]))
+    return 0
+
+
+def cmd_watch(args) -> int:
+    deadline = time.monotonic() + args.timeout
+    with open(args.out, "w", encoding="utf-8") as out:
+        while time.monotonic() < deadline:
+            try:
+                c = closed_metric(args.url)
+            except OSError:
+                c = -1
+            out.write(f"{time.time_ns() // 1_000_000} {c}\n")
+            out.flush()
+            if c >= args.until:
+                return 0
+            time.sleep(0.02)
+    return 1
 
 
 def main() -> int:
@@ -134,8 +200,17 @@ def main() -> int:
         if name == "close":
             p.add_argument("--first", type=int, default=0,
                            help="also print placed_first_s: first to N-th created_at")
+            p.add_argument("--timeline", help="watch's output: also print obs_lag_*")
+            p.add_argument("--since", type=int, default=0,
+                           help="ms since the epoch: also print drain_s (since -> last "
+                                "closed_at) and drain_rate (EXPIRED / drain_s)")
+    p = sub.add_parser("watch")
+    p.add_argument("--url", required=True)
+    p.add_argument("--until", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--timeout", type=float, default=300)
     args = ap.parse_args()
-    return {"count": cmd_count, "close": cmd_close}[args.cmd](args)
+    return {"count": cmd_count, "close": cmd_close, "watch": cmd_watch}[args.cmd](args)
 
 
 if __name__ == "__main__":
