@@ -445,6 +445,18 @@ fi
 # ---------------------------------------------------------------------------- report
 fmt0() { awk -v x="$1" 'BEGIN {if (x == "" || x == "nan") print "n/a"; else printf "%.0f", x}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a != "" && a != "nan" && b + 0 > 0) printf "%.3f", a/b; else print "n/a"}'; }
+pair_ratios() {   # "A1 B2 B3 A4 ..." -> "0.500 1.333 ... (median M)"
+    awk '{ n = 0
+        for (i = 1; i + 1 <= NF; i += 2) {
+            x = substr($i, 2) + 0; y = substr($(i + 1), 2) + 0
+            if (substr($i, 1, 1) == "A") { a = x; b = y } else { a = y; b = x }
+            if (a > 0) r[++n] = b / a
+        }
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
+        out = ""; for (i = 1; i <= n; i++) out = out sprintf("%.3f ", r[i])
+        m = (n == 0) ? "n/a" : (n % 2 ? sprintf("%.3f", r[(n + 1) / 2]) : sprintf("%.3f", (r[n / 2] + r[n / 2 + 1]) / 2))
+        printf "%s(sorted; median %s)", out, m }' <<<"$1"
+}
 REPORT="$WORK/report.md"
 {
     echo "### flashsale order-lifecycle benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
@@ -491,7 +503,7 @@ REPORT="$WORK/report.md"
         echo
         echo "**Purchase path without (A) / with (B) the payment step** (1000 products, stock and" \
              "limit 10^9, Zipf, random 63-bit users; A: payment_window_s null, B: 600; runs of" \
-             "${DURATION} s, $RUNS of each, in the order $(for ((r = 1; r <= RUNS; r++)); do printf '%s ' $(pair "$r"); done | sed 's/ $//'):"
+             "${DURATION} s, $RUNS of each, in the order $(for ((r = 1; r <= RUNS; r++)); do printf '%s ' $(pair "$r"); done | sed 's/ $//')):"
         echo
         echo "| mode | A runs (req/s) | B runs (req/s) | A median | B median | B / A | A p99 (ms, median) | B p99 (ms, median) |"
         echo "|---|---|---|---:|---:|---:|---:|---:|"
@@ -505,7 +517,10 @@ REPORT="$WORK/report.md"
                 "$(fmt0 "$ma")" "$(fmt0 "$mb")" "$(ratio "$mb" "$ma")" "$(median "${pa[@]}")" "$(median "${pb[@]}")"
         done
         echo
-        for m in "${AB_MODES[@]}"; do echo "- $m, runs in order (req/s): ${AB_SEQ[$m]}"; done
+        for m in "${AB_MODES[@]}"; do
+            echo "- $m, runs in order (req/s): ${AB_SEQ[$m]}; B / A of each pair (neighbours in" \
+                 "time): $(pair_ratios "${AB_SEQ[$m]}")"
+        done
         for n in "${AB_NOTES[@]}"; do echo "- $n"; done
     fi
     echo
