@@ -77,7 +77,7 @@ bool SameErrors(const std::vector<FieldError>& a, const std::vector<FieldError>&
 }
 
 bool SameValues(const BodyValues& a, const BodyValues& b) {
-  return a.ints == b.ints && a.present == b.present;
+  return a.ints == b.ints && a.strings == b.strings && a.present == b.present;
 }
 
 // The rendered 422 body must be JSON that reads back to `errors`.
@@ -193,6 +193,24 @@ void CheckRead(JsonBodyReader& reader, std::string_view body, std::span<const Fi
         FUZZ_CHECK(v->is_int64() || (v->is_uint64() && v->as_uint64() <= INT64_MAX));
         FUZZ_CHECK(values.ints[i] && *values.ints[i] == v->to_number<std::int64_t>());
         if (spec[i].min) FUZZ_CHECK(*values.ints[i] >= *spec[i].min);
+        if (spec[i].max) FUZZ_CHECK(*values.ints[i] <= *spec[i].max);
+        break;
+      case FieldType::kIntOrNull:
+        if (v->is_null()) {
+          FUZZ_CHECK(!values.ints[i]);
+        } else {
+          FUZZ_CHECK(v->is_int64() || (v->is_uint64() && v->as_uint64() <= INT64_MAX));
+          FUZZ_CHECK(values.ints[i] && *values.ints[i] == v->to_number<std::int64_t>());
+          if (spec[i].min) FUZZ_CHECK(*values.ints[i] >= *spec[i].min);
+          if (spec[i].max) FUZZ_CHECK(*values.ints[i] <= *spec[i].max);
+        }
+        break;
+      case FieldType::kString:
+        FUZZ_CHECK(v->is_string() && !v->as_string().empty());
+        FUZZ_CHECK(values.strings[i] == std::string_view(v->as_string()));
+        if (spec[i].max) {
+          FUZZ_CHECK(static_cast<std::int64_t>(values.strings[i].size()) <= *spec[i].max);
+        }
         break;
       case FieldType::kPrice: {
         FUZZ_CHECK(v->is_number() && values.ints[i] && *values.ints[i] >= 0);
@@ -339,6 +357,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
   CheckRead(reader, body, flashsale::http::kPurchaseSpec, &dom, dom_ok);
   CheckRead(reader, body, flashsale::http::kProductSpec, &dom, dom_ok);
   CheckRead(reader, body, flashsale::http::kRestockSpec, &dom, dom_ok);
+  CheckRead(reader, body, flashsale::http::kPaySpec, &dom, dom_ok);
+  CheckRead(reader, body, flashsale::http::kCancelSpec, &dom, dom_ok);
 
   CheckRfc3339(body);
   CheckPrice(body);
