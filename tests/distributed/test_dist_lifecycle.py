@@ -235,10 +235,16 @@ def test_closer_killed_at_fault_point_returns_units_once(fault, backends, tmp_pa
         wait_until(lambda: not consumer.alive(), 20, "consume killed at the fault point")
         # SIGKILL by the fault point (its log line may not reach the file before it).
         assert consumer.proc is not None and consumer.proc.returncode == -9, consumer.log_tail()
+        # Orders whose pay_by passed were closed (the rest waits, CONFIRMED); killed before
+        # the Redis write nothing is back, after it the first claimed batch is.
         orders = statuses(b, pid)
-        assert {st for st, _ in orders.values()} == {"EXPIRED"}
+        expired = sum(q for st, q in orders.values() if st == "EXPIRED")
+        assert expired > 0 and {st for st, _ in orders.values()} <= {"EXPIRED", "CONFIRMED"}
         before = redis_remaining(b, pid)
-        assert before == (0 if fault == "closer_before_give_back" else stock), before
+        if fault == "closer_before_give_back":
+            assert before == 0
+        else:
+            assert 0 < before <= expired, (before, expired)
         consumer.start()  # no fault now
         wait_until(lambda: settled(b, pid, stock), 20, "units back after the restart", interval=0.3)
         time.sleep(1.5)  # a second give-back would show now
