@@ -166,7 +166,7 @@ int RunConsume(const Config& config) {
     spdlog::error("consume needs Kafka: set --kafka or KAFKA_BOOTSTRAP_SERVERS");
     return 2;
   }
-  if (config.redis.empty()) {
+  if (config.redis.empty() && !config.drain) {
     spdlog::error(
         "consume needs Redis (its closer gives the units of expired and cancelled orders back "
         "to the stock): set --redis or REDIS_URL");
@@ -179,11 +179,18 @@ int RunConsume(const Config& config) {
     spdlog::shutdown();
     return 1;
   }
-  auto redis = RedisLink::Open(config.redis);
-  if (!redis) {
-    spdlog::error("start-up failed: {}", redis.error().ToString());
-    spdlog::shutdown();
-    return 1;
+  // --drain without Redis (a batch job, the drain benchmark): no closer, and
+  // landed orders stay in Redis' in-flight index until a closer's sweep finds
+  // them in the database.
+  std::unique_ptr<RedisLink> redis;
+  if (!config.redis.empty()) {
+    auto link = RedisLink::Open(config.redis);
+    if (!link) {
+      spdlog::error("start-up failed: {}", link.error().ToString());
+      spdlog::shutdown();
+      return 1;
+    }
+    redis = std::move(*link);
   }
   const kafka::KafkaOptions options = KafkaOptionsOf(config);
   if (Status st = kafka::EnsureTopics(options); !st.ok()) {
@@ -216,8 +223,11 @@ int RunConsume(const Config& config) {
     (*source)->TrackSafeTimes(handoff_timeout_ms);
     sources.push_back(std::move(*source));
   }
-  SafeTimeBoard board((*redis)->connection(), kafka::Topics::For(options).orders,
-                      config.consumer_group);
+  std::unique_ptr<SafeTimeBoard> board;
+  if (redis) {
+    board = std::make_unique<SafeTimeBoard>(redis->connection(), kafka::Topics::For(options).orders,
+                                            config.consumer_group);
+  }
   FunnelMetrics metrics;
   OrderConsumer::Options consumer_options;
   consumer_options.max_batch = static_cast<std::size_t>(config.batch_size);
@@ -225,43 +235,47 @@ int RunConsume(const Config& config) {
   consumer_options.batch_interval_ms = static_cast<int>(config.batch_wait_ms);
   // Landed orders leave Redis' in-flight index (a failure is only logged: the
   // stranded sweep checks the database before it returns anything).
-  consumer_options.after_persist = [stock = &(*redis)->stock()](std::span<const Order> orders) {
-    if (Status st = stock->ForgetLanded(orders); !st.ok()) {
-      spdlog::warn("consumer: taking {} landed orders out of the in-flight index: {}",
-                   orders.size(), st.ToString());
-    }
-  };
+  if (redis) {
+    consumer_options.after_persist = [stock = &redis->stock()](std::span<const Order> orders) {
+      if (Status st = stock->ForgetLanded(orders); !st.ok()) {
+        spdlog::warn("consumer: taking {} landed orders out of the in-flight index: {}",
+                     orders.size(), st.ToString());
+      }
+    };
+  }
   std::vector<std::unique_ptr<OrderConsumer>> consumers;
   for (auto& source : sources) {
     OrderConsumer::Options o = consumer_options;
     // After each commit (or quiet poll): this worker's safe times, when they moved.
-    o.after_run = [&board, src = source.get(),
-                   published = std::map<std::int32_t, UnixMillis>()]() mutable {
-      const std::map<std::int32_t, UnixMillis>& safe = src->SafeTimes();
-      if (safe == published) return;
-      if (Status st = board.Publish(safe); !st.ok()) {
-        spdlog::warn("consumer: publishing safe times: {}", st.ToString());
-        return;
-      }
-      published = safe;
-    };
+    if (board) {
+      o.after_run = [board = board.get(), src = source.get(),
+                     published = std::map<std::int32_t, UnixMillis>()]() mutable {
+        const std::map<std::int32_t, UnixMillis>& safe = src->SafeTimes();
+        if (safe == published) return;
+        if (Status st = board->Publish(safe); !st.ok()) {
+          spdlog::warn("consumer: publishing safe times: {}", st.ToString());
+          return;
+        }
+        published = safe;
+      };
+    }
     consumers.push_back(std::make_unique<OrderConsumer>(*source, **db, metrics, o));
   }
-  OrderCloser::Options closer_options;
-  if (const char* fault = std::getenv("FLASHSALE_FAULT")) {
-    closer_options.fault = OrderCloser::FaultPointNamed(fault);
-  }
-  OrderCloser closer(**db, (*redis)->stock(), **broadcast, metrics, closer_options);
-  StrandedSweep stranded(
-      **db, (*redis)->stock(), board, **broadcast, metrics,
-      [src = sources.front().get()] { return src->PartitionCount(5000); },
-      StrandedSweep::Options{});
-  closer.AddSweep([&stranded](UnixMillis now) { return stranded(now); });
-  CloserReport report(metrics);
-  closer.AddSweep([&report](UnixMillis) { return report.Log(false); });
   if (config.drain) {
     Drain(consumers, metrics);
   } else {
+    OrderCloser::Options closer_options;
+    if (const char* fault = std::getenv("FLASHSALE_FAULT")) {
+      closer_options.fault = OrderCloser::FaultPointNamed(fault);
+    }
+    OrderCloser closer(**db, redis->stock(), **broadcast, metrics, closer_options);
+    StrandedSweep stranded(
+        **db, redis->stock(), *board, **broadcast, metrics,
+        [src = sources.front().get()] { return src->PartitionCount(5000); },
+        StrandedSweep::Options{});
+    closer.AddSweep([&stranded](UnixMillis now) { return stranded(now); });
+    CloserReport report(metrics);
+    closer.AddSweep([&report](UnixMillis) { return report.Log(false); });
     for (auto& consumer : consumers) consumer->Start();
     closer.Start();
     spdlog::info("flashsale {} consuming {}{} as group {} ({} worker{}) into {}", FLASHSALE_VERSION,
@@ -279,8 +293,9 @@ int RunConsume(const Config& config) {
   }
   consumers.clear();
   sources.clear();     // librdkafka logs while it closes: before the logger goes
-  broadcast->reset();  // the closer (stopped) used these last
-  redis->reset();
+  broadcast->reset();  // the closer (gone) used these last
+  board.reset();
+  redis.reset();
   spdlog::shutdown();
   return 0;
 }

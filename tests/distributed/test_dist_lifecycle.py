@@ -197,6 +197,9 @@ def test_two_consumers_close_each_order_once(backends, tmp_path_factory):
         t = race([server], pid, list(range(30_000, 30_000 + stock)))
         assert t.units[pid] == stock
         wait_orders(b, stock, timeout=30, consumer=consumers[0])
+        # Landed orders left Redis' in-flight index (the consumer's post-persist hook).
+        wait_until(lambda: b.redis_cli("ZCARD", f"item:{{{pid}}}:inflight") == "0", 5,
+                   "landed orders out of the in-flight index")
         wait_until(lambda: settled(b, pid, stock), 20, "every order expired, units back",
                    interval=0.3)
         orders = statuses(b, pid)
@@ -298,6 +301,7 @@ def test_stranded_reservations_come_back_without_operator(backends, tmp_path_fac
         took = time.time() - killed_at
         assert took < 4 + 5, took
         assert set(statuses(b, pid)) == set(t.accepted)
+        assert b.redis_cli("ZCARD", f"item:{{{pid}}}:inflight") == "0"
         assert good.remaining(pid) == stock - accepted
         time.sleep(1.5)
         assert redis_remaining(b, pid) == stock - accepted  # returned once, not twice
