@@ -272,8 +272,29 @@ def test_stranded_reservations_come_back_without_operator(backends, tmp_path_fac
     doomed = DistServer(tmp_path_factory.mktemp("api-doomed"), b,
                         extra_args=["--kafka-producer-config", "linger.ms=2500"]).start(timeout=60)
     consumer = Consumer(tmp_path_factory.mktemp("consumer"), b, CONSUME_ARGS).start()
+    busy_pid = 905
+    stop_busy = threading.Event()
+    busy_accepted: list[int] = []
+
+    def keep_busy() -> None:
+        # Orders of another product all along: one partition never goes quiet, so the
+        # consumer's polls are never empty (the idle partitions' safe times must advance
+        # anyway).
+        with good.conn() as c:
+            u = 80_000
+            while not stop_busy.is_set():
+                r = c.purchase(u, busy_pid)
+                assert r.status == 200 and r.json()["status"] == "ACCEPTED", r
+                busy_accepted.append(u)
+                u += 1
+                time.sleep(0.005)
+
+    busy = threading.Thread(target=keep_busy, daemon=True)
     try:
         put_product(good, pid, stock, window_s=None)
+        put_product(good, busy_pid, 1_000_000, window_s=None)
+        busy.start()
+        time.sleep(1.0)
         doomed_storm = Storm(doomed.port, [(u, pid, 1) for u in range(50_000, 50_200)],
                              connections=32, timeout=10).start()
         good_storm = Storm(good.port, [(u, pid, 1) for u in range(60_000, 60_400)],
@@ -300,6 +321,10 @@ def test_stranded_reservations_come_back_without_operator(backends, tmp_path_fac
         wait_until(back, 10, f"{stranded} stranded units back", interval=0.2)
         took = time.time() - killed_at
         assert took < 4 + 5, took
+        assert busy.is_alive(), "the background orders stopped early"
+        stop_busy.set()
+        busy.join(10)
+        assert len(busy_accepted) > 100
         assert set(statuses(b, pid)) == set(t.accepted)
         assert b.redis_cli("ZCARD", f"item:{{{pid}}}:inflight") == "0"
         assert good.remaining(pid) == stock - accepted
@@ -309,5 +334,6 @@ def test_stranded_reservations_come_back_without_operator(backends, tmp_path_fac
         assert audit.returncode == 0, audit.stdout + audit.stderr
         assert "stranded reservations:" in consumer.output(), consumer.log_tail()
     finally:
+        stop_busy.set()
         good.stop()
         consumer.stop()

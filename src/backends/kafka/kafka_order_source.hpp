@@ -23,9 +23,9 @@
 // will ever be in p has been persisted (and committed). With H the hand-off
 // timeout (the producers' delivery timeout plus a margin):
 //  - after a commit, T_p = max(T_p, newest timestamp committed in p - H);
-//  - when a poll finds nothing and p has nothing uncommitted, a watermark
-//    query started at wall time w that answers high <= our next offset makes
-//    T_p = max(T_p, w - H).
+//  - when p has nothing uncommitted (checked at most every 250 ms, inside
+//    Poll), a watermark query started at wall time w that answers
+//    high <= our next offset makes T_p = max(T_p, w - H).
 // Why: the producer (KafkaOrderQueue) produces an order right after its
 // reservation, at c >= created_at (the gap is a Redis round trip, inside the
 // margin of H), and the message is appended by c + delivery timeout or never
