@@ -123,40 +123,47 @@ class RedisLink {
   std::unique_ptr<redis::RedisStockStore> stock_;
 };
 
-// What the closer did since the last report, one log line when it did
-// something (consume serves no /metrics). Runs as the closer's last sweep.
+// What the closer did since the last report (consume serves no /metrics):
+// one log line when it did something, at most one a second (a 100,000-order
+// expiry runs many passes), and the totals at shutdown. Runs as the closer's
+// last sweep, on its thread.
 class CloserReport {
  public:
   explicit CloserReport(const FunnelMetrics& metrics) : metrics_(metrics) {}
-  // One line when the counters moved since the last call (or always, with
-  // `final`); returns 0 (it handles no order).
-  std::int64_t Log(bool final) {
-    const Totals now{metrics_.orders_closed_expired.Value(),
-                     metrics_.orders_closed_cancelled.Value(),
-                     metrics_.orders_closed_stranded.Value(), metrics_.units_returned.Value()};
-    if (final) {
-      spdlog::info(
-          "closer: {} expired and {} cancelled orders given back ({} units), {} stranded "
-          "reservations returned, since start",
-          now.expired, now.cancelled, now.units, now.stranded);
-    } else if (now.expired != last_.expired || now.cancelled != last_.cancelled ||
-               now.stranded != last_.stranded || now.units != last_.units) {
-      spdlog::info(
-          "closer: {} expired and {} cancelled orders given back ({} units), {} stranded "
-          "reservations returned",
-          now.expired - last_.expired, now.cancelled - last_.cancelled, now.units - last_.units,
-          now.stranded - last_.stranded);
-    }
+  // Returns 0: it handles no order.
+  std::int64_t Log() {
+    const Totals now = Now();
+    if (now == last_ || SteadyMillis() - last_line_ms_ < 1000) return 0;
+    spdlog::info(
+        "closer: {} expired and {} cancelled orders given back ({} units), {} stranded "
+        "reservations returned",
+        now.expired - last_.expired, now.cancelled - last_.cancelled, now.units - last_.units,
+        now.stranded - last_.stranded);
     last_ = now;
+    last_line_ms_ = SteadyMillis();
     return 0;
+  }
+  // REQUIRES: the closer has stopped.
+  void LogTotals() const {
+    const Totals now = Now();
+    spdlog::info(
+        "closer: {} expired and {} cancelled orders given back ({} units), {} stranded "
+        "reservations returned, since start",
+        now.expired, now.cancelled, now.units, now.stranded);
   }
 
  private:
   struct Totals {
     std::int64_t expired = 0, cancelled = 0, stranded = 0, units = 0;
+    bool operator==(const Totals&) const = default;
   };
+  [[nodiscard]] Totals Now() const {
+    return Totals{metrics_.orders_closed_expired.Value(), metrics_.orders_closed_cancelled.Value(),
+                  metrics_.orders_closed_stranded.Value(), metrics_.units_returned.Value()};
+  }
   const FunnelMetrics& metrics_;
   Totals last_;
+  std::int64_t last_line_ms_ = 0;
 };
 
 }  // namespace
@@ -275,7 +282,7 @@ int RunConsume(const Config& config) {
         StrandedSweep::Options{});
     closer.AddSweep([&stranded](UnixMillis now) { return stranded(now); });
     CloserReport report(metrics);
-    closer.AddSweep([&report](UnixMillis) { return report.Log(false); });
+    closer.AddSweep([&report](UnixMillis) { return report.Log(); });
     for (auto& consumer : consumers) consumer->Start();
     closer.Start();
     spdlog::info("flashsale {} consuming {}{} as group {} ({} worker{}) into {}", FLASHSALE_VERSION,
@@ -286,7 +293,7 @@ int RunConsume(const Config& config) {
     // partitions to the others, which must not take them up any more.
     closer.Stop();
     for (auto& consumer : consumers) consumer->Stop(false);
-    report.Log(true);
+    report.LogTotals();
     spdlog::info("stopped cleanly: {} orders confirmed, {} failed by the stock guard",
                  metrics.orders_persisted_confirmed.Value(),
                  metrics.orders_persisted_failed.Value());
