@@ -25,12 +25,12 @@ RUN cmake --preset release -DFLASHSALE_BUILD_TESTS=OFF -DFLASHSALE_BUILD_BENCHMA
 FROM debian:bookworm-slim AS runtime
 ENV DEBIAN_FRONTEND=noninteractive
 # Runtime libraries of what the build links (ldd build/release/flashsale): Boost.JSON, spdlog,
-# fmt, SQLite; hiredis, librdkafka (C and C++), libpq for distributed mode. curl is for the
+# fmt, SQLite, OpenSSL's libcrypto (HMAC of payments and cancel tokens); hiredis, librdkafka (C and C++), libpq for distributed mode. curl is for the
 # health check (GET /readyz); ca-certificates for TLS to managed Redis/Kafka/PostgreSQL.
 RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends \
       libboost-json1.81.0 libboost-container1.81.0 libspdlog1.10 libfmt9 libsqlite3-0 \
-      libhiredis0.14 librdkafka1 librdkafka++1 libpq5 \
+      libhiredis0.14 librdkafka1 librdkafka++1 libpq5 libssl3 \
       curl ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/flashsale/flashsale /usr/local/bin/flashsale

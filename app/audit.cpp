@@ -15,9 +15,13 @@ namespace flashsale::app {
 namespace {
 
 // Prints each invariant of SPEC §3/§6 with its figures; false when one is
-// broken. `redis_remaining` (distributed mode): remaining units per product in
-// Redis, reconciled with the database.
+// broken. Sold units are the held ones (PENDING + CONFIRMED + PAID: HoldsUnits).
+// `unreturned`: closed orders whose units the closer has not given back yet
+// (they still hold their units in the stock store). `redis_remaining`
+// (distributed mode): remaining units per product in Redis, reconciled with
+// the database: stock - remaining == held units + units not yet returned.
 bool CheckInvariants(const std::vector<Product>& products, const std::vector<Order>& orders,
+                     const std::vector<Order>& unreturned,
                      const std::map<ProductId, std::int64_t>* redis_remaining) {
   std::map<ProductId, Product> by_id;
   for (const Product& p : products) by_id[p.id] = p;
@@ -95,8 +99,19 @@ bool CheckInvariants(const std::vector<Product>& products, const std::vector<Ord
                 std::string(o->id.view()).c_str(), static_cast<long long>(o->product),
                 static_cast<long long>(o->user), static_cast<long long>(o->quantity));
   }
-  std::printf("[info] orders: %zu in the database (accepted = PENDING %lld + CONFIRMED %lld)\n",
-              orders.size(), static_cast<long long>(pending), static_cast<long long>(confirmed));
+  std::printf(
+      "[info] orders: %zu in the database (holding units: PENDING %lld + CONFIRMED %lld + PAID "
+      "%lld; closed %lld, of which %zu not yet given back by the closer)\n",
+      orders.size(), static_cast<long long>(pending), static_cast<long long>(confirmed),
+      static_cast<long long>(paid), static_cast<long long>(closed), unreturned.size());
+  std::map<ProductId, std::int64_t> returning;  // units of closed orders still held by the store
+  for (const Order& o : unreturned) returning[o.product] += o.quantity;
+  for (std::size_t i = 0; i < unreturned.size() && i < 20; ++i) {
+    const Order& o = unreturned[i];
+    std::printf("       %s order %s product %lld: %lld units not yet given back\n",
+                std::string(ToString(o.status)).c_str(), std::string(o.id.view()).c_str(),
+                static_cast<long long>(o.product), static_cast<long long>(o.quantity));
+  }
   if (redis_remaining != nullptr) {
     // Units Redis handed out (stock - remaining) must all be in the database
     // once the consumer has caught up: sold in Redis == sold in the database.
@@ -109,7 +124,8 @@ bool CheckInvariants(const std::vector<Product>& products, const std::vector<Ord
       }
       const std::int64_t redis_sold = p.stock - it->second;
       redis_sold_total += redis_sold;
-      const std::int64_t db_sold = sold.contains(id) ? sold[id] : 0;
+      const std::int64_t db_sold =
+          (sold.contains(id) ? sold[id] : 0) + (returning.contains(id) ? returning[id] : 0);
       if (redis_sold != db_sold) {
         ++mismatched;
         if (mismatched <= 20) {
@@ -125,8 +141,9 @@ bool CheckInvariants(const std::vector<Product>& products, const std::vector<Ord
     report(missing == 0,
            "every database product is in redis (missing " + std::to_string(missing) + ")");
     report(mismatched == 0,
-           "database orders == accepted: sold in redis == sold in the database for every "
-           "product (redis sold " +
+           "database orders == accepted: stock - remaining in redis == units of PENDING + "
+           "CONFIRMED + PAID orders (+ closed ones not yet given back) for every product (redis "
+           "sold " +
                std::to_string(redis_sold_total) + ", database " + std::to_string(total_sold) +
                ", products differing " + std::to_string(mismatched) +
                (mismatched > 0 ? "; orders still in flight? run again once the consumer caught up"
@@ -154,11 +171,12 @@ int AuditEmbedded(const Config& config, bool repair) {
   }
   Result<std::vector<Product>> products = (*db)->LoadProducts();
   Result<std::vector<Order>> orders = (*db)->LoadAllOrders();
-  if (!products || !orders) {
+  Result<std::vector<Order>> unreturned = (*db)->LoadUnreturnedClosed();
+  if (!products || !orders || !unreturned) {
     std::fprintf(stderr, "flashsale audit: cannot read %s\n", path.c_str());
     return 2;
   }
-  const bool ok = CheckInvariants(*products, *orders, nullptr);
+  const bool ok = CheckInvariants(*products, *orders, *unreturned, nullptr);
   std::printf("%s\n", ok ? "audit passed" : "audit FAILED");
   return ok ? 0 : 1;
 }
@@ -348,7 +366,12 @@ int AuditDistributed(const Config& config, bool repair) {
       std::printf("[info] kafka: %s\n", lag.error().ToString().c_str());
     }
   }
-  const bool ok = CheckInvariants(*products, *orders, &remaining) && differing.empty();
+  Result<std::vector<Order>> unreturned = (*db)->LoadUnreturnedClosed();
+  if (!unreturned) {
+    std::fprintf(stderr, "flashsale audit: %s\n", unreturned.error().ToString().c_str());
+    return 2;
+  }
+  const bool ok = CheckInvariants(*products, *orders, *unreturned, &remaining) && differing.empty();
   std::printf("%s\n", ok ? "audit passed" : "audit FAILED");
   return ok ? 0 : 1;
 }

@@ -142,6 +142,17 @@ void AddLogOptions(CLI::App& app, Config& c) {
       ->capture_default_str();
 }
 
+Result<std::shared_ptr<const OrderTokens>> MakeOrderTokens(
+    const Config& config,
+    const std::function<Result<std::string>(std::string_view name)>& kept_secret) {
+  if (!config.order_token_secret.empty()) {
+    return std::make_shared<const OrderTokens>(config.order_token_secret);
+  }
+  Result<std::string> kept = kept_secret("order_token_secret");
+  if (!kept) return kept.error();
+  return std::make_shared<const OrderTokens>(*kept);
+}
+
 void AddServeOptions(CLI::App& app, Config& c) {
   app.add_option("--host", c.host, "listen address")->envname("HOST")->capture_default_str();
   app.add_option("--port", c.port, "listen port (0: any free port)")

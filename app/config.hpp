@@ -5,10 +5,16 @@
 
 #include <CLI/CLI.hpp>
 
+#include <functional>
+#include <memory>
+
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "core/signatures.hpp"
+#include "core/status.hpp"
 
 namespace flashsale::app {
 
@@ -80,6 +86,13 @@ struct Config {
   [[nodiscard]] bool IsPostgres() const;
   [[nodiscard]] bool Distributed() const { return !redis.empty() && !kafka.empty(); }
 };
+
+// The cancel tokens' secret: --order-token-secret / ORDER_TOKEN_SECRET, or
+// else the one `kept_secret` keeps in the database of record (generated on
+// first use), so every instance and restart derive the same tokens.
+Result<std::shared_ptr<const OrderTokens>> MakeOrderTokens(
+    const Config& config,
+    const std::function<Result<std::string>(std::string_view name)>& kept_secret);
 
 // Reads ./.env into the environment without overriding variables already set
 // (python-dotenv's default).

@@ -40,14 +40,10 @@ Result<std::unique_ptr<DistributedStack>> DistributedStack::Open(const Config& c
   auto db = RecordDatabase::Open(config);
   if (!db) return db.error();
   s->db_ = std::move(*db);
-  std::string token_secret = config.order_token_secret;
-  if (token_secret.empty()) {
-    // Kept in the database of record: every instance derives the same tokens.
-    Result<std::string> kept = s->db_->SharedSecret("order_token_secret");
-    if (!kept) return kept.error();
-    token_secret = std::move(*kept);
-  }
-  s->order_tokens_ = std::make_shared<const OrderTokens>(std::move(token_secret));
+  Result<std::shared_ptr<const OrderTokens>> tokens = MakeOrderTokens(
+      config, [db = s->db_.get()](std::string_view name) { return db->SharedSecret(name); });
+  if (!tokens) return tokens.error();
+  s->order_tokens_ = std::move(*tokens);
 
   Result<redis::RedisAddress> address = redis::ParseRedisUrl(config.redis);
   if (!address) return address.error();

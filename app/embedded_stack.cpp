@@ -47,13 +47,10 @@ Result<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Open(const Config& config)
   if (*forgotten > 0) {
     spdlog::info("{} closed orders' units were returned by the rebuild", *forgotten);
   }
-  std::string token_secret = config.order_token_secret;
-  if (token_secret.empty()) {
-    Result<std::string> kept = s->db_->SharedSecret("order_token_secret");
-    if (!kept) return kept.error();
-    token_secret = std::move(*kept);
-  }
-  s->order_tokens_ = std::make_shared<const OrderTokens>(std::move(token_secret));
+  Result<std::shared_ptr<const OrderTokens>> tokens = MakeOrderTokens(
+      config, [db = s->db_.get()](std::string_view name) { return db->SharedSecret(name); });
+  if (!tokens) return tokens.error();
+  s->order_tokens_ = std::move(*tokens);
 
   embedded::MemoryIdempotencyStore::Options key_options;
   key_options.max_bytes = config.idempotency_memory_mib << 20;

@@ -27,6 +27,7 @@ class RecordDatabaseOf final : public RecordDatabase {
   Result<std::vector<Product>> LoadProducts() override { return db_->LoadProducts(); }
   Result<std::vector<SoldUnits>> LoadSoldUnits() override { return db_->LoadSoldUnits(); }
   Result<std::vector<Order>> LoadAllOrders() override { return db_->LoadAllOrders(); }
+  Result<std::vector<Order>> LoadUnreturnedClosed() override { return db_->LoadUnreturnedClosed(); }
   Result<std::optional<Order>> FindOrderByIdempotencyKey(std::string_view key) override {
     return db_->FindOrderByIdempotencyKey(key);
   }

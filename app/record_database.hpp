@@ -21,6 +21,8 @@ class RecordDatabase : public OrderRepository, public OrderLifecycle {
   virtual Result<std::vector<Product>> LoadProducts() = 0;
   virtual Result<std::vector<SoldUnits>> LoadSoldUnits() = 0;
   virtual Result<std::vector<Order>> LoadAllOrders() = 0;
+  // Closed orders whose units were not given back yet (the closer's outbox).
+  virtual Result<std::vector<Order>> LoadUnreturnedClosed() = 0;
   // The first order stored with this Idempotency-Key (indexed).
   virtual Result<std::optional<Order>> FindOrderByIdempotencyKey(std::string_view key) = 0;
   virtual Status InsertProducts(const std::vector<Product>& products, bool overwrite,

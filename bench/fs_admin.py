@@ -3,6 +3,7 @@
 read order counts from a flashsale SQLite database.
 
     python3 bench/fs_admin.py put    --port P --token T --ids 1-1000 --stock 0 [--price 1] [--limit 1]
+                                     [--window SECS]     # payment_window_s (omitted: no payment step)
     python3 bench/fs_admin.py probe  --port P --product 1 --user 1      # one purchase, prints body
     python3 bench/fs_admin.py orders --db /path/to/x.db                 # "total=N STATUS=N ..."
 
@@ -31,8 +32,9 @@ def cmd_put(args) -> int:
     if isinstance(price, bool) or not isinstance(price, (int, float)):
         print(f"fs_admin: --price must be a JSON number, got {args.price!r}", file=sys.stderr)
         return 2
+    window = "" if args.window is None else f',"payment_window_s":{args.window}'
     payload = (f'{{"stock":{args.stock},"price":{args.price},'
-               f'"limit_per_user":{args.limit}}}')
+               f'"limit_per_user":{args.limit}{window}}}')
     done = 0
     for pid in parse_range(args.ids):
         conn.request("PUT", f"/admin/products/{pid}", body=payload, headers=headers)
@@ -45,7 +47,8 @@ def cmd_put(args) -> int:
         done += 1
     conn.close()
     print(f"put {done} products stock={args.stock} price={args.price} "
-          f"limit_per_user={args.limit}")
+          f"limit_per_user={args.limit}"
+          + ("" if args.window is None else f" payment_window_s={args.window}"))
     return 0
 
 
@@ -90,6 +93,8 @@ def main() -> int:
     p.add_argument("--stock", type=int, required=True)
     p.add_argument("--price", default="1", help="JSON number literal")
     p.add_argument("--limit", type=int, default=1, help="limit_per_user")
+    p.add_argument("--window", type=int, default=None,
+                   help="payment_window_s (seconds); omitted: no payment step")
     p = sub.add_parser("probe")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)

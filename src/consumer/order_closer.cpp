@@ -73,7 +73,10 @@ std::int64_t OrderCloser::RunOnce(UnixMillis now) {
   std::int64_t handled = 0;
   // 1. Expire what is due, a batch per transaction.
   for (;;) {
-    Result<std::int64_t> expired = lifecycle_.ExpireDue(now, options_.batch);
+    // The clock is read per batch: an order's closed_at is when its batch
+    // closed it (a pass over a large backlog takes seconds).
+    const UnixMillis batch_now = std::max(now, NowMillis());
+    Result<std::int64_t> expired = lifecycle_.ExpireDue(batch_now, options_.batch);
     if (!expired) {
       spdlog::warn("closer: expiring orders: {}", expired.error().ToString());
       break;

@@ -1,16 +1,19 @@
 #include "core/signatures.hpp"
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <stdexcept>
 
 namespace flashsale {
 namespace {
 
-std::string Hex(const unsigned char* bytes, std::size_t n) {
+std::string HexOf(const unsigned char* bytes, std::size_t n) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out(n * 2, '0');
   for (std::size_t i = 0; i < n; ++i) {
@@ -36,7 +39,7 @@ std::string HmacSha256Hex(std::string_view key, std::string_view message) {
            &len) == nullptr) {
     throw std::runtime_error("HMAC-SHA256 failed");  // only on allocation failure
   }
-  return Hex(mac, len);
+  return HexOf(mac, len);
 }
 
 bool ConstantTimeEquals(std::string_view a, std::string_view b) {
@@ -105,10 +108,70 @@ std::string SignPayment(std::string_view secret, std::string_view body, std::int
   return "t=" + std::to_string(t) + ",v1=" + HmacSha256Hex(secret, payload);
 }
 
+struct KeyedHmacSha256::States {
+  EVP_MD* md = nullptr;
+  EVP_MD_CTX* inner = nullptr;  // SHA-256 after (key ^ ipad)
+  EVP_MD_CTX* outer = nullptr;  // SHA-256 after (key ^ opad)
+  ~States() {
+    EVP_MD_CTX_free(inner);
+    EVP_MD_CTX_free(outer);
+    EVP_MD_free(md);
+  }
+};
+
+namespace {
+void Check(int ok) {
+  if (ok != 1) throw std::runtime_error("SHA-256 failed");  // only on allocation failure
+}
+}  // namespace
+
+KeyedHmacSha256::KeyedHmacSha256(std::string_view key) : states_(std::make_unique<States>()) {
+  constexpr std::size_t kBlock = 64;  // SHA-256's block size (RFC 2104)
+  states_->md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  if (states_->md == nullptr) throw std::runtime_error("SHA-256 unavailable");
+  unsigned char block[kBlock] = {};
+  if (key.size() > kBlock) {
+    unsigned int len = 0;
+    Check(EVP_Digest(key.data(), key.size(), block, &len, states_->md, nullptr));
+  } else {
+    std::copy(key.begin(), key.end(), block);
+  }
+  for (auto [ctx, pad] : {std::pair{&states_->inner, 0x36}, std::pair{&states_->outer, 0x5c}}) {
+    unsigned char padded[kBlock];
+    for (std::size_t i = 0; i < kBlock; ++i) padded[i] = block[i] ^ static_cast<unsigned char>(pad);
+    *ctx = EVP_MD_CTX_new();
+    if (*ctx == nullptr) throw std::runtime_error("SHA-256 failed");
+    Check(EVP_DigestInit_ex(*ctx, states_->md, nullptr));
+    Check(EVP_DigestUpdate(*ctx, padded, kBlock));
+  }
+}
+
+KeyedHmacSha256::~KeyedHmacSha256() = default;
+
+std::string KeyedHmacSha256::Hex(std::string_view message) const {
+  struct Scratch {
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~Scratch() { EVP_MD_CTX_free(ctx); }
+  };
+  thread_local Scratch scratch;
+  if (scratch.ctx == nullptr) throw std::runtime_error("SHA-256 failed");
+  unsigned char inner[EVP_MAX_MD_SIZE];
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int inner_len = 0, mac_len = 0;
+  Check(EVP_MD_CTX_copy_ex(scratch.ctx, states_->inner));
+  Check(EVP_DigestUpdate(scratch.ctx, message.data(), message.size()));
+  Check(EVP_DigestFinal_ex(scratch.ctx, inner, &inner_len));
+  Check(EVP_MD_CTX_copy_ex(scratch.ctx, states_->outer));
+  Check(EVP_DigestUpdate(scratch.ctx, inner, inner_len));
+  Check(EVP_DigestFinal_ex(scratch.ctx, mac, &mac_len));
+  return HexOf(mac, mac_len);
+}
+
 std::string OrderTokens::CancelToken(const OrderId& order) const {
-  std::string message = "cancel:";
-  message.append(order.view());
-  return HmacSha256Hex(secret_, message).substr(0, kTokenLength);
+  char message[7 + OrderId::kLength];
+  std::memcpy(message, "cancel:", 7);
+  std::memcpy(message + 7, order.view().data(), order.view().size());
+  return mac_.Hex(std::string_view(message, 7 + order.view().size())).substr(0, kTokenLength);
 }
 
 bool OrderTokens::CheckCancelToken(const OrderId& order, std::string_view token) const {
@@ -118,7 +181,7 @@ bool OrderTokens::CheckCancelToken(const OrderId& order, std::string_view token)
 std::string RandomSecretHex() {
   unsigned char bytes[32];
   if (RAND_bytes(bytes, sizeof bytes) != 1) throw std::runtime_error("RAND_bytes failed");
-  return Hex(bytes, sizeof bytes);
+  return HexOf(bytes, sizeof bytes);
 }
 
 }  // namespace flashsale

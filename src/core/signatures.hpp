@@ -4,6 +4,7 @@
 // handed to buyers. Pure functions over OpenSSL's libcrypto; thread-safe.
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -37,6 +38,26 @@ SignatureCheck CheckPaymentSignature(std::string_view secret, std::string_view h
 // The header value that CheckPaymentSignature accepts (tests, tools).
 std::string SignPayment(std::string_view secret, std::string_view body, std::int64_t t);
 
+// HMAC-SHA256 under one key, computed many times: the key's inner and outer
+// SHA-256 states are absorbed once, so a MAC costs two short digests (about
+// 0.5 µs instead of 6 µs for OpenSSL 3's one-shot HMAC(), which looks the
+// algorithm up on every call: it was on every ACCEPTED answer). Thread-safe:
+// the keyed states are read-only after construction; each call works on a
+// per-thread scratch context.
+class KeyedHmacSha256 {
+ public:
+  explicit KeyedHmacSha256(std::string_view key);
+  ~KeyedHmacSha256();
+  KeyedHmacSha256(const KeyedHmacSha256&) = delete;
+  KeyedHmacSha256& operator=(const KeyedHmacSha256&) = delete;
+  // The 32-byte MAC of `message`, as lowercase hex.
+  [[nodiscard]] std::string Hex(std::string_view message) const;
+
+ private:
+  struct States;
+  std::unique_ptr<States> states_;
+};
+
 // A buyer's proof that they placed the order: 32 hex digits of
 // HMAC-SHA256(secret, "cancel:" + order id). Derived, not stored, so the
 // ACCEPTED answer, its Idempotency-Key replays and every instance agree on it
@@ -44,12 +65,12 @@ std::string SignPayment(std::string_view secret, std::string_view body, std::int
 class OrderTokens {
  public:
   static constexpr std::size_t kTokenLength = 32;
-  explicit OrderTokens(std::string secret) : secret_(std::move(secret)) {}
+  explicit OrderTokens(std::string_view secret) : mac_(secret) {}
   [[nodiscard]] std::string CancelToken(const OrderId& order) const;
   [[nodiscard]] bool CheckCancelToken(const OrderId& order, std::string_view token) const;
 
  private:
-  const std::string secret_;
+  const KeyedHmacSha256 mac_;
 };
 
 // 32 random bytes as 64 hex digits (a generated secret).

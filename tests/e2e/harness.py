@@ -16,6 +16,8 @@ each of its worker threads owns its own connection.
 from __future__ import annotations
 
 import http.client
+import hashlib
+import hmac
 import json
 import os
 import random
@@ -539,7 +541,7 @@ def db_orders(db_path: str | Path) -> list[dict]:
     pending = []
     if journal.exists():
         pending = db_query(journal, "SELECT order_id, user_id, product_id, quantity, price, "
-                           "'PENDING' AS status, created_at, idempotency_key FROM order_journal")
+                           "'PENDING' AS status, created_at, idempotency_key, pay_by FROM order_journal")
     settled = db_query(db_path, "SELECT * FROM orders")
     seen = {r["order_id"] for r in settled}
     return settled + [r for r in pending if r["order_id"] not in seen]
@@ -642,6 +644,17 @@ def parse_metrics(text: str) -> Metrics:
 ALL_SERVERS: list["Server"] = []
 
 
+# The payment service's webhook secret the lifecycle tests give their servers.
+PAYMENT_SECRET = "e2e-payment-secret"
+
+
+def payment_signature(secret: str, body: bytes, t: int | None = None) -> str:
+    """Flashsale-Signature: t=<unix s>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>."""
+    t = int(time.time()) if t is None else t
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
 class Server:
     """One `flashsale serve` process on a free port, with its own db, log dir and output file.
 
@@ -651,7 +664,7 @@ class Server:
 
     def __init__(self, workdir: str | Path, *, admin_token: str | None = ADMIN_TOKEN, threads: int = 2,
                  mock_products: int | None = 0, extra_args: Sequence[str] = (),
-                 db_path: str | Path | None = None):
+                 db_path: str | Path | None = None, extra_env: dict[str, str] | None = None):
         require_binary()
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -661,6 +674,7 @@ class Server:
         self.threads = threads
         self.mock_products = mock_products
         self.extra_args = list(extra_args)
+        self.extra_env = dict(extra_env or {})  # e.g. FLASHSALE_FAULT; may be changed between starts
         self.port: int = 0
         self.proc: subprocess.Popen | None = None
         self.outputs: list[Path] = []
@@ -686,7 +700,8 @@ class Server:
             self.outputs.append(out_path)
             with open(out_path, "wb") as out:
                 self.proc = subprocess.Popen(self.args(), stdout=out, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL, cwd=self.workdir, env=server_env(),
+                                             stdin=subprocess.DEVNULL, cwd=self.workdir,
+                                             env={**server_env(), **self.extra_env},
                                              start_new_session=True, preexec_fn=_die_with_parent)
             t0 = time.monotonic()
             for _ in range(int(timeout / 0.05) + 1):
@@ -821,8 +836,10 @@ class Server:
 
     def put_product(self, pid: int, stock: int, price: float = 9.99, *, limit_per_user: int | None = None,
                     starts_at: str | None = None, ends_at: str | None = None, token: Any = ...,
-                    expect: Iterable[int] = (200, 201)) -> Resp:
+                    expect: Iterable[int] = (200, 201), payment_window_s: int | None = None) -> Resp:
         body: dict[str, Any] = {"stock": stock, "price": price}
+        if payment_window_s is not None:
+            body["payment_window_s"] = payment_window_s
         if limit_per_user is not None:
             body["limit_per_user"] = limit_per_user
         if starts_at is not None:
@@ -853,6 +870,18 @@ class Server:
         r = self.call("GET", "/metrics")
         assert r.status == 200, f"GET /metrics: {r!r}"
         return parse_metrics(r.body.decode("utf-8"))
+
+    def pay(self, order_id: str, payment_ref: str, amount: Any, *, secret: str | None = None,
+            t: int | None = None, body: bytes | None = None, signature: str | None = None) -> Resp:
+        """POST /orders/{id}/pay signed like the shop's payment service (payment_signature)."""
+        if body is None:
+            body = json.dumps({"payment_ref": payment_ref, "amount": amount}).encode()
+        if signature is None:
+            signature = payment_signature(secret if secret is not None else PAYMENT_SECRET, body, t)
+        headers = {"Content-Type": "application/json"}
+        if signature:
+            headers["Flashsale-Signature"] = signature
+        return self.call("POST", f"/orders/{order_id}/pay", body, headers)
 
     def audit(self, timeout: float = 30.0) -> subprocess.CompletedProcess:
         return run_cli(["audit", "--database", f"sqlite:{self.db_path}"], timeout=timeout, cwd=self.workdir)

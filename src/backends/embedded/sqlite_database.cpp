@@ -812,35 +812,27 @@ Status SqliteDatabase::SubtractSalesLocked(
   return Status::Ok();
 }
 
-namespace {
-// Runs `body` inside BEGIN IMMEDIATE ... COMMIT on `db` (ROLLBACK when it
-// fails); `commit` and `rollback` are the caller's Exec.
-template <class T, class Body, class ExecFn>
-Result<T> InWriteTransaction(ExecFn&& exec, Body&& body) {
-  if (Status s = exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+template <class T, class Body>
+Result<T> SqliteDatabase::InWriteTransaction(Body&& body) {
+  if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok()) return s;
   Result<T> result = body();
   if (!result) {
-    (void)exec("ROLLBACK");
+    (void)Exec(writer_, "ROLLBACK");
     return result;
   }
-  if (Status s = exec("COMMIT"); !s.ok()) {
-    (void)exec("ROLLBACK");
+  if (Status s = Exec(writer_, "COMMIT"); !s.ok()) {
+    (void)Exec(writer_, "ROLLBACK");
     return s;
   }
   return result;
 }
-}  // namespace
 
 Result<PaymentDecision> SqliteDatabase::Pay(const Payment& payment,
                                             const std::optional<Order>& in_flight) {
   MutexLock lock(&write_mu_);
   std::unordered_map<ProductId, std::int64_t> closed;
-  auto exec = [this](const char* sql) {
-    write_mu_.AssertHeld();
-    return Exec(writer_, sql);
-  };
   Result<PaymentDecision> decision =
-      InWriteTransaction<PaymentDecision>(exec, [&]() -> Result<PaymentDecision> {
+      InWriteTransaction<PaymentDecision>([&]() -> Result<PaymentDecision> {
         write_mu_.AssertHeld();
         PaymentDecision d;
         Result<std::optional<Order>> stored = StoredOrderLocked(payment.order);
@@ -925,12 +917,8 @@ Result<PaymentDecision> SqliteDatabase::Pay(const Payment& payment,
 Result<CancelDecision> SqliteDatabase::Cancel(const OrderId& id, UnixMillis now) {
   MutexLock lock(&write_mu_);
   std::unordered_map<ProductId, std::int64_t> closed;
-  auto exec = [this](const char* sql) {
-    write_mu_.AssertHeld();
-    return Exec(writer_, sql);
-  };
   Result<CancelDecision> decision =
-      InWriteTransaction<CancelDecision>(exec, [&]() -> Result<CancelDecision> {
+      InWriteTransaction<CancelDecision>([&]() -> Result<CancelDecision> {
         write_mu_.AssertHeld();
         CancelDecision d;
         Result<bool> did = CloseLocked(id, OrderStatus::kCancelled, now, closed);
@@ -956,31 +944,26 @@ Result<CancelDecision> SqliteDatabase::Cancel(const OrderId& id, UnixMillis now)
 Result<std::int64_t> SqliteDatabase::ExpireDue(UnixMillis now, std::int64_t max) {
   MutexLock lock(&write_mu_);
   std::unordered_map<ProductId, std::int64_t> closed;
-  auto exec = [this](const char* sql) {
+  Result<std::int64_t> expired = InWriteTransaction<std::int64_t>([&]() -> Result<std::int64_t> {
     write_mu_.AssertHeld();
-    return Exec(writer_, sql);
-  };
-  Result<std::int64_t> expired =
-      InWriteTransaction<std::int64_t>(exec, [&]() -> Result<std::int64_t> {
-        write_mu_.AssertHeld();
-        if (Status s = ApplyRecordedPaymentsLocked(); !s.ok()) return s;
-        // The inner SELECT walks the partial index orders_due in pay_by order.
-        SqliteStatement st(writer_,
-                           "UPDATE orders SET status = 'EXPIRED', closed_at = ?1, units_returned "
-                           "= 0 WHERE order_id IN (SELECT order_id FROM orders WHERE status = "
-                           "'CONFIRMED' AND pay_by IS NOT NULL AND pay_by <= ?1 ORDER BY pay_by "
-                           "LIMIT ?2) RETURNING product_id, quantity");
-        st.Bind(1, now).Bind(2, max);
-        std::int64_t n = 0;
-        int rc;
-        while ((rc = st.Step()) == SQLITE_ROW) {
-          closed[st.Int(0)] += st.Int(1);
-          ++n;
-        }
-        if (rc != SQLITE_DONE) return Error(writer_, "expiring orders");
-        if (Status s = SubtractSalesLocked(closed); !s.ok()) return s;
-        return n;
-      });
+    if (Status s = ApplyRecordedPaymentsLocked(); !s.ok()) return s;
+    // The inner SELECT walks the partial index orders_due in pay_by order.
+    SqliteStatement st(writer_,
+                       "UPDATE orders SET status = 'EXPIRED', closed_at = ?1, units_returned "
+                       "= 0 WHERE order_id IN (SELECT order_id FROM orders WHERE status = "
+                       "'CONFIRMED' AND pay_by IS NOT NULL AND pay_by <= ?1 ORDER BY pay_by "
+                       "LIMIT ?2) RETURNING product_id, quantity");
+    st.Bind(1, now).Bind(2, max);
+    std::int64_t n = 0;
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) {
+      closed[st.Int(0)] += st.Int(1);
+      ++n;
+    }
+    if (rc != SQLITE_DONE) return Error(writer_, "expiring orders");
+    if (Status s = SubtractSalesLocked(closed); !s.ok()) return s;
+    return n;
+  });
   if (expired) {
     for (const auto& [product, units] : closed) guard_confirmed_[product] -= units;
   }
@@ -999,11 +982,7 @@ Result<std::optional<UnixMillis>> SqliteDatabase::NextPayBy() {
 Result<std::int64_t> SqliteDatabase::ReturnClosedUnits(std::int64_t max,
                                                        const GiveBack& give_back) {
   MutexLock lock(&write_mu_);
-  auto exec = [this](const char* sql) {
-    write_mu_.AssertHeld();
-    return Exec(writer_, sql);
-  };
-  return InWriteTransaction<std::int64_t>(exec, [&]() -> Result<std::int64_t> {
+  return InWriteTransaction<std::int64_t>([&]() -> Result<std::int64_t> {
     write_mu_.AssertHeld();
     Result<std::vector<Order>> due =
         QueryOrders(writer_,
@@ -1051,12 +1030,13 @@ Result<std::int64_t> SqliteDatabase::ForgetUnreturnedUnits() {
   return static_cast<std::int64_t>(sqlite3_changes(writer_));
 }
 
-Result<std::int64_t> SqliteDatabase::CountUnreturnedUnits() {
+Result<std::vector<Order>> SqliteDatabase::LoadUnreturnedClosed() {
   MutexLock lock(&read_mu_);
-  if (!HasColumn(reader_, "main", "orders", "units_returned")) return std::int64_t{0};
-  SqliteStatement st(reader_, "SELECT count(*) FROM main.orders WHERE units_returned = 0");
-  if (st.Step() != SQLITE_ROW) return Error(reader_, "counting unreturned units");
-  return st.Int(0);
+  if (!HasColumn(reader_, "main", "orders", "units_returned")) return std::vector<Order>();
+  return QueryOrders(reader_,
+                     std::string("SELECT ") + kOrderColumns +
+                         " FROM main.orders WHERE units_returned = 0 ORDER BY closed_at",
+                     {});
 }
 
 Status SqliteDatabase::Ping() {

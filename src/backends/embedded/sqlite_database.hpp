@@ -102,8 +102,8 @@ class SqliteDatabase final : public OrderRepository, public OrderLifecycle {
   // A secret generated on first use and kept in the database (settings), the
   // same for every process and restart: the cancel tokens' (OrderTokens).
   Result<std::string> SharedSecret(std::string_view name);
-  // Closed orders whose units were not given back yet (audit).
-  Result<std::int64_t> CountUnreturnedUnits();
+  // Closed orders whose units were not given back yet, oldest closed first (audit).
+  Result<std::vector<Order>> LoadUnreturnedClosed();
 
   // OK when the database answers a query (for /readyz).
   Status Ping();
@@ -158,6 +158,10 @@ class SqliteDatabase final : public OrderRepository, public OrderLifecycle {
   Status LoadGuardStateLocked() REQUIRES(write_mu_);
   // PRAGMA user_version of the main file: which schema upgrades it has had.
   Result<std::int64_t> UserVersion() REQUIRES(write_mu_);
+  // Runs `body` (returning Result<T>) inside BEGIN IMMEDIATE ... COMMIT on
+  // the writer, rolled back when it fails or the COMMIT does.
+  template <class T, class Body>
+  Result<T> InWriteTransaction(Body&& body) REQUIRES(write_mu_);
   // Runs `sql` in one write transaction of the main file (rolled back on error).
   Status ExecInWriteTransaction(const char* sql) REQUIRES(write_mu_);
   // Inserts the orders into orders with their decided status (takes write_mu_).
