@@ -95,6 +95,18 @@ void AddConsumeOptions(CLI::App& app, Config& c) {
       ->envname("FLASHSALE_CONSUMER_WORKERS")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{64}))
       ->capture_default_str();
+  app.add_option("--kafka-timeout-ms", c.kafka_timeout_ms,
+                 "the API instances' hand-off timeout (serve's --kafka-timeout-ms; not lower): "
+                 "the stranded-reservation sweep waits this + --stranded-margin-ms")
+      ->envname("FLASHSALE_KAFKA_TIMEOUT_MS")
+      ->check(CLI::Range(std::int64_t{100}, std::int64_t{300'000}))
+      ->capture_default_str();
+  app.add_option("--stranded-margin-ms", c.stranded_margin_ms,
+                 "consume: a reservation never handed off is returned once every partition is "
+                 "persisted past its creation + --kafka-timeout-ms (the API's, at least) + this")
+      ->envname("FLASHSALE_STRANDED_MARGIN_MS")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{3'600'000}))
+      ->capture_default_str();
   app.add_flag("--drain", c.drain,
                "persist what the topic holds, then exit (2 s without new orders); "
                "prints the rate");

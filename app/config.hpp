@@ -71,7 +71,11 @@ struct Config {
   // partitions, thread and database connection (the database's round trips
   // and commits of one overlap the others').
   std::int64_t consumer_workers = 2;
-  std::int64_t batch_wait_ms = 20;    // consume: after a short batch, wait for more
+  std::int64_t batch_wait_ms = 20;  // consume: after a short batch, wait for more
+  // consume: added to --kafka-timeout-ms to make the hand-off timeout of the
+  // stranded-reservation sweep (the gap between a reservation and its
+  // produce call, a request on the wire at the deadline, clock skew).
+  std::int64_t stranded_margin_ms = 2000;
   std::int64_t repair_grace_s = 600;  // audit --repair: leave younger reservations alone
   bool drain = false;                 // consume: exit once the topic stays empty for 2 s
   LogConfig log;

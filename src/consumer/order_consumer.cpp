@@ -44,6 +44,12 @@ void OrderConsumer::WaitUnlessStopping(int ms) {
 }
 
 std::size_t OrderConsumer::RunOnce() {
+  const std::size_t n = PollAndPersist();
+  if (options_.after_run) options_.after_run();
+  return n;
+}
+
+std::size_t OrderConsumer::PollAndPersist() {
   Result<std::vector<Order>> polled = source_.Poll(options_.max_batch, options_.poll_wait_ms);
   if (!polled) {
     spdlog::warn("consumer: poll failed: {}", polled.error().ToString());
@@ -72,7 +78,10 @@ bool OrderConsumer::PersistOrPark(std::span<const Order> orders, std::size_t fir
   int backoff_ms = kFirstBackoffMs;
   for (;;) {
     Result<PersistSummary> persisted = repository_.PersistBatch(orders);
-    if (persisted) return Account(*persisted, orders, first_index);
+    if (persisted) {
+      if (options_.after_persist) options_.after_persist(orders);
+      return Account(*persisted, orders, first_index);
+    }
     const Status error = persisted.error();
     if (error.code() == Status::Code::kInvalid) {
       // The database refuses something in these orders for its data (a

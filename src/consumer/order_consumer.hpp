@@ -21,6 +21,7 @@
 // consumer's own thread.
 
 #include <atomic>
+#include <functional>
 #include <span>
 #include <string>
 #include <thread>
@@ -40,6 +41,16 @@ class OrderConsumer {
     // bigger: fewer transactions (and fsyncs) competing with the journal.
     int batch_interval_ms = 20;
     int max_backoff_ms = 2000;  // cap of the backoff between retries
+    // Called on the consumer's thread after each successful PersistBatch,
+    // with the orders of that transaction (the ones it stored and the
+    // duplicates it skipped), before the source's progress is committed.
+    // Distributed mode takes landed orders out of Redis' in-flight index
+    // there. It must not throw; a failure is its own to log.
+    std::function<void(std::span<const Order>)> after_persist;
+    // Called on the consumer's thread after every RunOnce (a commit, or a
+    // poll that found nothing): distributed mode publishes its partitions'
+    // safe times there (see KafkaOrderSource::SafeTimes).
+    std::function<void()> after_run;
   };
   OrderConsumer(OrderSource& source, OrderRepository& repository, FunnelMetrics& metrics,
                 Options options);
@@ -56,6 +67,9 @@ class OrderConsumer {
 
  private:
   static constexpr int kFirstBackoffMs = 10;
+
+  // RunOnce without the after_run hook.
+  std::size_t PollAndPersist();
 
   // Persists `orders` (order `first_index` onward of the last Poll()), parking
   // the ones the database refuses; true once every one is stored or parked,

@@ -281,6 +281,64 @@ TEST(KafkaOrderSource, UncommittedBatchIsDeliveredAgain) {
   }
 }
 
+TEST(KafkaOrderSource, SafeTimesFollowCommitsAndCaughtUpPartitionsOnly) {
+  // T_p: every order created before it that will ever be in partition p is
+  // committed. After a commit it is (newest timestamp - H); a partition read
+  // to its end with nothing uncommitted gets (now - H); a partition with
+  // polled but uncommitted orders must not pass their creation time.
+  KAFKA_OPTIONS_OR_SKIP(o);
+  constexpr std::int64_t kH = 1000;
+  Result<std::unique_ptr<KafkaOrderQueue>> q = KafkaOrderQueue::Create(o);
+  ASSERT_TRUE(q.has_value());
+  Result<std::unique_ptr<KafkaOrderSource>> s =
+      KafkaOrderSource::Create(o, o.topic_prefix + "consumers");
+  ASSERT_TRUE(s.has_value());
+  (*s)->TrackSafeTimes(kH);
+  Result<int> partitions = (*s)->PartitionCount(5000);
+  ASSERT_TRUE(partitions.has_value()) << partitions.error().ToString();
+  EXPECT_EQ(*partitions, 3);
+
+  // All of product 7: one partition busy, two idle.
+  std::vector<Order> first;
+  for (int i = 0; i < 50; ++i) first.push_back(MakeOrder(i, 7));
+  const UnixMillis before_first = NowMillis();
+  ASSERT_TRUE(HandOffAll(**q, first).empty());
+  EXPECT_EQ(PollAtLeast(**s, first.size(), 15s).size(), first.size());
+  ASSERT_TRUE((*s)->Commit().ok());
+  // Quiet polls: every partition is caught up.
+  const UnixMillis quiet_from = NowMillis();
+  const auto quiet_until = Clock::now() + 600ms;
+  while (Clock::now() < quiet_until) ASSERT_TRUE((*s)->Poll(100, 100).has_value());
+  std::map<std::int32_t, UnixMillis> safe = (*s)->SafeTimes();
+  ASSERT_EQ(safe.size(), 3u);
+  for (const auto& [p, t] : safe) {
+    EXPECT_GE(t, std::max(before_first, quiet_from) - kH) << "partition " << p;
+    EXPECT_LE(t, NowMillis() - kH) << "partition " << p;
+  }
+
+  // More orders, polled but not committed, for longer than H: the idle
+  // partitions move past their creation time, the busy one must not.
+  std::vector<Order> second;
+  for (int i = 0; i < 20; ++i) second.push_back(MakeOrder(100 + i, 7));
+  const UnixMillis second_created = NowMillis();
+  ASSERT_TRUE(HandOffAll(**q, second).empty());
+  EXPECT_EQ(PollAtLeast(**s, second.size(), 15s).size(), second.size());
+  std::this_thread::sleep_for(std::chrono::milliseconds(kH + 300));
+  const auto until = Clock::now() + 600ms;
+  while (Clock::now() < until) {
+    Result<std::vector<Order>> none = (*s)->Poll(100, 100);
+    ASSERT_TRUE(none.has_value());
+    EXPECT_TRUE(none->empty());
+  }
+  safe = (*s)->SafeTimes();
+  ASSERT_EQ(safe.size(), 3u);
+  int held_back = 0;
+  for (const auto& [p, t] : safe) held_back += t <= second_created ? 1 : 0;
+  EXPECT_EQ(held_back, 1) << "exactly the partition with uncommitted orders stays behind them";
+  ASSERT_TRUE((*s)->Commit().ok());
+  for (const auto& [p, t] : (*s)->SafeTimes()) EXPECT_GE(t, second_created - kH) << p;
+}
+
 TEST(KafkaOrderSource, MalformedMessagesGoToTheDeadLetterTopic) {
   KAFKA_OPTIONS_OR_SKIP(o);
   const Topics topics = Topics::For(o);

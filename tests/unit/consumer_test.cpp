@@ -219,6 +219,41 @@ TEST(OrderConsumer, RetryableFailuresBackOffThenPersistEveryOrderOnce) {
   EXPECT_EQ(again->duplicates, 10);
 }
 
+TEST(OrderConsumer, HooksSeeEachStoredBatchBeforeTheCommitAndEveryRun) {
+  // after_persist: once per successful PersistBatch, with its orders, before
+  // the source's progress is committed (distributed mode takes landed orders
+  // out of Redis' in-flight index there); never for a failed attempt.
+  // after_run: after every RunOnce, an empty poll too.
+  RefusingRepository repo;
+  MemoryOrderSource source;
+  std::vector<Order> batch;
+  for (UserId u = 0; u < 6; ++u) batch.push_back(MakeOrder(u));
+  source.Push(batch);
+  repo.Script({Status::Unavailable("database is down")});
+  FunnelMetrics metrics;
+  OrderConsumer::Options options = FastOptions(10);
+  std::vector<std::vector<std::string>> seen;
+  std::vector<std::size_t> committed_at_hook;
+  int runs = 0;
+  options.after_persist = [&](std::span<const Order> orders) {
+    std::vector<std::string> ids;
+    for (const Order& o : orders) ids.push_back(o.id.str());
+    seen.push_back(std::move(ids));
+    committed_at_hook.push_back(source.Committed());
+  };
+  options.after_run = [&] { ++runs; };
+  OrderConsumer consumer(source, repo, metrics, options);
+  EXPECT_EQ(consumer.RunOnce(), batch.size());
+  EXPECT_EQ(consumer.RunOnce(), 0u);  // nothing left: the hook runs anyway
+  EXPECT_EQ(repo.Calls(), 2);
+  ASSERT_EQ(seen.size(), 1u) << "called for the failed attempt, or not at all";
+  ASSERT_EQ(seen[0].size(), batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) EXPECT_EQ(seen[0][i], batch[i].id.str());
+  EXPECT_EQ(committed_at_hook[0], 0u) << "the hook must run before the commit";
+  EXPECT_EQ(source.Committed(), batch.size());
+  EXPECT_EQ(runs, 2);
+}
+
 TEST(OrderConsumer, StopCutsABackoffShort) {
   // The database stays down: the consumer backs off 10, 20, 40 ... ms. Once the
   // wait is in the seconds, Stop() must not sit it out (a SIGTERM to

@@ -3,6 +3,11 @@
 #include <spdlog/spdlog.h>
 
 namespace flashsale::kafka {
+namespace {
+// At most one round of watermark queries (one per owned partition with
+// nothing uncommitted) per 250 ms.
+constexpr std::int64_t kCaughtUpCheckNs = 250'000'000;
+}  // namespace
 
 Result<std::unique_ptr<KafkaOrderSource>> KafkaOrderSource::Create(const KafkaOptions& o,
                                                                    std::string group) {
@@ -27,6 +32,9 @@ Result<std::unique_ptr<KafkaOrderSource>> KafkaOrderSource::Create(const KafkaOp
            {"fetch.min.bytes", "1"},
            {"max.partition.fetch.bytes", "4194304"},
            {"queued.min.messages", "200000"},
+           // Partition-EOF events tell the safe-time tracking our position
+           // on partitions that had nothing new since the assignment.
+           {"enable.partition.eof", "true"},
        }) {
     if (Status st = SetConf(cconf->get(), key, value); !st.ok()) return st;
   }
@@ -84,7 +92,13 @@ void KafkaOrderSource::Rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
   }
   // Revoked: never commit for partitions we no longer own; their new owner
   // reads the uncommitted tail again.
-  for (int i = 0; i < parts->cnt; ++i) self->next_offset_.erase(parts->elems[i].partition);
+  for (int i = 0; i < parts->cnt; ++i) {
+    const std::int32_t p = parts->elems[i].partition;
+    self->next_offset_.erase(p);
+    self->consumed_next_.erase(p);
+    self->uncommitted_newest_.erase(p);
+    self->safe_.erase(p);  // published already; its new owner carries on
+  }
   spdlog::info("kafka order source: revoked {} partitions", parts->cnt);
   rd_kafka_assign(rk, nullptr);
 }
@@ -152,7 +166,10 @@ Result<std::vector<Order>> KafkaOrderSource::Poll(std::size_t max, int wait_ms) 
     MessagePtr msg(rd_kafka_consumer_poll(consumer_.get(), timeout));
     if (!msg) break;  // waited long enough, or Wake()
     if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
+      if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        consumed_next_[msg->partition] = msg->offset;  // the partition's end
+        continue;
+      }
       spdlog::warn("kafka order source: {}", ErrorText("consume", msg->err));
       if (msg->err == RD_KAFKA_RESP_ERR__FATAL) {
         return Status::Unavailable(ErrorText("consumer", msg->err));
@@ -161,6 +178,13 @@ Result<std::vector<Order>> KafkaOrderSource::Poll(std::size_t max, int wait_ms) 
     }
     timeout = 0;  // have some: take what is already fetched, then return
     next_offset_[msg->partition] = msg->offset + 1;
+    consumed_next_[msg->partition] = msg->offset + 1;
+    if (handoff_timeout_ms_ > 0) {
+      if (const std::int64_t ts = rd_kafka_message_timestamp(msg.get(), nullptr); ts > 0) {
+        UnixMillis& newest = uncommitted_newest_[msg->partition];
+        newest = std::max(newest, ts);
+      }
+    }
     Result<Order> order = decoder_.Decode({static_cast<const char*>(msg->payload), msg->len});
     if (!order) {
       // Never block the partition on a poison message. If librdkafka refuses
@@ -171,7 +195,60 @@ Result<std::vector<Order>> KafkaOrderSource::Poll(std::size_t max, int wait_ms) 
     orders.push_back(std::move(*order));
     last_batch_.push_back(std::move(msg));
   }
+  // Not only when this poll found nothing: with one hot product every order
+  // goes to one partition, and the idle ones must keep up their safe times
+  // while it is busy.
+  if (handoff_timeout_ms_ > 0 && MonotonicNanos() - last_caught_up_check_ns_ >= kCaughtUpCheckNs) {
+    last_caught_up_check_ns_ = MonotonicNanos();
+    CheckCaughtUp();
+  }
   return orders;
+}
+
+void KafkaOrderSource::TrackSafeTimes(std::int64_t handoff_timeout_ms) {
+  handoff_timeout_ms_ = handoff_timeout_ms;
+}
+
+void KafkaOrderSource::CheckCaughtUp() {
+  rd_kafka_topic_partition_list_t* raw = nullptr;
+  if (rd_kafka_assignment(consumer_.get(), &raw) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
+  PartitionListPtr parts(raw);
+  for (int i = 0; i < parts->cnt; ++i) {
+    const std::int32_t p = parts->elems[i].partition;
+    // Polled but not committed: not persisted yet, as far as we know.
+    if (next_offset_.contains(p)) continue;
+    const auto next = consumed_next_.find(p);
+    if (next == consumed_next_.end()) continue;  // position unknown yet
+    // w before the query: the broker answers after w, so everything appended
+    // before w is below `high`.
+    const UnixMillis w = NowMillis();
+    std::int64_t low = 0;
+    std::int64_t high = 0;
+    if (rd_kafka_query_watermark_offsets(consumer_.get(), topics_.orders.c_str(), p, &low, &high,
+                                         1000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      continue;
+    }
+    if (high <= next->second) {
+      UnixMillis& safe = safe_[p];
+      safe = std::max(safe, w - handoff_timeout_ms_);
+    }
+  }
+}
+
+Result<int> KafkaOrderSource::PartitionCount(int timeout_ms) {
+  TopicPtr topic(rd_kafka_topic_new(consumer_.get(), topics_.orders.c_str(), nullptr));
+  if (!topic) return Status::Unavailable(ErrorText("topic handle", rd_kafka_last_error()));
+  const rd_kafka_metadata_t* md = nullptr;
+  if (rd_kafka_resp_err_t e = rd_kafka_metadata(consumer_.get(), 0, topic.get(), &md, timeout_ms);
+      e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Status::Unavailable(ErrorText("metadata of " + topics_.orders, e));
+  }
+  const int partitions = md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR
+                             ? md->topics[0].partition_cnt
+                             : 0;
+  rd_kafka_metadata_destroy(md);
+  if (partitions <= 0) return Status::Unavailable("kafka: " + topics_.orders + ": no partitions");
+  return partitions;
 }
 
 Status KafkaOrderSource::DeadLetter(std::size_t index, std::string_view reason) {
@@ -219,6 +296,12 @@ Status KafkaOrderSource::Commit() {
     }
   }
   next_offset_.clear();
+  // Committed, so persisted: see the class comment.
+  for (const auto& [partition, newest] : uncommitted_newest_) {
+    UnixMillis& safe = safe_[partition];
+    safe = std::max(safe, newest - handoff_timeout_ms_);
+  }
+  uncommitted_newest_.clear();
   return Status::Ok();
 }
 

@@ -17,6 +17,26 @@
 // Wake() is safe from any thread.
 // Invariant: next_offset_ holds, per partition currently owned, 1 + the offset
 // of the last message Poll() consumed and not yet committed.
+//
+// Safe times (TrackSafeTimes; distributed mode's stranded-reservation sweep):
+// per owned partition p, T_p such that every order created before T_p that
+// will ever be in p has been persisted (and committed). With H the hand-off
+// timeout (the producers' delivery timeout plus a margin):
+//  - after a commit, T_p = max(T_p, newest timestamp committed in p - H);
+//  - when p has nothing uncommitted (checked at most every 250 ms, inside
+//    Poll), a watermark query started at wall time w that answers
+//    high <= our next offset makes T_p = max(T_p, w - H).
+// Why: the producer (KafkaOrderQueue) produces an order right after its
+// reservation, at c >= created_at (the gap is a Redis round trip, inside the
+// margin of H), and the message is appended by c + delivery timeout or never
+// (message.timeout.ms; a request already on the wire at the deadline is
+// appended within the margin too). Messages of a partition are appended in
+// offset order, and the timestamp t of a message (CreateTime: its produce
+// time; or LogAppendTime) is <= its append time a. So an order created
+// before t - H is appended before a, at a lower offset: persisted once this
+// message is. Likewise everything appended before w lies below the high
+// watermark the broker answered after w: persisted when our position reached
+// it. Clocks of the API hosts and this one must agree within the margin.
 
 #include <map>
 #include <memory>
@@ -25,6 +45,7 @@
 
 #include "backends/kafka/kafka_options.hpp"
 #include "backends/kafka/order_codec.hpp"
+#include "core/clock.hpp"
 #include "core/order_repository.hpp"
 
 namespace flashsale::kafka {
@@ -42,6 +63,15 @@ class KafkaOrderSource final : public OrderSource {
   void Wake() override;
   std::int64_t Lag() override;
   Status DeadLetter(std::size_t index, std::string_view reason) override;
+
+  // Turns on safe-time tracking with hand-off timeout `handoff_timeout_ms`
+  // (see the class comment). REQUIRES: before the first Poll().
+  void TrackSafeTimes(std::int64_t handoff_timeout_ms);
+  // The safe time (Unix ms) of each owned partition that has one. Consumer
+  // thread only.
+  [[nodiscard]] const std::map<std::int32_t, UnixMillis>& SafeTimes() const { return safe_; }
+  // Partitions of the orders topic, from the broker's metadata. Any thread.
+  Result<int> PartitionCount(int timeout_ms);
 
  private:
   // A dead letter whose delivery failed, kept to be produced again by Commit().
@@ -75,6 +105,19 @@ class KafkaOrderSource final : public OrderSource {
   std::vector<MessagePtr> last_batch_;  // the messages of the last Poll()'s orders, same order
   std::vector<FailedLetter> failed_letters_;
   std::string dlq_error_;
+
+  // Safe times (consumer thread only). 0: not tracked.
+  std::int64_t handoff_timeout_ms_ = 0;
+  // Per owned partition: the next offset to read (from messages and
+  // partition-EOF events), the newest timestamp polled and not committed yet,
+  // and the safe time.
+  std::map<std::int32_t, std::int64_t> consumed_next_;
+  std::map<std::int32_t, UnixMillis> uncommitted_newest_;
+  std::map<std::int32_t, UnixMillis> safe_;
+  std::int64_t last_caught_up_check_ns_ = 0;
+  // Raises the safe time of every partition the broker says we have read to
+  // the end (nothing uncommitted).
+  void CheckCaughtUp();
 };
 
 }  // namespace flashsale::kafka
