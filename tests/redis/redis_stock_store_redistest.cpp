@@ -656,7 +656,10 @@ TEST_F(RedisStockStoreTest, ListAndProductCountFollowPutAndSeed) {
   EXPECT_EQ(*store_->ProductCount(), 0);
   PutProduct(5, 1);
   // Seed: creates what is missing (with what the database says was sold), keeps the rest.
-  std::vector<Product> products = {{kPhone, 1, 99, {}, {}, 1}, {7, 250, 10, {}, {}, 2, 300, 41}};
+  std::vector<Product> products = {
+      {.id = kPhone, .price = 1, .stock = 99, .limit_per_user = 1},
+      {.id = 7, .price = 250, .stock = 10, .limit_per_user = 2, .version = 41,
+       .payment_window_s = 300}};
   OrderIdGenerator ids;
   const OrderId latest = ids.Next(Now());
   std::vector<SoldUnits> sold = {{7, 42, 2, latest}, {7, 43, 1, ids.Next(Now())}};
