@@ -124,6 +124,9 @@ def test_redis_restart_reconnects_without_oversell(stack):
     assert accepted + unknown >= stock, f"undersold: accepted {accepted} + unknown {unknown} < {stock}"
     assert s.remaining(510) == 0
     wait_orders(b, before + len(t.accepted), timeout=90, consumer=consumer)
+    # The count above may include stragglers of other tests: wait for this product's own.
+    wait_until(lambda: int(b.sql("SELECT count(*) FROM orders WHERE product_id = 510")[0][0])
+               >= len(t.accepted), 90, "every accepted order of product 510 stored")
     sold = int(b.sql("SELECT sold FROM products WHERE product_id = 510")[0][0])
     assert sold == accepted
     failed = b.sql("SELECT count(*) FROM orders WHERE status = 'FAILED'")[0][0]

@@ -230,7 +230,9 @@ def test_closer_killed_at_fault_point_returns_units_once(fault, backends, tmp_pa
     finally:
         del os.environ["FLASHSALE_FAULT"]
     try:
-        put_product(server, pid, stock, window_s=1)
+        # The window must outlast the landing of every order: the closer dies at the first
+        # expiry, and nothing lands after that (a 1 s window lost that race under ASan).
+        put_product(server, pid, stock, window_s=8)
         t = race([server], pid, list(range(40_000, 40_000 + stock + 50)))
         assert t.units[pid] == stock
         wait_orders(b, stock, timeout=30, consumer=consumer)
