@@ -26,6 +26,7 @@
 #include "core/mutex.hpp"
 #include "distributed_stack.hpp"
 #include "record_database.hpp"
+#include "redis_session.hpp"
 #include "stop_signals.hpp"
 #include "stranded_sweep.hpp"
 
@@ -77,51 +78,6 @@ void Drain(std::vector<std::unique_ptr<OrderConsumer>>& consumers, const FunnelM
       metrics.orders_persisted_confirmed.Value(), metrics.orders_persisted_failed.Value(),
       consumers.size(), consumers.size() == 1 ? "" : "s");
 }
-
-// Redis for the closer: one connection on an I/O thread of its own (the
-// closer's releases are pipelined; the sweep's and the workers' calls block
-// their own threads, never this one).
-class RedisLink {
- public:
-  static Result<std::unique_ptr<RedisLink>> Open(const std::string& url) {
-    Result<redis::RedisAddress> address = redis::ParseRedisUrl(url);
-    if (!address) return address.error();
-    std::unique_ptr<RedisLink> link(new RedisLink());
-    redis::RedisConnection::Options options = redis::OptionsFor(*address);
-    for (auto& command : redis::RedisStockStore::ScriptLoadCommands()) {
-      options.on_connect.push_back(std::move(command));
-    }
-    link->connection_ = std::make_unique<redis::RedisConnection>(link->io_, options);
-    link->stock_ = std::make_unique<redis::RedisStockStore>(*link->connection_);
-    link->thread_ = std::thread([l = link.get()] { l->io_.run(); });
-    if (Status st = link->stock_->Ping(); !st.ok()) {
-      return Status::Unavailable("redis " + address->host + ":" + std::to_string(address->port) +
-                                 ": " + st.message());
-    }
-    return link;
-  }
-  ~RedisLink() {
-    work_.reset();
-    io_.stop();
-    if (thread_.joinable()) thread_.join();
-    stock_.reset();
-    connection_.reset();
-  }
-  RedisLink(const RedisLink&) = delete;
-  RedisLink& operator=(const RedisLink&) = delete;
-
-  redis::RedisCommander& connection() { return *connection_; }
-  redis::RedisStockStore& stock() { return *stock_; }
-
- private:
-  RedisLink() = default;
-  boost::asio::io_context io_;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_ =
-      boost::asio::make_work_guard(io_);
-  std::thread thread_;
-  std::unique_ptr<redis::RedisConnection> connection_;
-  std::unique_ptr<redis::RedisStockStore> stock_;
-};
 
 // What the closer did since the last report (consume serves no /metrics):
 // one log line when it did something, at most one a second (a 100,000-order
@@ -189,15 +145,19 @@ int RunConsume(const Config& config) {
   // --drain without Redis (a batch job, the drain benchmark): no closer, and
   // landed orders stay in Redis' in-flight index until a closer's sweep finds
   // them in the database.
-  std::unique_ptr<RedisLink> redis;
+  // The closer's Redis: one connection on an I/O thread of its own (its
+  // releases are pipelined; the sweep's and the workers' calls block their own
+  // threads, never this one).
+  std::unique_ptr<RedisSession> redis;
   if (!config.redis.empty()) {
-    auto link = RedisLink::Open(config.redis);
-    if (!link) {
-      spdlog::error("start-up failed: {}", link.error().ToString());
+    auto session = RedisSession::Open(config.redis);
+    Status st = session ? (*session)->stock().Ping() : session.error();
+    if (!st.ok()) {
+      spdlog::error("start-up failed: redis: {}", st.ToString());
       spdlog::shutdown();
       return 1;
     }
-    redis = std::move(*link);
+    redis = std::move(*session);
   }
   const kafka::KafkaOptions options = KafkaOptionsOf(config);
   if (Status st = kafka::EnsureTopics(options); !st.ok()) {

@@ -1,8 +1,9 @@
 #pragma once
 // RedisSession: a RedisStockStore over one connection on a private I/O thread,
-// for the one-shot subcommands (seed, audit). The thread is stopped before the
-// connection goes (RedisConnection's contract). Not for the server's hot path
-// (that uses DistributedStack's pool).
+// for the subcommands (seed, audit, and consume's closer, whose releases are
+// pipelined on it). The stock scripts are loaded on connect. The thread is
+// stopped before the connection goes (RedisConnection's contract). Not for the
+// server's hot path (that uses DistributedStack's pool).
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -24,6 +25,7 @@ class RedisSession {
   RedisSession& operator=(const RedisSession&) = delete;
 
   redis::RedisStockStore& stock() { return *stock_; }
+  redis::RedisCommander& connection() { return *connection_; }
 
  private:
   RedisSession() = default;
@@ -40,7 +42,11 @@ inline Result<std::unique_ptr<RedisSession>> RedisSession::Open(const std::strin
   Result<redis::RedisAddress> address = redis::ParseRedisUrl(url);
   if (!address) return address.error();
   std::unique_ptr<RedisSession> s(new RedisSession());
-  s->connection_ = std::make_unique<redis::RedisConnection>(s->io_, redis::OptionsFor(*address));
+  redis::RedisConnection::Options options = redis::OptionsFor(*address);
+  for (auto& command : redis::RedisStockStore::ScriptLoadCommands()) {
+    options.on_connect.push_back(std::move(command));
+  }
+  s->connection_ = std::make_unique<redis::RedisConnection>(s->io_, options);
   s->stock_ = std::make_unique<redis::RedisStockStore>(*s->connection_);
   s->thread_ = std::thread([session = s.get()] { session->io_.run(); });
   return s;
