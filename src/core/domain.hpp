@@ -80,6 +80,18 @@ constexpr bool IsClosed(OrderStatus s) {
   return s == OrderStatus::kCancelled || s == OrderStatus::kExpired;
 }
 
+// A virtual waiting room in front of a product's sale (README "Admission
+// control"): buyers join a queue, tickets are admitted in position order at
+// admit_per_s from the sale's start, and an admitted ticket gets a signed pass
+// that POST /purchase requires for pass_ttl_s.
+struct WaitingRoom {
+  std::int64_t admit_per_s = 0;  // 1 .. kMaxAdmitPerS
+  std::int64_t pass_ttl_s = 0;   // 1 .. kMaxPassTtlS
+  friend bool operator==(const WaitingRoom&, const WaitingRoom&) = default;
+};
+inline constexpr std::int64_t kMaxAdmitPerS = 1'000'000;
+inline constexpr std::int64_t kMaxPassTtlS = 24 * 3600;
+
 struct Product {
   ProductId id = 0;
   Cents price = 0;
@@ -96,6 +108,8 @@ struct Product {
   // expires and its units go back on sale; nullopt = no payment step (orders
   // end at CONFIRMED, as in the seed).
   std::optional<std::int64_t> payment_window_s;
+  // nullopt = no waiting room: anyone may buy (as in the seed).
+  std::optional<WaitingRoom> waiting_room;
 };
 
 struct Order {

@@ -119,6 +119,27 @@ void FunnelMetrics::Render(std::string& out) const {
     out.append("flashsale_payment_rejected_total{reason=\"").append(kReasons[i]).append("\"} ");
     out.append(std::to_string(payment_rejected[i].Value())).append("\n");
   }
+  out.append("# HELP flashsale_rate_limited_total Requests answered 429, by the bucket that refused.\n");
+  out.append("# TYPE flashsale_rate_limited_total counter\n");
+  static constexpr const char* kBuckets[] = {"address", "user"};
+  for (std::size_t i = 0; i < rate_limited.size(); ++i) {
+    out.append("flashsale_rate_limited_total{key=\"").append(kBuckets[i]).append("\"} ");
+    out.append(std::to_string(rate_limited[i].Value())).append("\n");
+  }
+  RenderScalar(out, "flashsale_queue_joined_total", "counter",
+               "Waiting-room places handed out (joining again is not counted).",
+               queue_joined.Value());
+  RenderScalar(out, "flashsale_queue_admitted_total", "counter",
+               "Waiting-room positions admitted by this instance's advances of the queue.",
+               queue_admitted.Value());
+  out.append("# HELP flashsale_pass_rejected_total Purchases refused for their waiting-room pass, by reason.\n");
+  out.append("# TYPE flashsale_pass_rejected_total counter\n");
+  static constexpr const char* kPassReasons[] = {"missing", "malformed", "forged",
+                                                 "expired", "other_user", "other_product"};
+  for (std::size_t i = 0; i < pass_rejected.size(); ++i) {
+    out.append("flashsale_pass_rejected_total{reason=\"").append(kPassReasons[i]).append("\"} ");
+    out.append(std::to_string(pass_rejected[i].Value())).append("\n");
+  }
   RenderHistogram(out, "flashsale_close_lag_seconds",
                   "Time from an order's pay_by to its expiry by the closer.", close_lag);
   RenderScalar(out, "flashsale_queue_depth", "gauge",

@@ -90,6 +90,11 @@ struct FunnelMetrics {
   // Refused payments, by reason (PaymentRejection order).
   std::array<Counter, 5> payment_rejected;
   Histogram close_lag;  // pay_by -> the order closed EXPIRED, by the closer
+  // Admission control (README "Admission control").
+  std::array<Counter, 2> rate_limited;  // 429s, by bucket: RateLimitKey order (address, user)
+  Counter queue_joined;                 // waiting-room places handed out (not re-joins)
+  Counter queue_admitted;               // positions admitted, by this instance's advances
+  std::array<Counter, 6> pass_rejected;  // purchases refused 403, by PassRejection order
 
   void Render(std::string& out) const;
 };

@@ -18,6 +18,10 @@ std::string_view StatusName(PurchaseOutcome o) {
       return "ENDED";
     case PurchaseOutcome::kUnknownProduct:
       return "UNKNOWN_PRODUCT";
+    case PurchaseOutcome::kPassRequired:
+      return "PASS_REQUIRED";
+    case PurchaseOutcome::kPassInvalid:
+      return "PASS_INVALID";
     case PurchaseOutcome::kIdempotencyKeyMismatch:
       return "IDEMPOTENCY_KEY_MISMATCH";
   }
@@ -40,6 +44,10 @@ std::string_view SeedMessage(PurchaseOutcome o) {
       return "活动已结束";
     case PurchaseOutcome::kUnknownProduct:
       return "商品不存在";
+    case PurchaseOutcome::kPassRequired:
+      return "请先排队，获得购买凭证后再抢购";
+    case PurchaseOutcome::kPassInvalid:
+      return "购买凭证无效或已过期";
     case PurchaseOutcome::kIdempotencyKeyMismatch:
       return "Idempotency-Key was already used with another body";
   }
@@ -70,6 +78,8 @@ PurchaseOutcome ToPurchaseOutcome(ReserveOutcome r) {
       return PurchaseOutcome::kEnded;
     case ReserveOutcome::kUnknownProduct:
       return PurchaseOutcome::kUnknownProduct;
+    case ReserveOutcome::kPassRequired:
+      return PurchaseOutcome::kPassRequired;
   }
   FLASHSALE_CHECK(false, "unknown ReserveOutcome");
 }

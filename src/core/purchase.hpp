@@ -10,12 +10,21 @@
 
 namespace flashsale {
 
-// A validated POST /purchase body plus its optional Idempotency-Key.
+// What the HTTP layer found of the request's waiting-room pass (header
+// X-Flashsale-Pass), verified against the body's user and product.
+enum class PassCheck : std::uint8_t {
+  kAbsent,   // no pass: the reservation refuses PASS_REQUIRED if the product has a waiting room
+  kValid,    // signed by us, this user and product, not expired
+  kInvalid,  // forged, expired, or another user's/product's: PASS_INVALID
+};
+
+// A validated POST /purchase body plus its optional Idempotency-Key and pass.
 struct PurchaseRequest {
   UserId user = 0;
   ProductId product = 0;
   std::int64_t amount = 0;
   std::string_view idempotency_key;  // empty when absent; valid during Buy() only
+  PassCheck pass = PassCheck::kAbsent;
 };
 
 // Business answers to a purchase; each is an HTTP 200 (404 for kUnknownProduct,
@@ -28,6 +37,10 @@ enum class PurchaseOutcome {
   kNotStarted,
   kEnded,
   kUnknownProduct,
+  // The product has a waiting room and no valid pass was presented (403).
+  // Never stored as an Idempotency-Key's answer: a retry with a pass may buy.
+  kPassRequired,
+  kPassInvalid,
   // The Idempotency-Key was first used with another body: nothing was tried.
   // Never stored as a key's answer. Last, so the ones above index tables.
   kIdempotencyKeyMismatch,
@@ -55,6 +68,10 @@ struct Reservation {
   std::int64_t quantity = 0;
   OrderId order;
   UnixMillis now = 0;
+  // A valid waiting-room pass was presented (PassCheck::kValid). Without one a
+  // product with a waiting room refuses kPassRequired, so an instance that does
+  // not know the product has a waiting room still cannot sell past it.
+  bool pass_verified = false;
 };
 
 enum class ReserveOutcome {
@@ -65,6 +82,7 @@ enum class ReserveOutcome {
   kNotStarted,
   kEnded,
   kUnknownProduct,
+  kPassRequired,
 };
 
 struct ReserveResult {
@@ -79,5 +97,11 @@ struct ReserveResult {
 };
 
 PurchaseOutcome ToPurchaseOutcome(ReserveOutcome r);
+
+// Refusals for want of a pass: answered 403, never remembered for an
+// Idempotency-Key (the retry that brings a pass must be tried).
+constexpr bool IsPassRefusal(PurchaseOutcome o) {
+  return o == PurchaseOutcome::kPassRequired || o == PurchaseOutcome::kPassInvalid;
+}
 
 }  // namespace flashsale

@@ -57,8 +57,11 @@ void PurchaseFunnel::Buy(const PurchaseRequest& req, Done done) {
                            owned, claim.order_id,
                            [this, key, done = std::move(done)](const PurchaseReply& reply) {
                              // A refused hand-off is not a final answer: the next retry starts
-                             // afresh.
-                             const bool remember = reply.status.ok() || reply.status.IsUnknown();
+                             // afresh; nor is a refusal for want of a pass (the retry may
+                             // bring one).
+                             const bool remember =
+                                 (reply.status.ok() && !IsPassRefusal(reply.outcome)) ||
+                                 reply.status.IsUnknown();
                              idempotency_.Finish(key, reply, remember);
                              done(reply);
                            });
@@ -66,6 +69,14 @@ void PurchaseFunnel::Buy(const PurchaseRequest& req, Done done) {
 }
 
 void PurchaseFunnel::BuyUnchecked(const PurchaseRequest& req, OrderId order, Done done) {
+  // A pass that failed verification (the HTTP layer checked it) refuses here:
+  // after the Idempotency-Key replay, so a retry of an accepted purchase gets
+  // its first answer even once its pass expired.
+  if (req.pass == PassCheck::kInvalid) {
+    PurchaseReply reply;
+    reply.outcome = PurchaseOutcome::kPassInvalid;
+    return done(reply);
+  }
   // L1: set only after the store answered SOLD_OUT, so a hit never oversells
   // and spares the store (and, distributed, the network).
   if (l1_.Contains(req.product, SteadyMillis())) {
@@ -76,7 +87,8 @@ void PurchaseFunnel::BuyUnchecked(const PurchaseRequest& req, OrderId order, Don
   }
   const UnixMillis now = NowMillis();
   Reservation r{req.product, req.user, req.amount,
-                order.empty() ? order_ids_.Next(now) : std::move(order), now};
+                order.empty() ? order_ids_.Next(now) : std::move(order), now,
+                req.pass == PassCheck::kValid};
   metrics_.stock_store_calls.Inc();
   const std::int64_t started = MonotonicNanos();
   std::string key(req.idempotency_key);
@@ -111,6 +123,7 @@ void PurchaseFunnel::BuyUnchecked(const PurchaseRequest& req, OrderId order, Don
       case ReserveOutcome::kNotStarted:
       case ReserveOutcome::kEnded:
       case ReserveOutcome::kUnknownProduct:
+      case ReserveOutcome::kPassRequired:
         return done(reply);
     }
     FLASHSALE_CHECK(false, "unknown ReserveOutcome");

@@ -66,7 +66,8 @@ Api::Api(PurchaseFunnel& funnel, Catalog& catalog, OrderRepository& repository,
   for (PurchaseOutcome o :
        {PurchaseOutcome::kAccepted, PurchaseOutcome::kSoldOut, PurchaseOutcome::kInsufficientStock,
         PurchaseOutcome::kLimitExceeded, PurchaseOutcome::kNotStarted, PurchaseOutcome::kEnded,
-        PurchaseOutcome::kUnknownProduct}) {
+        PurchaseOutcome::kUnknownProduct, PurchaseOutcome::kPassRequired,
+        PurchaseOutcome::kPassInvalid}) {
     fixed_purchase_bodies_[static_cast<std::size_t>(o)] = PurchaseBody(o, {});
   }
 }
@@ -140,6 +141,13 @@ Api::Handled Api::Handle(const HttpRequest& req, const RouteMatch& match, std::s
       return Handled::kAnswered;
     case RouteId::kProduct:
       status = HandleProduct(match.param, ka, out);
+      return Handled::kAnswered;
+    case RouteId::kQueueJoin:
+      return HandleQueueJoin(req, match.param, out, status, responder);
+    case RouteId::kQueueStatus:
+      return HandleQueueStatus(req, match.param, out, status, responder);
+    case RouteId::kWaitingRoomPage:
+      status = HandleWaitingRoomPage(match.param, ka, out);
       return Handled::kAnswered;
     case RouteId::kAdminProduct:
       status = HandleAdminPut(req, match.param, out);

@@ -24,6 +24,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/admission.hpp"
 #include "core/metrics.hpp"
 #include "core/order_lifecycle.hpp"
 #include "core/order_repository.hpp"
@@ -61,6 +62,12 @@ struct ApiOptions {
   // Called after an order was cancelled (the embedded closer gives its units
   // back at once instead of at its next pass). Any thread; must not block.
   std::function<void()> on_order_closed;
+  // The waiting room (README "Admission control"). `waiting_room` null: the
+  // queue routes answer 503. `admission_tokens` signs tickets and passes;
+  // null: the queue routes answer 503 and every pass is PASS_INVALID.
+  WaitingRoomStore* waiting_room = nullptr;
+  std::shared_ptr<const AdmissionTokens> admission_tokens;
+  std::int64_t queue_places_per_address = 0;  // 0: no cap
 };
 
 // What a deferred route hands back to the connection's thread.
@@ -140,6 +147,13 @@ class Api {
                          DeferredResponder& responder);
   Handled HandleOrderCancel(const HttpRequest& req, std::string_view id, std::string& out,
                             int& status, DeferredResponder& responder);
+  // The waiting room (api_queue.cpp): POST /products/{id}/queue, GET
+  // /queue/{ticket}, and its page GET /waiting-room/{id}.
+  Handled HandleQueueJoin(const HttpRequest& req, std::string_view id, std::string& out,
+                          int& status, DeferredResponder& responder);
+  Handled HandleQueueStatus(const HttpRequest& req, std::string_view ticket, std::string& out,
+                            int& status, DeferredResponder& responder);
+  int HandleWaitingRoomPage(std::string_view id, bool keep_alive, std::string& out);
   int HandleAdminPut(const HttpRequest& req, std::string_view id, std::string& out);
   int HandleAdminRestock(const HttpRequest& req, std::string_view id, std::string& out);
   int HandleReadyz(bool keep_alive, std::string& out);
@@ -159,8 +173,9 @@ class Api {
   std::unordered_map<std::string, std::pair<std::string, std::string>>
       assets_;  // name -> type, bytes
   // Fixed purchase bodies (no order id), by outcome: the sold-out path is a
-  // copy. One per PurchaseOutcome: grows with the enum.
-  std::array<std::string, 7> fixed_purchase_bodies_;
+  // copy. One per PurchaseOutcome below kIdempotencyKeyMismatch.
+  std::array<std::string, static_cast<std::size_t>(PurchaseOutcome::kIdempotencyKeyMismatch)>
+      fixed_purchase_bodies_;
   // Last: its threads are joined before the members their jobs use go away.
   BlockingPool blocking_;
 };

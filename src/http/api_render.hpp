@@ -55,6 +55,9 @@ constexpr Answer AnswerFor(PurchaseOutcome o) {
       return {200, 400, {}, false};  // business refusals are 200s (SPEC §4)
     case PurchaseOutcome::kUnknownProduct:
       return {404, 404, {}, false};
+    case PurchaseOutcome::kPassRequired:  // the waiting room's turn was not shown
+    case PurchaseOutcome::kPassInvalid:
+      return {403, 403, {}, false};
     case PurchaseOutcome::kIdempotencyKeyMismatch:  // FastAPI's validation shape, header field
       return {422, 422, "idempotency_key_mismatch", false};
   }

@@ -169,10 +169,17 @@ ParseResult ParseRequest(std::string_view data, HttpRequest& req) {
         }
         break;
       case 15:
-        if (EqualsIgnoreCase(name, "idempotency-key")) {
+        if (EqualsIgnoreCase(name, "x-forwarded-for")) {
+          // Several headers are one list (RFC 9110 5.3): the last is the
+          // nearest proxy's, the one a trusted proxy appended to.
+          req.forwarded_for = value;
+        } else if (EqualsIgnoreCase(name, "idempotency-key")) {
           req.idempotency_key = value;
           req.has_idempotency_key = true;
         }
+        break;
+      case 16:
+        if (EqualsIgnoreCase(name, "x-flashsale-pass")) req.flashsale_pass = value;
         break;
       case 19:
         if (EqualsIgnoreCase(name, "flashsale-signature")) req.payment_signature = value;

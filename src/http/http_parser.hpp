@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "http/client_address.hpp"
+
 namespace flashsale::http {
 
 inline constexpr std::size_t kMaxHeaderBytes = 8 * 1024;
@@ -31,6 +33,12 @@ struct HttpRequest {
   std::string_view payment_signature;  // Flashsale-Signature (POST /orders/{id}/pay)
   std::string_view idempotency_key;
   bool has_idempotency_key = false;
+  std::string_view forwarded_for;  // X-Forwarded-For (trusted only from --trusted-proxies)
+  std::string_view flashsale_pass;  // X-Flashsale-Pass: a waiting room's pass
+  // Set by the connection, not the parser: the TCP peer, and whether it is a
+  // trusted proxy (then X-Forwarded-For names the client).
+  ClientAddress peer;
+  bool peer_is_trusted_proxy = false;
   std::string_view body;
 };
 

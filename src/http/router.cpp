@@ -3,7 +3,7 @@
 namespace flashsale::http {
 namespace {
 
-constexpr std::array<RouteSpec, 16> kRoutes = {{
+constexpr std::array<RouteSpec, 19> kRoutes = {{
     {RouteId::kPurchase, Method::kPost, "/purchase", "purchase"},
     {RouteId::kRoot, Method::kGet, "/", "root"},
     {RouteId::kOrder, Method::kGet, "/orders/{order_id}", "order"},
@@ -12,6 +12,9 @@ constexpr std::array<RouteSpec, 16> kRoutes = {{
     {RouteId::kUserOrders, Method::kGet, "/users/{user_id}/orders", "user_orders"},
     {RouteId::kProducts, Method::kGet, "/products", "products"},
     {RouteId::kProduct, Method::kGet, "/products/{product_id}", "product"},
+    {RouteId::kQueueJoin, Method::kPost, "/products/{product_id}/queue", "queue_join"},
+    {RouteId::kQueueStatus, Method::kGet, "/queue/{ticket}", "queue_status"},
+    {RouteId::kWaitingRoomPage, Method::kGet, "/waiting-room/{product_id}", "waiting_room"},
     {RouteId::kAdminProduct, Method::kPut, "/admin/products/{product_id}", "admin_product"},
     {RouteId::kAdminRestock, Method::kPost, "/admin/products/{product_id}/restock",
      "admin_restock"},

@@ -51,6 +51,12 @@ ReserveResult MemoryStockStore::ReserveLocked(ProductState& s, const Reservation
   ReserveResult result;
   result.restock_epoch = s.restock_epoch;
   const Product& p = s.product;
+  // The waiting room first: without a pass nothing else is told (README
+  // "Admission control": pass -> L1 -> reservation).
+  if (p.waiting_room && !r.pass_verified) {
+    result.outcome = ReserveOutcome::kPassRequired;
+    return result;
+  }
   if (p.starts_at && r.now < *p.starts_at) {
     result.outcome = ReserveOutcome::kNotStarted;
     return result;
