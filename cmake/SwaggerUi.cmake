@@ -10,6 +10,9 @@
 #       `std::string_view flashsale::http::OpenApiJson()` (generated/openapi_json.cpp).
 #   flashsale_embed_docs_html(<target> [SOURCE <docs.html>])
 #       Same for src/http/docs.html: `std::string_view flashsale::http::DocsHtml()`.
+#   flashsale_embed_waiting_room_html(<target> [SOURCE <waiting_room.html>])
+#       Same for src/http/waiting_room.html (GET /waiting-room/{id}):
+#       `std::string_view flashsale::http::WaitingRoomHtml()`.
 #   Editing either source re-runs CMake on the next build (CMAKE_CONFIGURE_DEPENDS); the generated
 #   file is rewritten only when its content changes, so an untouched document recompiles nothing.
 #
@@ -258,4 +261,19 @@ function(flashsale_embed_docs_html target)
   endif()
   _flashsale_embed_text("${target}" "${arg_SOURCE}"
                         "${CMAKE_BINARY_DIR}/generated/docs_html.cpp" DocsHtml __html__)
+endfunction()
+
+# flashsale_embed_waiting_room_html(<target> [SOURCE <file>]): GET /waiting-room/{id}'s page.
+function(flashsale_embed_waiting_room_html target)
+  cmake_parse_arguments(PARSE_ARGV 1 arg "" "SOURCE" "")
+  if(arg_UNPARSED_ARGUMENTS)
+    message(FATAL_ERROR
+            "flashsale_embed_waiting_room_html: unexpected arguments: ${arg_UNPARSED_ARGUMENTS}")
+  endif()
+  if(NOT arg_SOURCE)
+    set(arg_SOURCE "${_flashsale_swagger_ui_repo_root}/src/http/waiting_room.html")
+  endif()
+  _flashsale_embed_text("${target}" "${arg_SOURCE}"
+                        "${CMAKE_BINARY_DIR}/generated/waiting_room_html.cpp" WaitingRoomHtml
+                        __html__)
 endfunction()
