@@ -142,15 +142,33 @@ void AddLogOptions(CLI::App& app, Config& c) {
       ->capture_default_str();
 }
 
+namespace {
+
+// `configured` when set, else the secret `name` kept in the database of record.
+template <class Tokens>
+Result<std::shared_ptr<const Tokens>> TokensFromSecret(
+    const std::string& configured, std::string_view name,
+    const std::function<Result<std::string>(std::string_view name)>& kept_secret) {
+  if (!configured.empty()) return std::make_shared<const Tokens>(configured);
+  Result<std::string> kept = kept_secret(name);
+  if (!kept) return kept.error();
+  return std::make_shared<const Tokens>(*kept);
+}
+
+}  // namespace
+
 Result<std::shared_ptr<const OrderTokens>> MakeOrderTokens(
     const Config& config,
     const std::function<Result<std::string>(std::string_view name)>& kept_secret) {
-  if (!config.order_token_secret.empty()) {
-    return std::make_shared<const OrderTokens>(config.order_token_secret);
-  }
-  Result<std::string> kept = kept_secret("order_token_secret");
-  if (!kept) return kept.error();
-  return std::make_shared<const OrderTokens>(*kept);
+  return TokensFromSecret<OrderTokens>(config.order_token_secret, "order_token_secret",
+                                       kept_secret);
+}
+
+Result<std::shared_ptr<const AdmissionTokens>> MakeAdmissionTokens(
+    const Config& config,
+    const std::function<Result<std::string>(std::string_view name)>& kept_secret) {
+  return TokensFromSecret<AdmissionTokens>(config.waiting_room_secret, "waiting_room_secret",
+                                           kept_secret);
 }
 
 void AddServeOptions(CLI::App& app, Config& c) {
@@ -171,6 +189,15 @@ void AddServeOptions(CLI::App& app, Config& c) {
                  "secret of the buyers' cancel tokens (unset: generated once, kept in the "
                  "database)")
       ->envname("ORDER_TOKEN_SECRET");
+  app.add_option("--waiting-room-secret", c.waiting_room_secret,
+                 "HMAC-SHA256 secret of waiting-room tickets and passes (unset: generated once, "
+                 "kept in the database; every instance must share it)")
+      ->envname("WAITING_ROOM_SECRET");
+  app.add_option("--queue-places-per-address", c.queue_places_per_address,
+                 "places one client address may hold in one product's waiting room (0: no cap)")
+      ->envname("QUEUE_PLACES_PER_ADDRESS")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1'000'000}))
+      ->capture_default_str();
   app.add_option("--mock-seed", c.mock_seed, "random seed of the mock catalog")
       ->envname("FLASHSALE_MOCK_SEED");
   app.add_option("--mock-products", c.mock_products,

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/admission.hpp"
 #include "core/signatures.hpp"
 #include "core/status.hpp"
 
@@ -43,6 +44,12 @@ struct Config {
   // instance and every restart agree).
   std::string payment_webhook_secret;
   std::string order_token_secret;
+  // Admission control (README "Admission control"): the secret waiting-room
+  // tickets and passes are signed with (empty: generated once and kept in the
+  // database of record, like the cancel tokens' secret), and how many places
+  // one client address may hold in one product's queue (0: no cap).
+  std::string waiting_room_secret;
+  std::int64_t queue_places_per_address = 5;
   std::optional<std::uint64_t> mock_seed;
   std::int64_t mock_products = 10'000;
   std::string journal_sync = "full";
@@ -91,6 +98,12 @@ struct Config {
 // else the one `kept_secret` keeps in the database of record (generated on
 // first use), so every instance and restart derive the same tokens.
 Result<std::shared_ptr<const OrderTokens>> MakeOrderTokens(
+    const Config& config,
+    const std::function<Result<std::string>(std::string_view name)>& kept_secret);
+
+// The waiting room's signing secret: --waiting-room-secret /
+// WAITING_ROOM_SECRET, or else the one kept in the database of record.
+Result<std::shared_ptr<const AdmissionTokens>> MakeAdmissionTokens(
     const Config& config,
     const std::function<Result<std::string>(std::string_view name)>& kept_secret);
 

@@ -44,6 +44,10 @@ Result<std::unique_ptr<DistributedStack>> DistributedStack::Open(const Config& c
       config, [db = s->db_.get()](std::string_view name) { return db->SharedSecret(name); });
   if (!tokens) return tokens.error();
   s->order_tokens_ = std::move(*tokens);
+  Result<std::shared_ptr<const AdmissionTokens>> admission = MakeAdmissionTokens(
+      config, [db = s->db_.get()](std::string_view name) { return db->SharedSecret(name); });
+  if (!admission) return admission.error();
+  s->admission_tokens_ = std::move(*admission);
 
   Result<redis::RedisAddress> address = redis::ParseRedisUrl(config.redis);
   if (!address) return address.error();

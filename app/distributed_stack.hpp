@@ -79,6 +79,7 @@ class DistributedStack {
   // runs in `flashsale consume`.
   OrderLifecycle* lifecycle() { return db_.get(); }
   std::shared_ptr<const OrderTokens> order_tokens() const { return order_tokens_; }
+  std::shared_ptr<const AdmissionTokens> admission_tokens() const { return admission_tokens_; }
   // redis, kafka, database: each names its problem when it does not answer.
   std::vector<http::ReadinessCheck> ReadinessChecks();
   // For http::ServerOptions::on_thread_start / on_thread_stop: each HTTP I/O
@@ -95,6 +96,7 @@ class DistributedStack {
   FunnelMetrics metrics_;
   std::unique_ptr<RecordDatabase> db_;
   std::shared_ptr<const OrderTokens> order_tokens_;
+  std::shared_ptr<const AdmissionTokens> admission_tokens_;
   boost::asio::io_context io_;
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::thread io_thread_;

@@ -51,6 +51,10 @@ Result<std::unique_ptr<EmbeddedStack>> EmbeddedStack::Open(const Config& config)
       config, [db = s->db_.get()](std::string_view name) { return db->SharedSecret(name); });
   if (!tokens) return tokens.error();
   s->order_tokens_ = std::move(*tokens);
+  Result<std::shared_ptr<const AdmissionTokens>> admission = MakeAdmissionTokens(
+      config, [db = s->db_.get()](std::string_view name) { return db->SharedSecret(name); });
+  if (!admission) return admission.error();
+  s->admission_tokens_ = std::move(*admission);
 
   embedded::MemoryIdempotencyStore::Options key_options;
   key_options.max_bytes = config.idempotency_memory_mib << 20;

@@ -14,6 +14,7 @@
 #include "backends/embedded/local_status_broadcast.hpp"
 #include "backends/embedded/memory_idempotency_store.hpp"
 #include "backends/embedded/memory_stock_store.hpp"
+#include "backends/embedded/memory_waiting_room.hpp"
 #include "backends/embedded/sqlite_database.hpp"
 #include "backends/embedded/sqlite_order_journal.hpp"
 #include "config.hpp"
@@ -42,6 +43,8 @@ class EmbeddedStack {
   FunnelMetrics& metrics() { return metrics_; }
   OrderCloser& closer() { return *closer_; }
   std::shared_ptr<const OrderTokens> order_tokens() const { return order_tokens_; }
+  WaitingRoomStore& waiting_room() { return waiting_room_; }
+  std::shared_ptr<const AdmissionTokens> admission_tokens() const { return admission_tokens_; }
 
  private:
   EmbeddedStack() = default;
@@ -52,6 +55,7 @@ class EmbeddedStack {
   FunnelMetrics metrics_;
   std::unique_ptr<embedded::SqliteDatabase> db_;
   embedded::MemoryStockStore stock_;
+  embedded::MemoryWaitingRoom waiting_room_{stock_};  // in memory: reset by a restart
   std::unique_ptr<embedded::MemoryIdempotencyStore> idempotency_;  // asks db_
   embedded::LocalStatusBroadcast broadcast_;
   embedded::JournalOrderSource source_;
@@ -61,6 +65,7 @@ class EmbeddedStack {
   std::unique_ptr<OrderConsumer> consumer_;
   std::unique_ptr<OrderCloser> closer_;
   std::shared_ptr<const OrderTokens> order_tokens_;
+  std::shared_ptr<const AdmissionTokens> admission_tokens_;
   bool shut_down_ = false;
   Mutex checkpoint_mu_;
   CondVar checkpoint_cv_;

@@ -61,12 +61,17 @@ struct LifecycleWiring {
   std::shared_ptr<const OrderTokens> tokens;
   std::function<void()> on_closed;
 };
+// What the waiting room's routes use (http::ApiOptions).
+struct AdmissionWiring {
+  WaitingRoomStore* waiting_room = nullptr;
+  std::shared_ptr<const AdmissionTokens> tokens;
+};
 
 int ServeUntilSignalled(const Config& config, const sigset_t& signals, PurchaseFunnel& funnel,
                         Catalog& catalog, OrderRepository& orders, FunnelMetrics& metrics,
                         std::vector<http::ReadinessCheck> checks, const std::string& mode,
                         const std::function<void()>& shutdown_backends,
-                        const LifecycleWiring& lifecycle,
+                        const LifecycleWiring& lifecycle, const AdmissionWiring& admission,
                         std::function<void(boost::asio::io_context&)> on_thread_start = {},
                         std::function<void()> on_thread_stop = {}) {
   if (config.admin_token.empty()) {
@@ -83,6 +88,9 @@ int ServeUntilSignalled(const Config& config, const sigset_t& signals, PurchaseF
   api_options.order_tokens = lifecycle.tokens;
   api_options.payment_webhook_secret = config.payment_webhook_secret;
   api_options.on_order_closed = lifecycle.on_closed;
+  api_options.waiting_room = admission.waiting_room;
+  api_options.admission_tokens = admission.tokens;
+  api_options.queue_places_per_address = config.queue_places_per_address;
   http::Api api(funnel, catalog, orders, metrics, std::move(checks), std::move(api_options));
   http::ServerOptions options;
   options.host = config.host;
@@ -141,7 +149,8 @@ int RunEmbeddedServe(const Config& config) {
   const int rc =
       ServeUntilSignalled(config, signals, s.funnel(), s.catalog(), s.database(), s.metrics(),
                           std::move(checks), "embedded, database " + path, [&s] { s.Shutdown(); },
-                          {&s.database(), s.order_tokens(), [&s] { s.closer().Wake(); }});
+                          {&s.database(), s.order_tokens(), [&s] { s.closer().Wake(); }},
+                          {&s.waiting_room(), s.admission_tokens()});
   spdlog::info(rc == 0 ? "stopped cleanly" : "stopped");
   spdlog::shutdown();
   ::close(lock_fd);
@@ -160,6 +169,7 @@ int RunDistributedServe(const Config& config) {
   const int rc = ServeUntilSignalled(
       config, signals, s.funnel(), s.catalog(), s.orders(), s.metrics(), s.ReadinessChecks(),
       s.Describe(), [&s] { s.Shutdown(); }, {s.lifecycle(), s.order_tokens(), {}},
+      {nullptr, s.admission_tokens()},
       [&s](boost::asio::io_context& io) { s.AttachIoThread(io); }, [&s] { s.DetachIoThread(); });
   stack->reset();  // librdkafka logs while it closes: before the logger goes
   spdlog::info(rc == 0 ? "stopped cleanly" : "stopped");

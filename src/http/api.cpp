@@ -48,6 +48,10 @@ Api::Api(PurchaseFunnel& funnel, Catalog& catalog, OrderRepository& repository,
       checks_(std::move(checks)),
       options_(std::move(options)),
       blocking_(options_.blocking_threads, options_.blocking_queue) {
+  if (options_.waiting_room != nullptr) {
+    queue_admitter_ = std::make_unique<QueueAdmitter>(*options_.waiting_room, funnel_metrics_);
+    queue_admitter_->Start();
+  }
   const std::pair<const char*, const char*> kAssets[] = {
       {"swagger-ui.css", "text/css"},
       {"swagger-ui-bundle.js", "application/javascript"},

@@ -31,6 +31,7 @@
 #include "core/signatures.hpp"
 #include "funnel/catalog.hpp"
 #include "funnel/purchase_funnel.hpp"
+#include "funnel/queue_admitter.hpp"
 #include "http/blocking_pool.hpp"
 #include "http/http_parser.hpp"
 #include "http/request_metrics.hpp"
@@ -116,7 +117,10 @@ class Api {
 
   // Runs the blocking work already queued and stops the pool: call after the
   // server stopped and before it is destroyed (the answers are posted to it).
-  void StopBlockingWork() { blocking_.Stop(); }
+  void StopBlockingWork() {
+    blocking_.Stop();
+    if (queue_admitter_) queue_admitter_->Stop();
+  }
 
   // Responses the connection writes on its own (parse errors, timeouts).
   static void RenderError(int status, std::string_view message, bool keep_alive, std::string& out,
@@ -154,6 +158,18 @@ class Api {
   Handled HandleQueueStatus(const HttpRequest& req, std::string_view ticket, std::string& out,
                             int& status, DeferredResponder& responder);
   int HandleWaitingRoomPage(std::string_view id, bool keep_alive, std::string& out);
+  // Runs `render` inline when the waiting-room store answers from memory, on
+  // the blocking pool when it may wait on the network.
+  Handled RunQueueJob(bool keep_alive, std::string& out, int& status, DeferredResponder& responder,
+                      std::function<int(std::string&)> render);
+  int RenderJoined(const Result<WaitingRoomStore::Joined>& joined, ProductId product, UserId user,
+                   bool keep_alive, std::string& out);
+  int RenderQueueStatus(const QueueTicket& ticket, std::string_view text, bool keep_alive,
+                        std::string& out);
+  // The client's address as the key of its places in a waiting room.
+  std::string ClientAddressKey(const HttpRequest& req) const;
+  // The pass of a purchase for `user` and `product` (header X-Flashsale-Pass).
+  PassCheck CheckPass(std::string_view pass, UserId user, ProductId product);
   int HandleAdminPut(const HttpRequest& req, std::string_view id, std::string& out);
   int HandleAdminRestock(const HttpRequest& req, std::string_view id, std::string& out);
   int HandleReadyz(bool keep_alive, std::string& out);
@@ -169,6 +185,8 @@ class Api {
   const std::vector<ReadinessCheck> checks_;
   const ApiOptions options_;
   RequestMetrics request_metrics_;
+  // Keeps the waiting rooms in use here moving; null without a waiting-room store.
+  std::unique_ptr<QueueAdmitter> queue_admitter_;
   // Constant after construction.
   std::unordered_map<std::string, std::pair<std::string, std::string>>
       assets_;  // name -> type, bytes

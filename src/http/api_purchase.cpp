@@ -53,6 +53,7 @@ Api::Handled Api::HandlePurchase(const HttpRequest& req, std::string& out, int& 
   purchase.product = *v.ints[1];
   purchase.amount = *v.ints[2];
   purchase.idempotency_key = req.has_idempotency_key ? req.idempotency_key : std::string_view{};
+  purchase.pass = CheckPass(req.flashsale_pass, purchase.user, purchase.product);
   // The callback holds only the connection (fits std::function's inline
   // storage: no allocation here); the reply is rendered on its thread.
   funnel_.Buy(purchase, [owner = responder.Retain()](const PurchaseReply& reply) {
@@ -95,6 +96,9 @@ int Api::RenderPurchase(const PurchaseReply& reply, bool keep_alive, std::string
       body.push_back('}');
     }
     return Send(out, a.http_status, body, keep_alive, kJson, kRetryAfter);
+  }
+  if (reply.outcome == PurchaseOutcome::kPassRequired) {
+    funnel_metrics_.pass_rejected[static_cast<std::size_t>(PassRejection::kMissing)].Inc();
   }
   const int status = AnswerFor(reply.outcome).http_status;
   if (reply.order_id.empty()) {

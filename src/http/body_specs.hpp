@@ -35,6 +35,10 @@ inline constexpr FieldSpec kPaySpec[] = {
 inline constexpr FieldSpec kCancelSpec[] = {
     {"cancel_token", FieldType::kString, true, std::nullopt, 64},
 };
+// POST /products/{id}/queue (the waiting room's join)
+inline constexpr FieldSpec kQueueJoinSpec[] = {
+    {"user_id", FieldType::kInt, true, 0},
+};
 // POST /admin/products/{id}/restock
 inline constexpr FieldSpec kRestockSpec[] = {
     {"amount", FieldType::kInt, true, 1},
