@@ -3,12 +3,14 @@
 //   BM_ReadPurchaseBody       strict JSON validation of the purchase body
 //   BM_SoldOutFromL1          funnel answer for a sold-out product (L1 hit)
 //   BM_ReserveInMemory        one reservation in the embedded stock store
+//   BM_CheckPass              a waiting room's pass verified (HMAC-SHA256)
 // Run: build/release/bench/funnel_bench --benchmark_min_time=0.5
 #include <benchmark/benchmark.h>
 
 #include "backends/embedded/local_status_broadcast.hpp"
 #include "backends/embedded/memory_idempotency_store.hpp"
 #include "backends/embedded/memory_stock_store.hpp"
+#include "core/admission.hpp"
 #include "funnel/purchase_funnel.hpp"
 #include "http/http_parser.hpp"
 #include "http/json_body.hpp"
@@ -80,5 +82,17 @@ BENCHMARK(BM_ReserveInMemory);
 
 }  // namespace
 }  // namespace flashsale
+
+// A waiting room's pass checked on POST /purchase (issue 10): parse, one
+// HMAC-SHA256 under the pre-keyed secret, compare.
+static void BM_CheckPass(benchmark::State& state) {
+  const flashsale::AdmissionTokens tokens("bench-waiting-room-secret");
+  const flashsale::UnixMillis now = flashsale::NowMillis();
+  const std::string pass = tokens.Pass(1001, 424242, now + 60'000);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(tokens.CheckPass(pass, 424242, 1001, now));
+  }
+}
+BENCHMARK(BM_CheckPass)->Threads(1)->Threads(2);
 
 BENCHMARK_MAIN();

@@ -140,6 +140,9 @@ CORE_ROUTES = {
 # Routed and required in the document; exercised with signed bodies and tokens in
 # test_lifecycle.py (here: answered, neither 405 nor 5xx).
 LIFECYCLE_ROUTES = {("post", "/orders/{}/pay"), ("post", "/orders/{}/cancel")}
+# The waiting room's (README "Admission control"; exercised in test_waiting_room.py): required,
+# answered (the probes here carry no valid body or ticket), neither 405 nor 5xx.
+ADMISSION_ROUTES = {("post", "/products/{}/queue"), ("get", "/queue/{}"), ("get", "/waiting-room/{}")}
 # Routed, and allowed (not required) to be left out of the document.
 OPS_ROUTES = {("get", "/healthz"), ("get", "/readyz"), ("get", "/metrics"), ("get", "/openapi.json"),
               ("get", "/docs")}
@@ -173,7 +176,7 @@ def test_openapi_documents_exactly_the_routes(srv):
         for method in item:
             if method in METHODS:
                 documented[(method, _norm(path))] = path
-    missing = (CORE_ROUTES | LIFECYCLE_ROUTES) - documented.keys()
+    missing = (CORE_ROUTES | LIFECYCLE_ROUTES | ADMISSION_ROUTES) - documented.keys()
     assert not missing, f"routes missing from /openapi.json: {sorted(missing)}"
 
     # Purchase request schema names the three fields, all required.
@@ -202,7 +205,7 @@ def test_openapi_documents_exactly_the_routes(srv):
         r = srv.call(method.upper(), concrete(path), bodies.get((method, norm)), srv.auth())
         if (method, norm) in CORE_ROUTES | OPS_ROUTES:
             assert r.status in (200, 201), f"documented {method.upper()} {path} -> {r!r}"
-        elif (method, norm) in LIFECYCLE_ROUTES:
+        elif (method, norm) in LIFECYCLE_ROUTES | ADMISSION_ROUTES:
             assert r.status != 405 and r.status < 500, f"documented {method.upper()} {path} -> {r!r}"
         elif r.status == 404:
             # A route beyond SPEC whose parameter we cannot guess (e.g. a docs asset): it is
@@ -230,7 +233,7 @@ def test_openapi_documents_exactly_the_routes(srv):
     # Routed paths that are not documented may only be the operational ones.
     for method, norm in OPS_ROUTES:
         assert srv.call(method.upper(), norm).status == 200, f"{method.upper()} {norm} is not routed"
-    extra = documented.keys() - CORE_ROUTES - LIFECYCLE_ROUTES - OPS_ROUTES
+    extra = documented.keys() - CORE_ROUTES - LIFECYCLE_ROUTES - ADMISSION_ROUTES - OPS_ROUTES
     assert all(not n.startswith(("/admin", "/purchase", "/orders", "/users", "/products")) for _, n in extra), (
         f"documented routes beyond SPEC §4: {sorted(extra)}")
     for path in UNDOCUMENTED:
