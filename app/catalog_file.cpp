@@ -17,13 +17,49 @@ Status Bad(const std::string& where, const std::string& what) {
   return Status::Invalid(where + ": " + what);
 }
 
+// The waiting room's columns in CSV. JSON writes {"waiting_room": {"admit_per_s":
+// N, "pass_ttl_s": T}} instead, which ParseCatalogJson flattens to these names
+// (spelt waiting_room.admit_per_s in its errors' field texts).
+constexpr const char* kWrAdmit = "waiting_room_admit_per_s";
+constexpr const char* kWrTtl = "waiting_room_pass_ttl_s";
+
+// Flattens a JSON entry's "waiting_room" (object or null) into `fields`.
+Status FlattenWaitingRoom(const std::string& where, const boost::json::value& v,
+                          std::vector<std::pair<std::string, std::string>>& fields) {
+  if (v.is_null()) return Status::Ok();
+  if (!v.is_object()) {
+    return Bad(where, "'waiting_room' must be an object {admit_per_s, pass_ttl_s} or null");
+  }
+  for (const auto& kv : v.as_object()) {
+    const std::string member(kv.key());
+    if (member != "admit_per_s" && member != "pass_ttl_s") {
+      return Bad(where, "unknown field 'waiting_room." + member + "'");
+    }
+    const std::int64_t max = member == "admit_per_s" ? kMaxAdmitPerS : kMaxPassTtlS;
+    if (!kv.value().is_int64() || kv.value().as_int64() < 1 || kv.value().as_int64() > max) {
+      return Bad(where,
+                 "'waiting_room." + member + "' must be an integer 1.." + std::to_string(max));
+    }
+    fields.emplace_back(member == "admit_per_s" ? kWrAdmit : kWrTtl,
+                        std::to_string(kv.value().as_int64()));
+  }
+  for (const char* member : {"admit_per_s", "pass_ttl_s"}) {
+    if (!v.as_object().contains(member)) {
+      return Bad(where, std::string("missing 'waiting_room.") + member + "'");
+    }
+  }
+  return Status::Ok();
+}
+
 // Validates one entry given as field texts (JSON numbers keep their text).
 Result<Product> MakeProduct(const std::string& where,
                             const std::vector<std::pair<std::string, std::string>>& fields,
                             const std::set<std::string>& null_fields) {
-  static const std::set<std::string> kKnown = {
-      "product_id", "price", "stock", "starts_at", "ends_at", "limit_per_user", "payment_window_s"};
+  static const std::set<std::string> kKnown = {"product_id",       "price",   "stock",
+                                               "starts_at",        "ends_at", "limit_per_user",
+                                               "payment_window_s", kWrAdmit,  kWrTtl};
   Product p;
+  std::optional<std::int64_t> admit_per_s, pass_ttl_s;  // the waiting room's two halves
   std::set<std::string> seen;
   for (const auto& [name, value] : fields) {
     if (!kKnown.contains(name)) return Bad(where, "unknown field '" + name + "'");
@@ -36,7 +72,11 @@ Result<Product> MakeProduct(const std::string& where,
       (name == "starts_at" ? p.starts_at : p.ends_at) = t;
       continue;
     }
-    if ((name == "limit_per_user" || name == "payment_window_s") && empty) continue;
+    if ((name == "limit_per_user" || name == "payment_window_s" || name == kWrAdmit ||
+         name == kWrTtl) &&
+        empty) {
+      continue;
+    }
     if (name == "price") {
       std::optional<Cents> c = ParsePrice(value);
       if (!c) return Bad(where, "'price' must be a number >= 0 with at most 2 decimals");
@@ -57,6 +97,13 @@ Result<Product> MakeProduct(const std::string& where,
                               std::to_string(http::kMaxPaymentWindowS) + " seconds, or null");
       }
       p.payment_window_s = *v;
+    } else if (name == kWrAdmit || name == kWrTtl) {
+      const bool admit = name == kWrAdmit;
+      const std::int64_t max = admit ? kMaxAdmitPerS : kMaxPassTtlS;
+      if (*v < 1 || *v > max) {
+        return Bad(where, "'" + name + "' must be 1.." + std::to_string(max));
+      }
+      (admit ? admit_per_s : pass_ttl_s) = *v;
     } else {
       if (*v < 1) return Bad(where, "'limit_per_user' must be >= 1");
       p.limit_per_user = *v;
@@ -64,6 +111,13 @@ Result<Product> MakeProduct(const std::string& where,
   }
   for (const char* required : {"product_id", "price", "stock"}) {
     if (!seen.contains(required)) return Bad(where, std::string("missing '") + required + "'");
+  }
+  if (admit_per_s.has_value() != pass_ttl_s.has_value()) {
+    return Bad(where, std::string("a waiting room needs both '") + kWrAdmit + "' and '" + kWrTtl +
+                          "' (or neither)");
+  }
+  if (admit_per_s) {
+    p.waiting_room = WaitingRoom{.admit_per_s = *admit_per_s, .pass_ttl_s = *pass_ttl_s};
   }
   if (p.starts_at && p.ends_at && *p.ends_at <= *p.starts_at) {
     return Bad(where, "'ends_at' must be after 'starts_at'");
@@ -90,7 +144,12 @@ Result<std::vector<Product>> ParseCatalogJson(std::string_view text) {
     for (const auto& kv : entry.as_object()) {
       const std::string name(kv.key());
       const boost::json::value& v = kv.value();
-      if (v.is_string()) {
+      if (name == kWrAdmit || name == kWrTtl) {
+        return Bad(where, "unknown field '" + name + "' (JSON uses \"waiting_room\": {...})");
+      }
+      if (name == "waiting_room") {
+        if (Status st = FlattenWaitingRoom(where, v, fields); !st.ok()) return st;
+      } else if (v.is_string()) {
         if (name != "starts_at" && name != "ends_at") {
           return Bad(where, "'" + name + "' must be a number, not a string");
         }

@@ -1,7 +1,10 @@
 #pragma once
-// Catalog files for `flashsale seed` (SPEC §5): a JSON array of
-// {product_id, price, stock, starts_at?, ends_at?, limit_per_user?}, or CSV
-// with a header row of the same names. Errors name the entry and the field.
+// Catalog files for `flashsale seed` (SPEC §5; both modes): a JSON
+// array of {product_id, price, stock, starts_at?, ends_at?, limit_per_user?,
+// payment_window_s?, waiting_room?: {admit_per_s, pass_ttl_s} | null}, or CSV
+// with a header row of the same names, where the waiting room is two optional
+// columns waiting_room_admit_per_s and waiting_room_pass_ttl_s (both filled or
+// both empty). Errors name the entry (JSON) or line (CSV) and the field.
 
 #include <string>
 #include <vector>

@@ -79,6 +79,9 @@ int Api::HandleAdminPut(const HttpRequest& req, std::string_view id, std::string
   p.ends_at = v.ints[3];
   p.limit_per_user = v.ints[4].value_or(1);
   p.payment_window_s = v.ints[5];
+  if (v.object_given) {
+    p.waiting_room = WaitingRoom{.admit_per_s = *v.members[0], .pass_ttl_s = *v.members[1]};
+  }
   Result<PutResult> put = catalog_.Put(p);
   if (!put) return SendStatusError(out, put.error(), ka);
   spdlog::info("admin: product {} {} (stock {}, limit {})", p.id,

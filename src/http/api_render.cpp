@@ -67,6 +67,16 @@ void AppendProduct(std::string& out, const StockSnapshot& s) {
   } else {
     out.append("null");
   }
+  out.append(",\"waiting_room\":");
+  if (p.waiting_room) {
+    out.append("{\"admit_per_s\":");
+    AppendInt(out, p.waiting_room->admit_per_s);
+    out.append(",\"pass_ttl_s\":");
+    AppendInt(out, p.waiting_room->pass_ttl_s);
+    out.push_back('}');
+  } else {
+    out.append("null");
+  }
   out.push_back('}');
 }
 

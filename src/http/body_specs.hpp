@@ -2,6 +2,7 @@
 // The request bodies of SPEC §4, as strict field specs for JsonBodyReader.
 // One definition, used by the Api and by the fuzzers.
 
+#include "core/domain.hpp"
 #include "http/json_body.hpp"
 
 namespace flashsale::http {
@@ -16,8 +17,13 @@ inline constexpr FieldSpec kPurchaseSpec[] = {
 // from any overflow, and an order's in-flight marker outlives it).
 inline constexpr std::int64_t kMaxPaymentWindowS = 7 * 24 * 3600;
 
+// The members of a product's "waiting_room" object; indexes: admit_per_s, pass_ttl_s.
+inline constexpr FieldSpec kWaitingRoomSpec[] = {
+    {"admit_per_s", FieldType::kInt, true, 1, kMaxAdmitPerS},
+    {"pass_ttl_s", FieldType::kInt, true, 1, kMaxPassTtlS},
+};
 // PUT /admin/products/{id}; indexes: stock, price, starts_at, ends_at,
-// limit_per_user, payment_window_s.
+// limit_per_user, payment_window_s, waiting_room (null or absent: none).
 inline constexpr FieldSpec kProductSpec[] = {
     {"stock", FieldType::kInt, true, 0},
     {"price", FieldType::kPrice, true, std::nullopt},
@@ -25,6 +31,7 @@ inline constexpr FieldSpec kProductSpec[] = {
     {"ends_at", FieldType::kTimestampOrNull, false, std::nullopt},
     {"limit_per_user", FieldType::kInt, false, 1},
     {"payment_window_s", FieldType::kIntOrNull, false, 1, kMaxPaymentWindowS},
+    {"waiting_room", FieldType::kObjectOrNull, false, std::nullopt, std::nullopt, kWaitingRoomSpec},
 };
 // POST /orders/{id}/pay (signed by the payment service); indexes: payment_ref, amount.
 inline constexpr FieldSpec kPaySpec[] = {

@@ -27,6 +27,7 @@ struct FieldError {
   std::string msg;
   std::string type;
   std::string root = "body";  // "body", "header", "path" or "query"
+  std::string member;         // a member of `field`'s object: loc ["body", field, member]
 };
 
 enum class JsonKind { kNull, kBool, kInt, kUint, kDouble, kString, kObject, kArray };
@@ -45,6 +46,7 @@ enum class FieldType {
   kTimestampOrNull,  // RFC 3339 string or null
   kIntOrNull,        // JSON integer within [min, max], or null (absent value)
   kString,           // JSON string of 1..max bytes
+  kObjectOrNull,     // JSON object of `members` (kInt only, one level), or null
 };
 struct FieldSpec {
   std::string_view name;
@@ -52,13 +54,22 @@ struct FieldSpec {
   bool required = true;
   std::optional<std::int64_t> min;  // inclusive lower bound for kInt, kIntOrNull
   std::optional<std::int64_t> max;  // inclusive upper bound; kString: its length
+  // kObjectOrNull: the object's members (strict like the body: unknown,
+  // duplicate and missing members are errors). At most one kObjectOrNull field
+  // per spec, with at most kMaxMembers members.
+  std::span<const FieldSpec> members = {};
 };
 
 // Values of a validated body, by the index of their FieldSpec.
 struct BodyValues {
+  static constexpr std::size_t kMaxMembers = 4;
   std::array<std::optional<std::int64_t>, 8> ints{};  // kInt, kPrice (cents), kTimestamp (ms)
   std::array<std::string, 8> strings{};               // kString
   std::array<bool, 8> present{};
+  // The kObjectOrNull field: true when it was an object (not null or absent);
+  // then its members' values are in `members`, by the index of their FieldSpec.
+  bool object_given = false;
+  std::array<std::optional<std::int64_t>, kMaxMembers> members{};
 };
 
 class JsonBodyReader {
@@ -74,6 +85,8 @@ class JsonBodyReader {
  private:
   struct Handler;  // the SAX handler (json_body.cpp)
   struct Impl;
+  static void ValidateObject(const Handler& h, std::size_t field, const FieldSpec& spec,
+                             BodyValues& out, std::vector<FieldError>& errors);
   std::shared_ptr<Impl> impl_;
 };
 

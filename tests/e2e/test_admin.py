@@ -207,3 +207,71 @@ def test_window_check_precedes_limit_and_stock(srv):
     assert_sale(srv.purchase(22, pid), "ENDED", "window is checked before the limit")
     assert_sale(srv.purchase(23, pid, 3), "ENDED", "window is checked before limit and stock")
     assert srv.remaining(pid) == 2
+
+
+# -- the waiting room (issue 10): a product field like payment_window_s ---------------------
+
+ROOM = {"admit_per_s": 50, "pass_ttl_s": 120}
+
+
+def put_room(srv, pid, room, expect=(200, 201), **extra):
+    body = {"stock": 5, "price": 1.5, **extra}
+    if room is not ...:
+        body["waiting_room"] = room
+    r = srv.call("PUT", f"/admin/products/{pid}", body, srv.auth())
+    assert r.status in expect, f"PUT {body}: {r!r}"
+    return r
+
+
+def test_waiting_room_is_set_shown_and_cleared(srv):
+    pid = 670
+    r = put_room(srv, pid, ROOM, expect=(201,))
+    assert r.json()["waiting_room"] == ROOM, f"the PUT answer shows it: {r!r}"
+    assert srv.product(pid)["waiting_room"] == ROOM
+    listed = {p["product_id"]: p for p in srv.get_json("/products?offset=0&limit=1000")}
+    assert listed[pid]["waiting_room"] == ROOM, listed[pid]
+    # The bounds are accepted.
+    most = {"admit_per_s": 1_000_000, "pass_ttl_s": 86_400}
+    put_room(srv, pid, most, expect=(200,))
+    assert srv.product(pid)["waiting_room"] == most
+    # A restock keeps it.
+    r = srv.call("POST", f"/admin/products/{pid}/restock", {"amount": 1}, srv.auth())
+    assert r.status == 200 and r.json()["waiting_room"] == most, r
+    # null clears it; so does a PUT without it (PUT replaces the product).
+    put_room(srv, pid, None, expect=(200,))
+    p = srv.product(pid)
+    assert "waiting_room" in p and p["waiting_room"] is None, p
+    put_room(srv, pid, ROOM, expect=(200,))
+    put_room(srv, pid, ..., expect=(200,))
+    assert srv.product(pid)["waiting_room"] is None
+    # Other products show null.
+    srv.put_product(671, 1, 1.0, expect=(200, 201))
+    assert srv.product(671)["waiting_room"] is None
+
+
+@pytest.mark.parametrize("room,members,type_", [
+    (5, [None], "model_type"),
+    ("x", [None], "model_type"),
+    ([50, 120], [None], "model_type"),
+    ({}, ["admit_per_s", "pass_ttl_s"], "missing"),
+    ({"admit_per_s": 5}, ["pass_ttl_s"], "missing"),
+    ({"pass_ttl_s": 5}, ["admit_per_s"], "missing"),
+    ({"admit_per_s": 0, "pass_ttl_s": 5}, ["admit_per_s"], "greater_than_equal"),
+    ({"admit_per_s": 1_000_001, "pass_ttl_s": 5}, ["admit_per_s"], "less_than_equal"),
+    ({"admit_per_s": 5, "pass_ttl_s": 0}, ["pass_ttl_s"], "greater_than_equal"),
+    ({"admit_per_s": 5, "pass_ttl_s": 86_401}, ["pass_ttl_s"], "less_than_equal"),
+    ({"admit_per_s": "5", "pass_ttl_s": 5}, ["admit_per_s"], "int_type"),
+    ({"admit_per_s": 5.5, "pass_ttl_s": 5}, ["admit_per_s"], "int_from_float"),
+    ({"admit_per_s": None, "pass_ttl_s": 5}, ["admit_per_s"], "int_type"),
+    ({"admit_per_s": 5, "pass_ttl_s": 5, "colour": "red"}, ["colour"], "extra_forbidden"),
+], ids=lambda v: str(v) if isinstance(v, str) else None)
+def test_waiting_room_validation_is_422(srv, room, members, type_):
+    pid = 672
+    put_room(srv, pid, ROOM)
+    before = srv.product(pid)
+    r = srv.call("PUT", f"/admin/products/{pid}", {"stock": 9, "price": 2.0, "waiting_room": room},
+                 srv.auth())
+    detail = assert_422(r, ["waiting_room"], msg=str(room))
+    want = [(["body", "waiting_room"] + ([m] if m else []), type_) for m in members]
+    assert [(d["loc"], d["type"]) for d in detail] == want, r
+    assert srv.product(pid) == before, f"a refused PUT {room} changed the product"

@@ -2,7 +2,8 @@
 // RFC 3339 and price codecs of core/domain.hpp.
 //
 // The input is a request body. It is read against the purchase, admin-product
-// and restock specs (the ones the API reads with, from http/body_specs.hpp) and checked:
+// (with its nested "waiting_room" object), restock, pay and cancel specs (the
+// ones the API reads with, from http/body_specs.hpp) and checked:
 //   * Read returns true exactly when it reports no errors; on success every
 //     required field is present, ints respect their minimum, and the values
 //     agree with a Boost.JSON DOM parse of the same body.
@@ -69,7 +70,7 @@ bool SameErrors(const std::vector<FieldError>& a, const std::vector<FieldError>&
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
     if (a[i].field != b[i].field || a[i].msg != b[i].msg || a[i].type != b[i].type ||
-        a[i].root != b[i].root) {
+        a[i].root != b[i].root || a[i].member != b[i].member) {
       return false;
     }
   }
@@ -77,7 +78,8 @@ bool SameErrors(const std::vector<FieldError>& a, const std::vector<FieldError>&
 }
 
 bool SameValues(const BodyValues& a, const BodyValues& b) {
-  return a.ints == b.ints && a.strings == b.strings && a.present == b.present;
+  return a.ints == b.ints && a.strings == b.strings && a.present == b.present &&
+         a.object_given == b.object_given && a.members == b.members;
 }
 
 // The rendered 422 body must be JSON that reads back to `errors`.
@@ -102,10 +104,14 @@ void CheckRendered(const std::vector<FieldError>& errors) {
     const json::value* type = item.if_contains("type");
     FUZZ_CHECK(loc && loc->is_array() && msg && msg->is_string() && type && type->is_string());
     const json::array& l = loc->as_array();
-    FUZZ_CHECK(l.size() == (e.field.empty() ? 1u : 2u));
+    FUZZ_CHECK(l.size() == 1u + !e.field.empty() + !e.member.empty());
     FUZZ_CHECK(l[0].is_string() && std::string_view(l[0].as_string()) == e.root);
     if (!e.field.empty())
       FUZZ_CHECK(l[1].is_string() && std::string_view(l[1].as_string()) == e.field);
+    if (!e.member.empty()) {
+      const json::value& m = l[e.field.empty() ? 1 : 2];
+      FUZZ_CHECK(m.is_string() && std::string_view(m.as_string()) == e.member);
+    }
     FUZZ_CHECK(std::string_view(msg->as_string()) == e.msg);
     FUZZ_CHECK(std::string_view(type->as_string()) == e.type);
     FUZZ_CHECK(!e.msg.empty() && !e.type.empty());
@@ -227,6 +233,33 @@ void CheckRead(JsonBodyReader& reader, std::string_view body, std::span<const Fi
           FUZZ_CHECK(flashsale::ParseRfc3339(v->as_string()) == values.ints[i]);
         }
         break;
+      case FieldType::kObjectOrNull: {
+        FUZZ_CHECK(!values.ints[i]);
+        FUZZ_CHECK(values.object_given == v->is_object());
+        if (!v->is_object()) {
+          FUZZ_CHECK(v->is_null());
+          break;
+        }
+        // Exactly the members, each an int within its bounds, as the DOM has it.
+        const json::object& o = v->as_object();
+        std::size_t given = 0;
+        for (std::size_t m = 0; m < spec[i].members.size(); ++m) {
+          const FieldSpec& ms = spec[i].members[m];
+          const json::value* mv = o.if_contains(ms.name);
+          if (ms.required) FUZZ_CHECK(mv != nullptr);
+          if (mv == nullptr) {
+            FUZZ_CHECK(!values.members[m]);
+            continue;
+          }
+          ++given;
+          FUZZ_CHECK(mv->is_int64() || (mv->is_uint64() && mv->as_uint64() <= INT64_MAX));
+          FUZZ_CHECK(values.members[m] && *values.members[m] == mv->to_number<std::int64_t>());
+          if (ms.min) FUZZ_CHECK(*values.members[m] >= *ms.min);
+          if (ms.max) FUZZ_CHECK(*values.members[m] <= *ms.max);
+        }
+        FUZZ_CHECK(o.size() == given);  // no extra members
+        break;
+      }
     }
   }
   FUZZ_CHECK(obj.size() == present);  // no extra fields

@@ -242,6 +242,58 @@ TEST_F(PgDatabaseTest, ProductsRoundTripExactly) {
   EXPECT_EQ(Sold(1), 2);
 }
 
+TEST_F(PgDatabaseTest, WaitingRoomRoundTrips) {
+  const WaitingRoom room{.admit_per_s = 50, .pass_ttl_s = 120};
+  const WaitingRoom most{.admit_per_s = kMaxAdmitPerS, .pass_ttl_s = kMaxPassTtlS};
+  Product a = MakeProduct(1, 10);
+  a.waiting_room = room;
+  const Product b = MakeProduct(2, 10);
+  std::int64_t inserted = 0;
+  ASSERT_TRUE(db_->InsertProducts({a, b}, /*overwrite=*/false, &inserted).ok());
+  Result<std::vector<Product>> loaded = db_->LoadProducts();
+  ASSERT_TRUE(loaded.has_value()) << loaded.error().ToString();
+  EXPECT_EQ((*loaded)[0].waiting_room, room);
+  EXPECT_EQ((*loaded)[1].waiting_room, std::nullopt);
+  a.waiting_room = most;  // seed --overwrite replaces it
+  ASSERT_TRUE(db_->InsertProducts({a}, /*overwrite=*/true, &inserted).ok());
+  EXPECT_EQ(db_->LoadProducts()->front().waiting_room, most);
+  // Admin PUT: set, then cleared (PUT replaces the product).
+  a.version = 1;
+  a.waiting_room = room;
+  ASSERT_TRUE(db_->UpsertProduct(a).ok());
+  EXPECT_EQ(db_->LoadProducts()->front().waiting_room, room);
+  a.version = 2;
+  a.waiting_room.reset();
+  ASSERT_TRUE(db_->UpsertProduct(a).ok());
+  EXPECT_EQ(db_->LoadProducts()->front().waiting_room, std::nullopt);
+  EXPECT_EQ(Sql("SELECT coalesce(waiting_room_admit_per_s::text, 'null') FROM " + schema_ +
+                ".products WHERE product_id = 1"),
+            "null");
+}
+
+// A schema from before issue 10 (the waiting room's columns missing) gets them
+// in place at Open(); its rows read with no waiting room.
+TEST_F(PgDatabaseTest, OpenAddsTheWaitingRoomColumnsInPlace) {
+  Product p = MakeProduct(1, 10);
+  p.payment_window_s = 900;
+  ASSERT_TRUE(db_->UpsertProduct(p).ok());
+  db_.reset();
+  Sql("ALTER TABLE " + schema_ + ".products DROP COLUMN waiting_room_admit_per_s, DROP COLUMN " +
+      "waiting_room_pass_ttl_s");
+  Result<std::unique_ptr<PgDatabase>> db = Open(1);
+  ASSERT_TRUE(db.has_value()) << db.error().ToString();
+  db_ = std::move(*db);
+  Result<std::vector<Product>> loaded = db_->LoadProducts();
+  ASSERT_TRUE(loaded.has_value()) << loaded.error().ToString();
+  EXPECT_EQ(loaded->front().waiting_room, std::nullopt);
+  EXPECT_EQ(loaded->front().payment_window_s, 900);
+  p.version = 1;
+  p.waiting_room = WaitingRoom{.admit_per_s = 3, .pass_ttl_s = 4};
+  ASSERT_TRUE(db_->UpsertProduct(p).ok());
+  EXPECT_EQ(db_->LoadProducts()->front().waiting_room, p.waiting_room);
+  ASSERT_TRUE(Open(1).has_value());  // opening again finds the columns there
+}
+
 TEST_F(PgDatabaseTest, UpsertProductKeepsTheNewestVersion) {
   // Admin changes persisted out of order (the stock store numbers them)
   // converge to the last one; equal versions replace; sold is kept.

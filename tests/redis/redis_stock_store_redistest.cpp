@@ -656,10 +656,13 @@ TEST_F(RedisStockStoreTest, ListAndProductCountFollowPutAndSeed) {
   EXPECT_EQ(*store_->ProductCount(), 0);
   PutProduct(5, 1);
   // Seed: creates what is missing (with what the database says was sold), keeps the rest.
-  std::vector<Product> products = {
-      {.id = kPhone, .price = 1, .stock = 99, .limit_per_user = 1},
-      {.id = 7, .price = 250, .stock = 10, .limit_per_user = 2, .version = 41,
-       .payment_window_s = 300}};
+  std::vector<Product> products = {{.id = kPhone, .price = 1, .stock = 99, .limit_per_user = 1},
+                                   {.id = 7,
+                                    .price = 250,
+                                    .stock = 10,
+                                    .limit_per_user = 2,
+                                    .version = 41,
+                                    .payment_window_s = 300}};
   OrderIdGenerator ids;
   const OrderId latest = ids.Next(Now());
   std::vector<SoldUnits> sold = {{7, 42, 2, latest}, {7, 43, 1, ids.Next(Now())}};
@@ -826,6 +829,51 @@ TEST_F(RedisStockStoreTest, PaymentWindowOutOfRangeIsInvalidAndChangesNothing) {
   }
   EXPECT_EQ((*store_->Get(kPhone))->product.stock, 5);
   EXPECT_EQ((*store_->Get(kPhone))->product.payment_window_s, 60);
+}
+
+// The waiting room travels with the product: Put, Get/List, the row persisted
+// by a restock, and Seed from the database; out-of-range values are refused.
+TEST_F(RedisStockStoreTest, WaitingRoomIsPutReadRestockedAndSeeded) {
+  const WaitingRoom room{.admit_per_s = 50, .pass_ttl_s = 120};
+  Product p{.id = kPhone, .price = 1999, .stock = 5, .limit_per_user = 1, .waiting_room = room};
+  Product persisted;
+  auto keep = [&](const Product& q) {
+    persisted = q;
+    return Status::Ok();
+  };
+  ASSERT_TRUE(store_->Put(p, keep));
+  EXPECT_EQ(persisted.waiting_room, room);
+  EXPECT_EQ((*store_->Get(kPhone))->product.waiting_room, room);
+  EXPECT_EQ(store_->List(0, 10)->front().product.waiting_room, room);
+  ASSERT_TRUE(store_->Restock(kPhone, 1, keep));
+  EXPECT_EQ(persisted.waiting_room, room);  // the persisted row keeps the waiting room
+  // Out of range: refused before Redis, nothing changed.
+  for (const WaitingRoom bad : {WaitingRoom{0, 5}, WaitingRoom{kMaxAdmitPerS + 1, 5},
+                                WaitingRoom{5, 0}, WaitingRoom{5, kMaxPassTtlS + 1}}) {
+    Product q = p;
+    q.stock = 9;
+    q.waiting_room = bad;
+    Result<PutResult> r = store_->Put(q, kNoPersist);
+    ASSERT_FALSE(r.has_value()) << bad.admit_per_s << " " << bad.pass_ttl_s;
+    EXPECT_EQ(r.error().code(), Status::Code::kInvalid);
+  }
+  EXPECT_EQ((*store_->Get(kPhone))->product.stock, 6);
+  // A PUT without one clears it.
+  p.waiting_room.reset();
+  ASSERT_TRUE(store_->Put(p, keep));
+  EXPECT_EQ((*store_->Get(kPhone))->product.waiting_room, std::nullopt);
+  ASSERT_TRUE(store_->Restock(kPhone, 1, keep));
+  EXPECT_EQ(persisted.waiting_room, std::nullopt);
+  // Seed from the database rows.
+  const WaitingRoom seeded{.admit_per_s = kMaxAdmitPerS, .pass_ttl_s = kMaxPassTtlS};
+  std::vector<Product> rows = {
+      {.id = 8, .price = 1, .stock = 3, .limit_per_user = 1, .version = 4, .waiting_room = seeded},
+      {.id = 9, .price = 1, .stock = 3, .limit_per_user = 1, .version = 4}};
+  Result<std::int64_t> created = store_->Seed(rows, {});
+  ASSERT_TRUE(created) << created.error().ToString();
+  EXPECT_EQ(*created, 2);
+  EXPECT_EQ((*store_->Get(8))->product.waiting_room, seeded);
+  EXPECT_EQ((*store_->Get(9))->product.waiting_room, std::nullopt);
 }
 
 // Markers written before the payment step have 7 fields: still read as in-flight

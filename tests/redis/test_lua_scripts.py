@@ -122,9 +122,10 @@ class Store:
         k = f"item:{{{pid}}}"
         return [f"{k}:meta", f"{k}:stock", f"{k}:sold_out"]
 
-    def put_product(self, pid, stock, price=1999, limit=1, starts_at="", ends_at="", window=""):
+    def put_product(self, pid, stock, price=1999, limit=1, starts_at="", ends_at="", window="",
+                    room=("", "")):
         return self.r.evalsha(self.put_sha, 3, *self.product_keys(pid), price, stock, limit,
-                              starts_at, ends_at, window)
+                              starts_at, ends_at, window, *room)
 
     def restock(self, pid, amount):
         return self.r.evalsha(self.restock_sha, 3, *self.product_keys(pid), amount)
@@ -132,9 +133,10 @@ class Store:
     def get(self, pid):
         return self.r.evalsha(self.get_sha, 3, *self.product_keys(pid))
 
-    def seed(self, pid, stock, remaining, version, buyers=(), price=1999, limit=1, window=""):
+    def seed(self, pid, stock, remaining, version, buyers=(), price=1999, limit=1, window="",
+             room=("", "")):
         k = f"item:{{{pid}}}"
-        args = [price, stock, limit, "", "", remaining, 0, version, window]
+        args = [price, stock, limit, "", "", remaining, 0, version, window, *room]
         for user, units, order in buyers:
             args += [user, units, order]
         return self.r.evalsha(self.seed_sha, 5, *self.product_keys(pid), f"{k}:buyers",
@@ -464,6 +466,45 @@ def test_window_is_put_seeded_restocked_and_read(store, pid):
     assert store.reserve(pid + 10**6, 1, 1, f"ws{pid}")[5] == NOW + 45_000
 
 
+def test_waiting_room_is_put_seeded_restocked_and_read(store, pid):
+    meta_key = f"item:{{{pid}}}:meta"
+    assert store.put_product(pid, 5, room=(50, 120))[0] == "OK"
+    assert store.r.hmget(meta_key, "wr_admit_per_s", "wr_pass_ttl_s") == ["50", "120"]
+    # The restock reply carries it: the row persisted for that version keeps it.
+    assert store.restock(pid, 1)[10:] == ["50", "120"]
+    meta, _, _ = store.get(pid)
+    meta = dict(zip(meta[::2], meta[1::2]))
+    assert meta["wr_admit_per_s"] == "50" and meta["wr_pass_ttl_s"] == "120"
+    # PUT replaces the product: without a waiting room, both fields are "".
+    assert store.put_product(pid, 6)[0] == "OK"
+    assert store.r.hmget(meta_key, "wr_admit_per_s", "wr_pass_ttl_s") == ["", ""]
+    assert store.restock(pid, 1)[10:] == ["", ""]
+    # The bounds (WaitingRoom's kMaxAdmitPerS, kMaxPassTtlS) are accepted...
+    assert store.put_product(pid, 9, room=("1000000", "86400"))[0] == "OK"
+    assert store.put_product(pid, 9, room=("1", "1"))[0] == "OK"
+    # ... and anything else refused, nothing changed.
+    before = store.r.hgetall(meta_key)
+    before_stock = store.stock(pid)
+    for bad in [("0", "5"), ("1000001", "5"), ("5", "0"), ("5", "86401"), ("5", ""), ("", "5"),
+                ("-1", "5"), ("1.5", "5"), ("x", "5"), ("05", "5"), ("5", "0120"),
+                ("10000000000000000000000", "5")]:
+        with pytest.raises(redis.ResponseError, match="FLASHSALE bad waiting_room"):
+            store.put_product(pid, 12, room=bad)
+    assert store.r.hgetall(meta_key) == before and store.stock(pid) == before_stock
+    # Seeding from the database writes the row's waiting room; buyers still land (ARGV 12..).
+    other = pid + 10**6
+    assert store.seed(other, 4, 3, 3, buyers=[(42, 1, "o1")], room=("7", "30")) == 1
+    assert store.r.hmget(f"item:{{{other}}}:meta", "wr_admit_per_s", "wr_pass_ttl_s") == \
+        ["7", "30"]
+    assert store.units(other, 42) == 1
+    assert store.seed(other + 10**6, 4, 4, 3) == 1
+    assert store.r.hmget(f"item:{{{other + 10**6}}}:meta", "wr_admit_per_s",
+                         "wr_pass_ttl_s") == ["", ""]
+    with pytest.raises(redis.ResponseError, match="FLASHSALE bad waiting_room"):
+        store.seed(other + 2 * 10**6, 4, 4, 3, room=("7", ""))
+    assert not store.r.exists(f"item:{{{other + 2 * 10**6}}}:meta")
+
+
 # -- admin scripts: put_product.lua, restock_product.lua, get_product.lua, seed_product.lua ----
 
 
@@ -500,7 +541,7 @@ def test_restock_returns_the_product_as_now_held(store, pid):
     assert store.r.exists(f"item:{{{pid}}}:sold_out") == 1
     reply = store.restock(pid, 5)
     # OK, reopened, epoch, version, price, stock, limit, starts_at, ends_at
-    assert reply == ["OK", 1, "1", 2, "450", "6", "4", str(NOW), "", ""]
+    assert reply == ["OK", 1, "1", 2, "450", "6", "4", str(NOW), "", "", "", ""]
     assert store.stock(pid) == 5
     assert store.r.exists(f"item:{{{pid}}}:sold_out") == 0
 
@@ -528,7 +569,7 @@ def test_racing_restocks_and_puts_are_numbered_once_each(store, pid):
             for i in range(25):
                 reply = store.restock(pid, 1) if (t + i) % 2 else store.put_product(pid, 10 + t, limit=1)
                 with lock:
-                    versions.append(reply[3] if reply[0] == "OK" and len(reply) == 10 else reply[4])
+                    versions.append(reply[3] if reply[0] == "OK" and len(reply) == 12 else reply[4])
         except Exception as e:  # noqa: BLE001
             errors.append(e)
 

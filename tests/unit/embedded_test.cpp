@@ -188,6 +188,75 @@ TEST(SqliteDatabase, OpenAddsTheVersionColumnToAnOlderProductsTable) {
   EXPECT_TRUE(OpenDb(dir));  // opening again finds the column there
 }
 
+TEST(SqliteDatabase, WaitingRoomRoundTrips) {
+  TempDir dir;
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  Product p = MakeProduct(kPhone, 10);
+  p.waiting_room = WaitingRoom{.admit_per_s = 50, .pass_ttl_s = 120};
+  p.version = 1;
+  ASSERT_TRUE(db->UpsertProduct(p).ok());
+  EXPECT_EQ(db->LoadProducts()->front().waiting_room, p.waiting_room);
+  p.waiting_room.reset();  // a PUT without one clears it
+  p.version = 2;
+  ASSERT_TRUE(db->UpsertProduct(p).ok());
+  EXPECT_EQ(db->LoadProducts()->front().waiting_room, std::nullopt);
+  // InsertProducts (seed) both ways.
+  Product laptop = MakeProduct(kLaptop, 3);
+  laptop.waiting_room = WaitingRoom{.admit_per_s = kMaxAdmitPerS, .pass_ttl_s = kMaxPassTtlS};
+  std::int64_t inserted = 0;
+  ASSERT_TRUE(db->InsertProducts({laptop}, false, &inserted).ok());
+  EXPECT_EQ(db->LoadProducts()->back().waiting_room, laptop.waiting_room);
+  laptop.waiting_room = WaitingRoom{.admit_per_s = 1, .pass_ttl_s = 1};
+  ASSERT_TRUE(db->InsertProducts({laptop}, true, &inserted).ok());
+  EXPECT_EQ(db->LoadProducts()->back().waiting_room, laptop.waiting_room);
+}
+
+// A file from before issue 10 (the issue-9 schema: the waiting room's columns
+// missing) is read with no waiting room by a read-only open (audit), and gets
+// the columns in place at the next read-write open.
+TEST(SqliteDatabase, OpenAddsTheWaitingRoomColumnsToAnOlderFile) {
+  TempDir dir;
+  {
+    auto db = OpenDb(dir);
+    ASSERT_TRUE(db);
+    Product p = MakeProduct(kPhone, 4);
+    p.payment_window_s = 900;
+    ASSERT_TRUE(db->UpsertProduct(p).ok());
+  }
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(dir.File("flashsale.db").c_str(), &raw), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw,
+                         "ALTER TABLE products DROP COLUMN waiting_room_admit_per_s; "
+                         "ALTER TABLE products DROP COLUMN waiting_room_pass_ttl_s",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(raw);
+  sqlite3_close(raw);
+  {
+    Result<std::unique_ptr<SqliteDatabase>> ro =
+        SqliteDatabase::Open({.path = dir.File("flashsale.db"), .read_only = true});
+    ASSERT_TRUE(ro) << ro.error().ToString();
+    Result<std::vector<Product>> products = (*ro)->LoadProducts();
+    ASSERT_TRUE(products) << products.error().ToString();
+    ASSERT_EQ(products->size(), 1u);
+    EXPECT_EQ(products->front().payment_window_s, 900);
+    EXPECT_EQ(products->front().waiting_room, std::nullopt);
+  }
+  auto db = OpenDb(dir);
+  ASSERT_TRUE(db);
+  EXPECT_EQ(db->LoadProducts()->front().waiting_room, std::nullopt);
+  Product p = MakeProduct(kPhone, 4);
+  p.payment_window_s = 900;
+  p.waiting_room = WaitingRoom{.admit_per_s = 7, .pass_ttl_s = 30};
+  p.version = 1;
+  ASSERT_TRUE(db->UpsertProduct(p).ok());
+  EXPECT_EQ(db->LoadProducts()->front().waiting_room, p.waiting_room);
+  EXPECT_EQ(db->LoadProducts()->front().payment_window_s, 900);
+  db.reset();
+  EXPECT_TRUE(OpenDb(dir));  // opening again finds the columns there
+}
+
 TEST(SqliteDatabase, InsertProductsNeverOverwritesUnlessAsked) {
   TempDir dir;
   auto db = OpenDb(dir);

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "http/body_specs.hpp"
 #include "http/http_parser.hpp"
 #include "http/json_body.hpp"
 #include "http/response_writer.hpp"
@@ -524,6 +525,131 @@ TEST(JsonBodyReader, ProductBodies) {
   EXPECT_FALSE(v.ints[2].has_value());
   EXPECT_EQ(v.ints[3], 1795600800250);
   EXPECT_FALSE(v.present[4]);
+}
+
+// The API's own product spec (body_specs.hpp), whose "waiting_room" is the one
+// nested field: an object of two bounded ints, or null.
+TEST(JsonBodyReader, WaitingRoomObjectOrNull) {
+  const auto& spec = ::flashsale::http::kProductSpec;
+  JsonBodyReader reader;  // reused: member state must not leak between bodies
+  BodyValues v;
+  std::vector<FieldError> errors;
+  ASSERT_TRUE(reader.Read(R"({"stock":1,"price":1,"waiting_room":{"pass_ttl_s":120,
+                            "admit_per_s":50}})",
+                          spec, v, errors))
+      << RenderValidationErrors(errors);
+  EXPECT_TRUE(v.present[6]);
+  EXPECT_TRUE(v.object_given);
+  EXPECT_EQ(v.members[0], 50);
+  EXPECT_EQ(v.members[1], 120);
+  // The bounds themselves are valid.
+  ASSERT_TRUE(reader.Read(
+      R"({"stock":1,"price":1,"waiting_room":{"admit_per_s":1000000,"pass_ttl_s":86400}})", spec, v,
+      errors));
+  EXPECT_EQ(v.members[0], kMaxAdmitPerS);
+  EXPECT_EQ(v.members[1], kMaxPassTtlS);
+  // null and absent: no waiting room, nothing left over from the body before.
+  ASSERT_TRUE(reader.Read(R"({"stock":1,"price":1,"waiting_room":null})", spec, v, errors));
+  EXPECT_TRUE(v.present[6]);
+  EXPECT_FALSE(v.object_given);
+  EXPECT_FALSE(v.members[0] || v.members[1]);
+  ASSERT_TRUE(reader.Read(R"({"stock":1,"price":1})", spec, v, errors));
+  EXPECT_FALSE(v.present[6] || v.object_given);
+  // The purchase body after a nested one reads as always.
+  ASSERT_TRUE(reader.Read(R"({"user_id":1,"product_id":2,"amount":3})",
+                          ::flashsale::http::kPurchaseSpec, v, errors));
+  EXPECT_FALSE(v.object_given);
+  EXPECT_EQ(v.ints[2], 3);
+}
+
+TEST(JsonBodyReader, WaitingRoomErrorsNameTheMember) {
+  struct Case {
+    std::string room;                            // the value of "waiting_room"
+    std::vector<std::vector<std::string>> want;  // {field, member, type} per error, in order
+  };
+  const Case cases[] = {
+      {"1", {{"waiting_room", "", "model_type"}}},
+      {R"("x")", {{"waiting_room", "", "model_type"}}},
+      {"[1,2]", {{"waiting_room", "", "model_type"}}},
+      {"true", {{"waiting_room", "", "model_type"}}},
+      {"{}",
+       {{"waiting_room", "admit_per_s", "missing"}, {"waiting_room", "pass_ttl_s", "missing"}}},
+      {R"({"admit_per_s":5})", {{"waiting_room", "pass_ttl_s", "missing"}}},
+      {R"({"pass_ttl_s":5})", {{"waiting_room", "admit_per_s", "missing"}}},
+      {R"({"admit_per_s":0,"pass_ttl_s":5})",
+       {{"waiting_room", "admit_per_s", "greater_than_equal"}}},
+      {R"({"admit_per_s":1000001,"pass_ttl_s":5})",
+       {{"waiting_room", "admit_per_s", "less_than_equal"}}},
+      {R"({"admit_per_s":5,"pass_ttl_s":0})",
+       {{"waiting_room", "pass_ttl_s", "greater_than_equal"}}},
+      {R"({"admit_per_s":5,"pass_ttl_s":86401})",
+       {{"waiting_room", "pass_ttl_s", "less_than_equal"}}},
+      {R"({"admit_per_s":"5","pass_ttl_s":5})", {{"waiting_room", "admit_per_s", "int_type"}}},
+      {R"({"admit_per_s":null,"pass_ttl_s":5})", {{"waiting_room", "admit_per_s", "int_type"}}},
+      {R"({"admit_per_s":5.5,"pass_ttl_s":5})",
+       {{"waiting_room", "admit_per_s", "int_from_float"}}},
+      {R"({"admit_per_s":5,"pass_ttl_s":1e2})", {{"waiting_room", "pass_ttl_s", "int_from_float"}}},
+      {R"({"admit_per_s":18446744073709551615,"pass_ttl_s":5})",
+       {{"waiting_room", "admit_per_s", "int_range"}}},
+      {R"({"admit_per_s":{"n":1},"pass_ttl_s":[5]})",
+       {{"waiting_room", "admit_per_s", "int_type"}, {"waiting_room", "pass_ttl_s", "int_type"}}},
+      {R"({"admit_per_s":5,"pass_ttl_s":5,"color":"red"})",
+       {{"waiting_room", "color", "extra_forbidden"}}},
+      {R"({"admit_per_s":5,"pass_ttl_s":5,"admit_per_s":6})",
+       {{"waiting_room", "admit_per_s", "duplicate_key"}}},
+      {R"({"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9})",
+       {{"waiting_room", "", "extra_forbidden"},
+        {"waiting_room", "a", "extra_forbidden"},
+        {"waiting_room", "b", "extra_forbidden"},
+        {"waiting_room", "c", "extra_forbidden"},
+        {"waiting_room", "d", "extra_forbidden"},
+        {"waiting_room", "e", "extra_forbidden"},
+        {"waiting_room", "f", "extra_forbidden"},
+        {"waiting_room", "g", "extra_forbidden"},
+        {"waiting_room", "h", "extra_forbidden"},
+        {"waiting_room", "admit_per_s", "missing"},
+        {"waiting_room", "pass_ttl_s", "missing"}}},
+  };
+  JsonBodyReader reader;
+  for (const Case& c : cases) {
+    const std::string body = R"({"stock":1,"price":1,"waiting_room":)" + c.room + "}";
+    SCOPED_TRACE(body);
+    BodyValues v;
+    std::vector<FieldError> errors;
+    EXPECT_FALSE(reader.Read(body, ::flashsale::http::kProductSpec, v, errors));
+    std::vector<std::vector<std::string>> got;
+    for (const FieldError& e : errors) {
+      EXPECT_EQ(e.root, "body");
+      EXPECT_FALSE(e.msg.empty());
+      got.push_back({e.field, e.member, e.type});
+    }
+    EXPECT_EQ(got, c.want) << RenderValidationErrors(errors);
+  }
+  // Members of other objects are not the waiting room's: an unknown nested
+  // field is one extra_forbidden, a duplicated waiting_room one duplicate_key.
+  BodyValues v;
+  std::vector<FieldError> errors;
+  EXPECT_FALSE(reader.Read(
+      R"({"stock":1,"price":1,"x":{"admit_per_s":"bad"},"waiting_room":{"admit_per_s":1,"pass_ttl_s":1}})",
+      ::flashsale::http::kProductSpec, v, errors));
+  ASSERT_EQ(errors.size(), 1u) << RenderValidationErrors(errors);
+  EXPECT_EQ(errors[0].field, "x");
+  EXPECT_EQ(errors[0].type, "extra_forbidden");
+  errors.clear();
+  EXPECT_FALSE(reader.Read(
+      R"({"stock":1,"price":1,"waiting_room":{"admit_per_s":1,"pass_ttl_s":1},"waiting_room":{"admit_per_s":"x"}})",
+      ::flashsale::http::kProductSpec, v, errors));
+  ASSERT_EQ(errors.size(), 1u) << RenderValidationErrors(errors);
+  EXPECT_EQ(errors[0].type, "duplicate_key");
+}
+
+TEST(RenderValidationErrors, MemberIsTheThirdLocElement) {
+  const std::string text =
+      RenderValidationErrors({{"waiting_room", "Field required", "missing", "body", "pass_ttl_s"}});
+  const boost::json::value doc = boost::json::parse(text);
+  EXPECT_EQ(doc.at("detail").as_array()[0].at("loc"),
+            (boost::json::array{"body", "waiting_room", "pass_ttl_s"}))
+      << text;
 }
 
 // --------------------------------------------------- RenderValidationErrors ---

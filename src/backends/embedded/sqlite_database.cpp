@@ -9,6 +9,7 @@
 #include "core/checked_row.hpp"
 #include "core/numbers.hpp"
 #include "core/signatures.hpp"
+#include "core/stored_waiting_room.hpp"
 
 namespace flashsale::embedded {
 namespace {
@@ -23,7 +24,9 @@ CREATE TABLE IF NOT EXISTS products (
   ends_at        INTEGER,
   limit_per_user INTEGER NOT NULL DEFAULT 1,
   version        INTEGER NOT NULL DEFAULT 0,
-  payment_window_s INTEGER
+  payment_window_s INTEGER,
+  waiting_room_admit_per_s INTEGER,
+  waiting_room_pass_ttl_s  INTEGER
 );
 CREATE TABLE IF NOT EXISTS orders (
   order_id        TEXT PRIMARY KEY,
@@ -288,6 +291,7 @@ Result<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const Options& opti
     if (Status s = db->MovePendingOrdersToJournal(); !s.ok()) return s;
     if (Status s = db->SumProductSales(); !s.ok()) return s;
     if (Status s = db->UpgradeToLifecycle(); !s.ok()) return s;
+    if (Status s = db->AddWaitingRoomColumns(); !s.ok()) return s;
   }
 
   if (!OpenConnection(options.path, SQLITE_OPEN_READONLY, &db->reader_)) {
@@ -404,6 +408,23 @@ SqliteDatabase::~SqliteDatabase() {
   sqlite3_close_v2(writer_);
 }
 
+Status SqliteDatabase::AddWaitingRoomColumns() {
+  // A products table made before the waiting room: both nullable columns (a
+  // schema change only, no row rewritten), checked and added in one write
+  // transaction like AddProductVersionColumn. No user_version: the columns'
+  // presence is the whole state.
+  if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok()) return s;
+  for (const char* column : {"waiting_room_admit_per_s", "waiting_room_pass_ttl_s"}) {
+    if (HasColumn(writer_, "main", "products", column)) continue;
+    const std::string sql = std::string("ALTER TABLE products ADD COLUMN ") + column + " INTEGER";
+    if (Status s = Exec(writer_, sql.c_str()); !s.ok()) {
+      (void)Exec(writer_, "ROLLBACK");
+      return s;
+    }
+  }
+  return Exec(writer_, "COMMIT");
+}
+
 Status SqliteDatabase::SumProductSales() {
   Result<std::int64_t> version = UserVersion();
   if (!version) return version.error();
@@ -481,14 +502,18 @@ Status SqliteDatabase::UpsertProduct(const Product& p) {
   // Kept only if not older than the stored row (OrderRepository::UpsertProduct).
   SqliteStatement st(writer_,
                      "INSERT INTO products(product_id, price, stock, starts_at, ends_at, "
-                     "limit_per_user, version, payment_window_s) VALUES(?1, ?2, ?3, ?4, ?5, ?6, "
-                     "?7, ?8) ON CONFLICT(product_id) DO UPDATE SET price = excluded.price, "
+                     "limit_per_user, version, payment_window_s, waiting_room_admit_per_s, "
+                     "waiting_room_pass_ttl_s) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+                     "ON CONFLICT(product_id) DO UPDATE SET price = excluded.price, "
                      "stock = excluded.stock, starts_at = excluded.starts_at, ends_at = "
                      "excluded.ends_at, limit_per_user = excluded.limit_per_user, version = "
-                     "excluded.version, payment_window_s = excluded.payment_window_s WHERE "
+                     "excluded.version, payment_window_s = excluded.payment_window_s, "
+                     "waiting_room_admit_per_s = excluded.waiting_room_admit_per_s, "
+                     "waiting_room_pass_ttl_s = excluded.waiting_room_pass_ttl_s WHERE "
                      "products.version <= excluded.version");
   st.Bind(1, p.id).Bind(2, p.price).Bind(3, p.stock).Bind(4, p.starts_at).Bind(5, p.ends_at);
   st.Bind(6, p.limit_per_user).Bind(7, p.version).Bind(8, p.payment_window_s);
+  st.Bind(9, AdmitPerS(p)).Bind(10, PassTtlS(p));
   if (st.Step() != SQLITE_DONE) return Error(writer_, "saving product");
   if (sqlite3_changes(writer_) > 0) guard_stock_[p.id] = p.stock;
   return Status::Ok();
@@ -500,16 +525,17 @@ Status SqliteDatabase::InsertProducts(const std::vector<Product>& products, bool
   if (Status s = Exec(writer_, "BEGIN IMMEDIATE"); !s.ok()) return s;
   const char* sql = overwrite
                         ? "INSERT OR REPLACE INTO products(product_id, price, stock, starts_at, "
-                          "ends_at, limit_per_user, payment_window_s) VALUES(?1, ?2, ?3, ?4, ?5, "
-                          "?6, ?7)"
+                          "ends_at, limit_per_user, payment_window_s, waiting_room_admit_per_s, "
+                          "waiting_room_pass_ttl_s) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
                         : "INSERT OR IGNORE INTO products(product_id, price, stock, starts_at, "
-                          "ends_at, limit_per_user, payment_window_s) VALUES(?1, ?2, ?3, ?4, ?5, "
-                          "?6, ?7)";
+                          "ends_at, limit_per_user, payment_window_s, waiting_room_admit_per_s, "
+                          "waiting_room_pass_ttl_s) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
   SqliteStatement st(writer_, sql);
   *inserted = 0;
   for (const Product& p : products) {
     st.Bind(1, p.id).Bind(2, p.price).Bind(3, p.stock).Bind(4, p.starts_at).Bind(5, p.ends_at);
-    st.Bind(6, p.limit_per_user).Bind(7, p.payment_window_s);
+    st.Bind(6, p.limit_per_user).Bind(7, p.payment_window_s).Bind(8, AdmitPerS(p));
+    st.Bind(9, PassTtlS(p));
     if (st.Step() != SQLITE_DONE) {
       Status err = Error(writer_, "inserting products");
       (void)Exec(writer_, "ROLLBACK");
@@ -1138,23 +1164,41 @@ Result<std::vector<Order>> SqliteDatabase::OrdersOfUser(UserId user, std::int64_
 Result<std::vector<Product>> SqliteDatabase::LoadProducts() {
   MutexLock lock(&read_mu_);
   // A read-only open of a file made before Product::version reads version 0.
-  // ... and one from before the lifecycle reads no payment window.
+  // ... and one from before the lifecycle reads no payment window, and one from
+  // before issue 10 no waiting room.
+  const bool has_wr = HasColumn(reader_, "main", "products", "waiting_room_admit_per_s");
   const std::string sql =
       std::string("SELECT product_id, price, stock, starts_at, ends_at, limit_per_user, ") +
       (ProductsHaveVersion(reader_) ? "version" : "0") + ", " +
       (HasColumn(reader_, "main", "products", "payment_window_s") ? "payment_window_s" : "NULL") +
+      (has_wr ? ", waiting_room_admit_per_s, waiting_room_pass_ttl_s" : ", NULL, NULL") +
       " FROM products ORDER BY product_id";
   SqliteStatement st(reader_, sql.c_str());
   std::vector<Product> out;
   int rc;
-  constexpr const char* kColumns[] = {"product_id", "price",           "stock",
-                                      "starts_at",  "ends_at",         "limit_per_user",
-                                      "version",    "payment_window_s"};
+  constexpr const char* kColumns[] = {"product_id",
+                                      "price",
+                                      "stock",
+                                      "starts_at",
+                                      "ends_at",
+                                      "limit_per_user",
+                                      "version",
+                                      "payment_window_s",
+                                      "waiting_room_admit_per_s",
+                                      "waiting_room_pass_ttl_s"};
   while ((rc = st.Step()) == SQLITE_ROW) {
     RowReader cells(st, "products", kColumns, 1);
-    out.push_back({cells.Int(0), cells.Int(1), cells.Int(2), cells.OptionalInt(3),
-                   cells.OptionalInt(4), cells.Int(5), cells.Int(6), cells.OptionalInt(7)});
+    Product p{.id = cells.Int(0),
+              .price = cells.Int(1),
+              .stock = cells.Int(2),
+              .starts_at = cells.OptionalInt(3),
+              .ends_at = cells.OptionalInt(4),
+              .limit_per_user = cells.Int(5),
+              .version = cells.Int(6),
+              .payment_window_s = cells.OptionalInt(7)};
+    p.waiting_room = WaitingRoomOf(cells.OptionalInt(8), cells.OptionalInt(9));
     if (!cells.error().ok()) return cells.error();
+    out.push_back(p);
   }
   if (rc != SQLITE_DONE) return Error(reader_, "reading products");
   return out;

@@ -186,6 +186,9 @@ class SqliteDatabase final : public OrderRepository, public OrderLifecycle {
   // Schema upgrade at Open(): the lifecycle columns and indexes (once: PRAGMA
   // user_version 3), and the journal's pay_by column.
   Status UpgradeToLifecycle() REQUIRES(write_mu_, journal_mu_);
+  // Schema upgrade at Open(): products.waiting_room_admit_per_s and
+  // waiting_room_pass_ttl_s (Product::waiting_room; NULL = none).
+  Status AddWaitingRoomColumns() REQUIRES(write_mu_);
   // Inside a write transaction: recorded payments of orders that landed
   // become PAID (a FAILED one keeps the payment_ref, for the refund), and
   // their rows go. A probe of the (usually empty) table first: payments may

@@ -12,6 +12,7 @@
 #include "backends/postgres/pg_internal.hpp"
 #include "core/numbers.hpp"
 #include "core/signatures.hpp"
+#include "core/stored_waiting_room.hpp"
 
 namespace flashsale::postgres {
 namespace {
@@ -19,44 +20,58 @@ namespace {
 // What ReadProduct parses, in its order.
 constexpr const char* kProductColumns =
     "product_id, (price * 100)::bigint, stock, (extract(epoch FROM starts_at) * 1000)::bigint, "
-    "(extract(epoch FROM ends_at) * 1000)::bigint, limit_per_user, payment_window_s, version";
+    "(extract(epoch FROM ends_at) * 1000)::bigint, limit_per_user, payment_window_s, version, "
+    "waiting_room_admit_per_s, waiting_room_pass_ttl_s";
 
-// $1..$8: id, cents, stock, starts_ms, ends_ms, limit, version, window_s. The row is
+// $1..$10: id, cents, stock, starts_ms, ends_ms, limit, version, window_s,
+// wr_admit_per_s, wr_pass_ttl_s. The row is
 // kept only if not older (OrderRepository::UpsertProduct): racing admin
 // changes persisted out of order converge to the last one.
 constexpr const char* kUpsertProduct = R"sql(
 INSERT INTO products (product_id, price, stock, starts_at, ends_at, limit_per_user, version,
-                      payment_window_s)
+                      payment_window_s, waiting_room_admit_per_s, waiting_room_pass_ttl_s)
 VALUES ($1, $2::bigint::numeric / 100, $3,
         TIMESTAMPTZ 'epoch' + $4::bigint * INTERVAL '1 millisecond',
-        TIMESTAMPTZ 'epoch' + $5::bigint * INTERVAL '1 millisecond', $6, $7, $8::bigint)
+        TIMESTAMPTZ 'epoch' + $5::bigint * INTERVAL '1 millisecond', $6, $7, $8::bigint,
+        $9::bigint, $10::bigint)
 ON CONFLICT (product_id) DO UPDATE SET
   price = excluded.price, stock = excluded.stock, starts_at = excluded.starts_at,
   ends_at = excluded.ends_at, limit_per_user = excluded.limit_per_user, version = excluded.version,
-  payment_window_s = excluded.payment_window_s
+  payment_window_s = excluded.payment_window_s,
+  waiting_room_admit_per_s = excluded.waiting_room_admit_per_s,
+  waiting_room_pass_ttl_s = excluded.waiting_room_pass_ttl_s
 WHERE products.version <= excluded.version
 )sql";
 
 constexpr const char* kInsertProductsSelect = R"sql(
 INSERT INTO products (product_id, price, stock, starts_at, ends_at, limit_per_user,
-                      payment_window_s)
+                      payment_window_s, waiting_room_admit_per_s, waiting_room_pass_ttl_s)
 SELECT id, cents::numeric / 100, stock,
        TIMESTAMPTZ 'epoch' + starts_ms * INTERVAL '1 millisecond',
-       TIMESTAMPTZ 'epoch' + ends_ms * INTERVAL '1 millisecond', lim, window_s
+       TIMESTAMPTZ 'epoch' + ends_ms * INTERVAL '1 millisecond', lim, window_s, wr_admit, wr_ttl
 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
-            $7::bigint[])
-     AS t(id, cents, stock, starts_ms, ends_ms, lim, window_s)
+            $7::bigint[], $8::bigint[], $9::bigint[])
+     AS t(id, cents, stock, starts_ms, ends_ms, lim, window_s, wr_admit, wr_ttl)
 )sql";
 
 constexpr const char* kOverwriteClause =
     " ON CONFLICT (product_id) DO UPDATE SET price = excluded.price, stock = excluded.stock, "
     "starts_at = excluded.starts_at, ends_at = excluded.ends_at, "
-    "limit_per_user = excluded.limit_per_user, payment_window_s = excluded.payment_window_s";
+    "limit_per_user = excluded.limit_per_user, payment_window_s = excluded.payment_window_s, "
+    "waiting_room_admit_per_s = excluded.waiting_room_admit_per_s, "
+    "waiting_room_pass_ttl_s = excluded.waiting_room_pass_ttl_s";
 
 // The columns of kProductColumns, for RowReader's messages.
-constexpr const char* kProductColumnNames[] = {"product_id",       "price",   "stock",
-                                               "starts_at",        "ends_at", "limit_per_user",
-                                               "payment_window_s", "version"};
+constexpr const char* kProductColumnNames[] = {"product_id",
+                                               "price",
+                                               "stock",
+                                               "starts_at",
+                                               "ends_at",
+                                               "limit_per_user",
+                                               "payment_window_s",
+                                               "version",
+                                               "waiting_room_admit_per_s",
+                                               "waiting_room_pass_ttl_s"};
 
 Result<Product> ReadProduct(const PGresult* r, int row) {
   RowReader cells(r, row, "products", kProductColumnNames, 1);
@@ -69,6 +84,7 @@ Result<Product> ReadProduct(const PGresult* r, int row) {
   p.limit_per_user = cells.Int(5);
   p.payment_window_s = cells.OptionalInt(6);
   p.version = cells.Int(7);
+  p.waiting_room = WaitingRoomOf(cells.OptionalInt(8), cells.OptionalInt(9));
   if (!cells.error().ok()) return cells.error();
   return p;
 }
@@ -83,13 +99,19 @@ Status PgDatabase::UpsertProduct(const Product& p) {
       p.payment_window_s ? std::optional(std::to_string(*p.payment_window_s)) : std::nullopt;
   const std::optional<std::string> starts =
       p.starts_at ? std::optional(std::to_string(*p.starts_at)) : std::nullopt;
+  const std::optional<std::string> wr_admit =
+      p.waiting_room ? std::optional(std::to_string(p.waiting_room->admit_per_s)) : std::nullopt;
+  const std::optional<std::string> wr_ttl =
+      p.waiting_room ? std::optional(std::to_string(p.waiting_room->pass_ttl_s)) : std::nullopt;
   const std::optional<std::string> ends =
       p.ends_at ? std::optional(std::to_string(*p.ends_at)) : std::nullopt;
   Result<bool> r = Run<bool>([&](Connection& c) -> Result<bool> {
-    Status s = c.Command(server_, "saving product", kUpsertProduct,
-                         {id.c_str(), price.c_str(), stock.c_str(),
-                          starts ? starts->c_str() : nullptr, ends ? ends->c_str() : nullptr,
-                          limit.c_str(), version.c_str(), window ? window->c_str() : nullptr});
+    Status s =
+        c.Command(server_, "saving product", kUpsertProduct,
+                  {id.c_str(), price.c_str(), stock.c_str(), starts ? starts->c_str() : nullptr,
+                   ends ? ends->c_str() : nullptr, limit.c_str(), version.c_str(),
+                   window ? window->c_str() : nullptr, wr_admit ? wr_admit->c_str() : nullptr,
+                   wr_ttl ? wr_ttl->c_str() : nullptr});
     if (!s.ok()) return s;
     return true;
   });
@@ -121,13 +143,16 @@ Status PgDatabase::InsertProducts(const std::vector<Product>& products, bool ove
   const std::string lim = IntArray(rows.begin(), rows.end(), [](P p) { return p.limit_per_user; });
   const std::string window =
       IntArray(rows.begin(), rows.end(), [](P p) { return p.payment_window_s; });
+  const std::string wr_admit = IntArray(rows.begin(), rows.end(), [](P p) { return AdmitPerS(p); });
+  const std::string wr_ttl = IntArray(rows.begin(), rows.end(), [](P p) { return PassTtlS(p); });
   const std::string sql = std::string(kInsertProductsSelect) +
                           (overwrite ? kOverwriteClause : " ON CONFLICT (product_id) DO NOTHING");
   Result<std::int64_t> r = Run<std::int64_t>([&](Connection& c) -> Result<std::int64_t> {
-    Result<PgResult> res = c.Exec(server_, "inserting products", sql.c_str(),
-                                  {ids.c_str(), cents.c_str(), stock.c_str(), starts.c_str(),
-                                   ends.c_str(), lim.c_str(), window.c_str()},
-                                  PGRES_COMMAND_OK);
+    Result<PgResult> res =
+        c.Exec(server_, "inserting products", sql.c_str(),
+               {ids.c_str(), cents.c_str(), stock.c_str(), starts.c_str(), ends.c_str(),
+                lim.c_str(), window.c_str(), wr_admit.c_str(), wr_ttl.c_str()},
+               PGRES_COMMAND_OK);
     if (!res.has_value()) return res.error();
     // PQcmdTuples gives the count's digits, or "" for a command without one.
     return ParseInt64(PQcmdTuples(res->get())).value_or(0);

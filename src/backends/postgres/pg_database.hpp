@@ -15,7 +15,9 @@
 //                                              -- holding units (CONFIRMED, PAID):
 //                                              -- PersistBatch adds, closing subtracts
 //            version BIGINT NOT NULL DEFAULT 0,
-//            payment_window_s BIGINT NULL)     -- NULL: no payment step
+//            payment_window_s BIGINT NULL,     -- NULL: no payment step
+//            waiting_room_admit_per_s BIGINT NULL,  -- both NULL: no waiting room
+//            waiting_room_pass_ttl_s BIGINT NULL)
 //   orders(order_id TEXT PK, user_id BIGINT, product_id BIGINT, quantity BIGINT,
 //          price NUMERIC(14,2),
 //          status TEXT CONSTRAINT orders_status_check CHECK IN (PENDING, CONFIRMED,

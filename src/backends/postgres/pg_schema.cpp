@@ -26,7 +26,9 @@ CREATE TABLE IF NOT EXISTS products (
   limit_per_user   BIGINT NOT NULL DEFAULT 1,
   sold             BIGINT NOT NULL DEFAULT 0,
   version          BIGINT NOT NULL DEFAULT 0,
-  payment_window_s BIGINT NULL
+  payment_window_s BIGINT NULL,
+  waiting_room_admit_per_s BIGINT NULL,
+  waiting_room_pass_ttl_s  BIGINT NULL
 );
 CREATE TABLE IF NOT EXISTS orders (
   order_id        TEXT PRIMARY KEY,
@@ -63,6 +65,8 @@ ALTER TABLE orders ADD COLUMN IF NOT EXISTS payment_ref TEXT NULL;
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS units_returned BOOLEAN NOT NULL DEFAULT TRUE;
 ALTER TABLE products ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE products ADD COLUMN IF NOT EXISTS payment_window_s BIGINT NULL;
+ALTER TABLE products ADD COLUMN IF NOT EXISTS waiting_room_admit_per_s BIGINT NULL;
+ALTER TABLE products ADD COLUMN IF NOT EXISTS waiting_room_pass_ttl_s BIGINT NULL;
 CREATE INDEX IF NOT EXISTS orders_by_idempotency_key ON orders (idempotency_key)
   WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS orders_awaiting_payment ON orders (pay_by)

@@ -2,7 +2,8 @@
 one consistent view (a reservation or an admin change never lands between the reads).
 One product's hash slot only (keys item:{<id>}:..., see reserve_stock.lua).
 
-KEYS[1]  item:{<id>}:meta      hash (see put_product.lua; payment_window_s "" or absent = none)
+KEYS[1]  item:{<id>}:meta      hash (see put_product.lua; payment_window_s, wr_admit_per_s and
+                               wr_pass_ttl_s "" or absent = none)
 KEYS[2]  item:{<id>}:stock     string: remaining units
 KEYS[3]  item:{<id>}:sold_out  the L2 flag
 

@@ -15,19 +15,23 @@ database row with that version, and the database keeps a row only if its version
 the last decision, which is what Redis holds.
 
 KEYS[1]  item:{<id>}:meta      hash: price, stock, limit_per_user, starts_at, ends_at ("" = open),
-                               payment_window_s ("" = no payment step), restock_epoch,
-                               version (absent = 0)
+                               payment_window_s ("" = no payment step), wr_admit_per_s and
+                               wr_pass_ttl_s (the waiting room; "" or absent = none, both set or
+                               both ""), restock_epoch, version (absent = 0)
 KEYS[2]  item:{<id>}:stock     string: remaining units
 KEYS[3]  item:{<id>}:sold_out  the L2 flag: deleted when units remain
 
 ARGV[1]  price (cents)         ARGV[2]  stock          ARGV[3]  limit_per_user
 ARGV[4]  starts_at             ARGV[5]  ends_at (ms since epoch, "" = open)
 ARGV[6]  payment_window_s: seconds, 1 .. 604800 (7 days), or "" = no payment step
+ARGV[7]  wr_admit_per_s: 1 .. 1000000      ARGV[8]  wr_pass_ttl_s: 1 .. 86400 (seconds)
+         (both "" = no waiting room; WaitingRoom's kMaxAdmitPerS / kMaxPassTtlS)
 
 Returns {"OK", created 0/1, reopened 0/1, restock_epoch, version} or {"CONFLICT", sold}.
 Error replies (nothing changed): "FLASHSALE bad stock" for a stock that is not a decimal integer,
 "FLASHSALE bad payment_window_s" for a window outside 1 .. 604800 (reserve_stock.lua computes
-pay_by in doubles, exact for such windows).
+pay_by in doubles, exact for such windows), "FLASHSALE bad waiting_room" for a half alone or a
+value out of its range.
 ]]
 
 local stock = tonumber(ARGV[2])
@@ -39,6 +43,14 @@ if window ~= '' and (not string.match(window, '^[1-9]%d*$') or #window > 6 or
                      tonumber(window) > 604800) then
   return redis.error_reply('FLASHSALE bad payment_window_s ' .. window)
 end
+local function in_range(v, max)
+  return string.match(v, '^[1-9]%d*$') ~= nil and #v <= #tostring(max) and tonumber(v) <= max
+end
+local wr_admit, wr_ttl = ARGV[7], ARGV[8]
+if not ((wr_admit == '' and wr_ttl == '') or (in_range(wr_admit, 1000000) and
+                                              in_range(wr_ttl, 86400))) then
+  return redis.error_reply('FLASHSALE bad waiting_room ' .. wr_admit .. ' ' .. wr_ttl)
+end
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 local sold = 0
 if exists then
@@ -47,7 +59,8 @@ if exists then
 end
 if stock < sold then return {'CONFLICT', sold} end
 redis.call('HSET', KEYS[1], 'price', ARGV[1], 'stock', ARGV[2], 'limit_per_user', ARGV[3],
-           'starts_at', ARGV[4], 'ends_at', ARGV[5], 'payment_window_s', window)
+           'starts_at', ARGV[4], 'ends_at', ARGV[5], 'payment_window_s', window,
+           'wr_admit_per_s', wr_admit, 'wr_pass_ttl_s', wr_ttl)
 local remaining = stock - sold
 redis.call('SET', KEYS[2], string.format('%d', remaining))
 local reopened = 0

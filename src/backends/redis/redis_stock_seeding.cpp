@@ -14,6 +14,7 @@
 
 #include "backends/redis/redis_keys.hpp"
 #include "backends/redis/redis_stock_store_internal.hpp"
+#include "core/stored_waiting_room.hpp"
 
 namespace flashsale::redis {
 
@@ -62,7 +63,9 @@ Result<std::int64_t> RedisStockStore::Seed(const std::vector<Product>& products,
                                 "",
                                 staged ? "1" : "0",
                                 std::to_string(p.version),
-                                OptionalSeconds(p.payment_window_s)};
+                                OptionalSeconds(p.payment_window_s),
+                                OptionalSeconds(AdmitPerS(p)),
+                                OptionalSeconds(PassTtlS(p))};
     for (std::size_t i = 0; i < n; i += kChunkBuyers) {
       std::vector<std::string> hset{"HSET", staging_key};
       const std::size_t end = std::min(n, i + kChunkBuyers);

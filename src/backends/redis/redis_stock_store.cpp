@@ -14,6 +14,7 @@
 #include "backends/redis/redis_stock_store_internal.hpp"
 #include "core/mutex.hpp"
 #include "core/numbers.hpp"
+#include "core/stored_waiting_room.hpp"
 
 namespace flashsale::redis {
 namespace {
@@ -237,13 +238,18 @@ Result<PutResult> RedisStockStore::Put(const Product& p, const PersistProduct& p
   if (p.payment_window_s && (*p.payment_window_s < 1 || *p.payment_window_s > kMaxPaymentWindowS)) {
     return Status::Invalid("payment_window_s must be 1.." + std::to_string(kMaxPaymentWindowS));
   }
+  if (p.waiting_room && !ValidWaitingRoom(*p.waiting_room)) {
+    return Status::Invalid("waiting_room: admit_per_s must be 1.." + std::to_string(kMaxAdmitPerS) +
+                           ", pass_ttl_s 1.." + std::to_string(kMaxPassTtlS));
+  }
   // The decision: put_product.lua checks and writes in one step and numbers
   // the change (see the class comment).
   Result<RedisValue> v = CallEval(
       put_,
       {keys::Meta(p.id), keys::Stock(p.id), keys::SoldOut(p.id), std::to_string(p.price),
        std::to_string(p.stock), std::to_string(p.limit_per_user), OptionalMillis(p.starts_at),
-       OptionalMillis(p.ends_at), OptionalSeconds(p.payment_window_s)},
+       OptionalMillis(p.ends_at), OptionalSeconds(p.payment_window_s),
+       OptionalSeconds(AdmitPerS(p)), OptionalSeconds(PassTtlS(p))},
       3);
   if (!v.has_value()) return v.error();
   if (v->IsError()) return ErrorReply("put_product.lua", *v);
@@ -281,7 +287,7 @@ Result<PutResult> RedisStockStore::Restock(ProductId id, std::int64_t amount,
   const std::string& code = v->elements[0].str;
   if (code == "NOT_FOUND") return Status::NotFound("product " + std::to_string(id));
   if (code == "OVERFLOW") return Status::Invalid("stock would overflow");
-  if (code != "OK" || v->elements.size() != 10) return Malformed("restock_product.lua");
+  if (code != "OK" || v->elements.size() != 12) return Malformed("restock_product.lua");
   // The product as Redis now holds it, at the change's version: what is persisted.
   std::optional<std::int64_t> reopened = ToInt(v->elements[1]);
   std::optional<std::int64_t> epoch = ToInt(v->elements[2]);
@@ -298,16 +304,20 @@ Result<PutResult> RedisStockStore::Restock(ProductId id, std::int64_t amount,
   decided.stock = *stock;
   decided.limit_per_user = *limit;
   decided.version = *version;
-  // "" = open / no payment step. The window is carried over: the row persisted
-  // for this version is the whole product as Redis holds it.
+  // "" = open / no payment step / no waiting room. The window and the waiting
+  // room are carried over: the row persisted for this version is the whole
+  // product as Redis holds it.
+  std::optional<std::int64_t> wr_admit, wr_ttl;
   for (auto [at, field] :
        {std::pair{std::size_t{7}, &decided.starts_at}, std::pair{std::size_t{8}, &decided.ends_at},
-        std::pair{std::size_t{9}, &decided.payment_window_s}}) {
+        std::pair{std::size_t{9}, &decided.payment_window_s}, std::pair{std::size_t{10}, &wr_admit},
+        std::pair{std::size_t{11}, &wr_ttl}}) {
     if (v->elements[at].str.empty()) continue;
     std::optional<std::int64_t> t = ToInt(v->elements[at]);
     if (!t) return Malformed("restock_product.lua");
     *field = *t;
   }
+  decided.waiting_room = WaitingRoomOf(wr_admit, wr_ttl);
   if (Status s = Record(decided, persist); !s.ok()) return s;
   return PutResult{false, *reopened == 1, *epoch};
 }
@@ -346,6 +356,7 @@ Result<std::optional<StockSnapshot>> RedisStockStore::ParseGet(ProductId id,
   if (meta.empty()) return std::optional<StockSnapshot>();
   StockSnapshot snap;
   snap.product.id = id;
+  std::optional<std::int64_t> wr_admit, wr_ttl;  // the waiting room's halves
   for (std::size_t i = 0; i + 1 < meta.size(); i += 2) {
     const std::string& field = meta[i].str;
     if (meta[i + 1].str.empty()) continue;  // "" = absent (open window)
@@ -363,11 +374,16 @@ Result<std::optional<StockSnapshot>> RedisStockStore::ParseGet(ProductId id,
       snap.product.ends_at = *n;
     else if (field == "payment_window_s")
       snap.product.payment_window_s = *n;
+    else if (field == "wr_admit_per_s")
+      wr_admit = *n;
+    else if (field == "wr_pass_ttl_s")
+      wr_ttl = *n;
     else if (field == "restock_epoch")
       snap.restock_epoch = *n;
     else if (field == "version")
       snap.product.version = *n;
   }
+  snap.product.waiting_room = WaitingRoomOf(wr_admit, wr_ttl);
   if (!v->elements[1].str.empty()) {
     std::optional<std::int64_t> remaining = ToInt(v->elements[1]);
     if (!remaining) return Malformed("get: remaining");

@@ -9,15 +9,17 @@ two restocks of +a racing both read S, and would persist S+a while Redis ends at
 One product's hash slot only (keys item:{<id>}:..., see reserve_stock.lua).
 
 KEYS[1]  item:{<id>}:meta      hash: price, stock, limit_per_user, starts_at, ends_at,
-                               payment_window_s, restock_epoch, version (see put_product.lua)
+                               payment_window_s, wr_admit_per_s, wr_pass_ttl_s, restock_epoch,
+                               version (see put_product.lua)
 KEYS[2]  item:{<id>}:stock     string: remaining units
 KEYS[3]  item:{<id>}:sold_out  the L2 flag: deleted when units remain
 
 ARGV[1]  amount: decimal integer > 0
 
 Returns {"OK", reopened 0/1, restock_epoch, version, price, stock, limit_per_user, starts_at,
-ends_at, payment_window_s} (starts_at/ends_at "" = open, payment_window_s "" = none: the
-persisted row keeps the product's window), {"NOT_FOUND"} for an unknown product, or {"OVERFLOW"}
+ends_at, payment_window_s, wr_admit_per_s, wr_pass_ttl_s} (starts_at/ends_at "" = open,
+payment_window_s and the wr_ pair "" = none: the persisted row keeps the product's window and
+waiting room), {"NOT_FOUND"} for an unknown product, or {"OVERFLOW"}
 when stock + amount would exceed 2^63 - 1 (nothing changed in either case).
 Error reply "FLASHSALE bad amount" for a malformed amount (nothing changed).
 ]]
@@ -39,6 +41,7 @@ if remaining > 0 then
 end
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 local meta = redis.call('HMGET', KEYS[1], 'restock_epoch', 'price', 'stock', 'limit_per_user',
-                        'starts_at', 'ends_at', 'payment_window_s')
+                        'starts_at', 'ends_at', 'payment_window_s', 'wr_admit_per_s',
+                        'wr_pass_ttl_s')
 return {'OK', reopened, meta[1] or '0', version, meta[2] or '0', meta[3], meta[4] or '1',
-        meta[5] or '', meta[6] or '', meta[7] or ''}
+        meta[5] or '', meta[6] or '', meta[7] or '', meta[8] or '', meta[9] or ''}

@@ -18,10 +18,21 @@ ARGV[1]  price   ARGV[2]  stock   ARGV[3]  limit_per_user   ARGV[4]  starts_at
 ARGV[5]  ends_at ("" = open)      ARGV[6]  remaining        ARGV[7]  staged 0/1
 ARGV[8]  version (the database row's)
 ARGV[9]  payment_window_s (seconds, "" = no payment step)
-ARGV[10..] (user, units, latest order id) triples
+ARGV[10] wr_admit_per_s   ARGV[11] wr_pass_ttl_s (the waiting room, as in put_product.lua;
+         both "" = none)
+ARGV[12..] (user, units, latest order id) triples
 
-Returns 1 created, 0 kept.
+Returns 1 created, 0 kept. Error reply "FLASHSALE bad waiting_room" (nothing changed) for a half
+alone or a value out of range, as put_product.lua.
 ]]
+
+local function in_range(v, max)
+  return string.match(v, '^[1-9]%d*$') ~= nil and #v <= #tostring(max) and tonumber(v) <= max
+end
+if not ((ARGV[10] == '' and ARGV[11] == '') or (in_range(ARGV[10], 1000000) and
+                                                in_range(ARGV[11], 86400))) then
+  return redis.error_reply('FLASHSALE bad waiting_room ' .. ARGV[10] .. ' ' .. ARGV[11])
+end
 
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if ARGV[7] == '1' then redis.call('DEL', KEYS[5]) end
@@ -32,11 +43,11 @@ if ARGV[7] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then
   redis.call('RENAME', KEYS[5], KEYS[4])
   redis.call('PERSIST', KEYS[4])
 end
-for i = 10, #ARGV, 3 do
+for i = 12, #ARGV, 3 do
   redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1], ARGV[i] .. ':o', ARGV[i + 2])
 end
 redis.call('SET', KEYS[2], ARGV[6])
 redis.call('HSET', KEYS[1], 'price', ARGV[1], 'stock', ARGV[2], 'limit_per_user', ARGV[3],
            'starts_at', ARGV[4], 'ends_at', ARGV[5], 'restock_epoch', '0', 'version', ARGV[8],
-           'payment_window_s', ARGV[9])
+           'payment_window_s', ARGV[9], 'wr_admit_per_s', ARGV[10], 'wr_pass_ttl_s', ARGV[11])
 return 1
