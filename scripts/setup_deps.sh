@@ -19,7 +19,8 @@ TEST_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
   python3 python3-pytest python3-locust
-  nginx wrk curl procps redis-server kcat chromium
+  nginx wrk curl procps redis-server kcat
+  chromium fonts-wqy-microhei  # the waiting page's browser test (and legible Chinese in its screenshots)
 )
 
 want=("${BUILD_PACKAGES[@]}")
