@@ -60,6 +60,7 @@ struct LifecycleWiring {
   OrderLifecycle* lifecycle = nullptr;
   std::shared_ptr<const OrderTokens> tokens;
   std::function<void()> on_closed;
+  WaitingRoomStore* waiting_room = nullptr;  // the queue routes' store (null: they answer 503)
 };
 
 int ServeUntilSignalled(const Config& config, const sigset_t& signals, PurchaseFunnel& funnel,
@@ -83,6 +84,7 @@ int ServeUntilSignalled(const Config& config, const sigset_t& signals, PurchaseF
   api_options.order_tokens = lifecycle.tokens;
   api_options.payment_webhook_secret = config.payment_webhook_secret;
   api_options.on_order_closed = lifecycle.on_closed;
+  api_options.waiting_room = lifecycle.waiting_room;
   http::Api api(funnel, catalog, orders, metrics, std::move(checks), std::move(api_options));
   http::ServerOptions options;
   options.host = config.host;
@@ -159,7 +161,8 @@ int RunDistributedServe(const Config& config) {
   DistributedStack& s = **stack;
   const int rc = ServeUntilSignalled(
       config, signals, s.funnel(), s.catalog(), s.orders(), s.metrics(), s.ReadinessChecks(),
-      s.Describe(), [&s] { s.Shutdown(); }, {s.lifecycle(), s.order_tokens(), {}},
+      s.Describe(), [&s] { s.Shutdown(); },
+      {s.lifecycle(), s.order_tokens(), {}, &s.waiting_room()},
       [&s](boost::asio::io_context& io) { s.AttachIoThread(io); }, [&s] { s.DetachIoThread(); });
   stack->reset();  // librdkafka logs while it closes: before the logger goes
   spdlog::info(rc == 0 ? "stopped cleanly" : "stopped");
