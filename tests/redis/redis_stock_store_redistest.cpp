@@ -1326,62 +1326,37 @@ TEST_F(WaitingRoomTest, ScriptsAdvanceExactlyAsAdvanceFrontier) {
     std::optional<std::int64_t> starts_in;  // ms after kT
     std::vector<Step> steps;
   };
+  // clang-format off
   std::vector<Case> cases = {
-      {1,
-       {},
-       {{Op::kJoin, 0},
-        {Op::kJoin, 0},
-        {Op::kAdvance, 500},
-        {Op::kAdvance, 999},
-        {Op::kAdvance, 1000},
-        {Op::kAdvance, 1001},
-        {Op::kJoin, 1500},
-        {Op::kAdvance, 2500},
-        {Op::kAdvance, 10'000},
-        {Op::kJoin, 10'001},
-        {Op::kRejoin, 10'002},
-        {Op::kAdvance, 9'000} /* a clock behind: nothing moves */,
-        {Op::kAdvance, 11'003}}},
-      {3,
-       5000,
-       {{Op::kJoin, 0},
-        {Op::kJoin, 1},
-        {Op::kJoin, 2},
-        {Op::kAdvance, 1000},
-        {Op::kAdvance, 5000},
-        {Op::kAdvance, 5333},
-        {Op::kAdvance, 5334},
-        {Op::kJoin, 6000},
-        {Op::kAdvance, 6001},
-        {Op::kAdvance, 7000}}},
+      {1, {}, {{Op::kJoin, 0}, {Op::kJoin, 0}, {Op::kAdvance, 500}, {Op::kAdvance, 999},
+               {Op::kAdvance, 1000}, {Op::kAdvance, 1001}, {Op::kJoin, 1500},
+               {Op::kAdvance, 2500}, {Op::kAdvance, 10'000}, {Op::kJoin, 10'001},
+               {Op::kRejoin, 10'002},
+               {Op::kAdvance, 9'000},  // a clock behind: nothing moves
+               {Op::kAdvance, 11'003}}},
+      {3, 5000, {{Op::kJoin, 0}, {Op::kJoin, 1}, {Op::kJoin, 2}, {Op::kAdvance, 1000},
+                 {Op::kAdvance, 5000}, {Op::kAdvance, 5333}, {Op::kAdvance, 5334},
+                 {Op::kJoin, 6000}, {Op::kAdvance, 6001}, {Op::kAdvance, 7000}}},
       {3, -5000, {{Op::kJoin, 0}, {Op::kJoin, 0}, {Op::kAdvance, 1}, {Op::kAdvance, 700}}},
-      {10,
-       {},
-       {{Op::kJoin, 0},
-        {Op::kJoin, 0},
-        {Op::kJoin, 0},
-        {Op::kAdvance, 150},
-        {Op::kSellOut, 0},
-        {Op::kAdvance, 3000},
-        {Op::kJoin, 3100},
-        {Op::kRestock, 0},
-        {Op::kAdvance, 3175},
-        {Op::kFlag, 0},
-        {Op::kAdvance, 3300},
-        {Op::kRestock, 0},
-        {Op::kAdvance, 3301},
-        {Op::kAdvance, 9000}}},
+      {10, {}, {{Op::kJoin, 0}, {Op::kJoin, 0}, {Op::kJoin, 0}, {Op::kAdvance, 150},
+                {Op::kSellOut, 0}, {Op::kAdvance, 3000}, {Op::kJoin, 3100}, {Op::kRestock, 0},
+                {Op::kAdvance, 3175}, {Op::kFlag, 0}, {Op::kAdvance, 3300}, {Op::kRestock, 0},
+                {Op::kAdvance, 3301}, {Op::kAdvance, 9000}}},
   };
-  // Generated cases: odd rates and irregular gaps, so that the frontier is a
-  // fraction most of the time and the sums are not exact in binary.
+  // clang-format on
+  // Generated cases: a crowd joins first, so that the frontier is mostly not
+  // capped; odd rates and irregular gaps keep it a fraction whose sums are
+  // not exact in binary (a reordered formula, or a frontier stored with fewer
+  // digits, is caught here).
   std::mt19937_64 rng(20261208);
-  for (std::int64_t rate : {7, 13, 999, 999'983}) {
+  for (std::int64_t rate : {3, 7, 13, 37, 101}) {
     Case c{rate, static_cast<std::int64_t>(rng() % 2000), {}};
+    c.steps.assign(400, Step{Op::kJoin, 0});
     std::int64_t at = 0;
-    for (int i = 0; i < 120; ++i) {
+    for (int i = 0; i < 150; ++i) {
       at += static_cast<std::int64_t>(rng() % 400);
       const std::uint64_t pick = rng() % 10;
-      c.steps.push_back({pick < 5 ? Op::kJoin : pick < 6 ? Op::kRejoin : Op::kAdvance, at});
+      c.steps.push_back({pick < 2 ? Op::kJoin : pick < 3 ? Op::kRejoin : Op::kAdvance, at});
     }
     cases.push_back(std::move(c));
   }

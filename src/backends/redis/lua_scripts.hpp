@@ -18,9 +18,9 @@ std::string_view SeedProductLua();     // seed_product.lua
 std::string_view ClaimIdempotencyKeyLua();     // claim_idempotency_key.lua
 std::string_view TakeOverIdempotencyKeyLua();  // take_over_idempotency_key.lua
 std::string_view FinishIdempotencyKeyLua();    // finish_idempotency_key.lua
-// RedisWaitingRoom's scripts.
-std::string_view QueueJoinLua();     // queue_join.lua
-std::string_view QueueAdvanceLua();  // queue_advance.lua
+// RedisWaitingRoom's scripts, each behind queue_frontier.lua (see its header).
+std::string_view QueueJoinLua();     // queue_frontier.lua + queue_join.lua
+std::string_view QueueAdvanceLua();  // queue_frontier.lua + queue_advance.lua
 
 std::string_view ReserveStockLuaSha1();
 std::string_view ReleaseStockLuaSha1();

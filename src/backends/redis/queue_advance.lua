@@ -1,68 +1,11 @@
---[[ queue_advance.lua — moves a waiting room's admission frontier to `now` (distributed mode;
-RedisWaitingRoom::Advance). The rule is AdvanceFrontier() of src/core/admission.cpp, computed
-here in the same doubles in the same order, so that every instance, and the embedded store,
-admit the same positions at the same times:
-  from = max(as_of, starts_at or 0)
-  if now > from and admit_per_s > 0 and not sold out:
-    admitted = min(admitted + admit_per_s * (now - from) / 1000, joined)
-  as_of = max(as_of, now); newly_admitted = floor(admitted after) - floor(admitted before)
-Nothing is admitted before starts_at, never past the positions handed out (a quiet queue banks
-no admissions), nothing while the product is sold out (its time is not banked either: as_of
-still moves). queue_join.lua carries the same function (a script cannot call another); the
-C++ tests compare both with AdvanceFrontier on a table of cases.
+--[[ queue_advance.lua — moves a waiting room's admission frontier to `now` and returns the
+queue's state (distributed mode; RedisWaitingRoom::Advance). Runs after queue_frontier.lua
+(prepended by the build; its header gives the rule, the keys KEYS[1..4], ARGV[1] = now and the
+reply), which answered UNKNOWN_PRODUCT / NO_WAITING_ROOM already.
 
-All keys in the product's hash slot:
-KEYS[1]  item:{<id>}:meta      hash (see reserve_stock.lua): price (absent = no product),
-                               starts_at (ms; absent or "" = open), wr_admit_per_s and
-                               wr_pass_ttl_s (absent or "" = no waiting room)
-KEYS[2]  item:{<id>}:stock     string: remaining units (absent = 0)
-KEYS[3]  item:{<id>}:sold_out  string: the L2 flag
-KEYS[4]  item:{<id>}:queue     hash: joined (positions handed out: 1 .. joined), admitted (the
-                               frontier, a double as "%.17g": read back exactly), as_of (ms, when
-                               the frontier was last moved), generation (decimal uint64, set
-                               once by the first join)
-ARGV[1]  now, ms since epoch
-
-Returns {code, position, joined, admitted, as_of, generation, sold_out, newly_admitted,
-         starts_at, admit_per_s, pass_ttl_s}:
-  code           "OK", "UNKNOWN_PRODUCT" or "NO_WAITING_ROOM" (then nothing else is read or
-                 written, and the other fields are 0 / "")
-  position       0 (queue_join.lua's reply has the same shape)
-  admitted       the frontier as "%.17g"; generation and starts_at as strings ("" = none)
-  sold_out       1 when the L2 flag is set or no unit is left
-Writes admitted and as_of when now > as_of (creating the queue hash on the first advance).
-Error reply "FLASHSALE bad ..." for a malformed argument (nothing changed).
+Replies code "OK", position 0. Writes admitted and as_of when now > as_of (creating the queue
+hash on the first advance); nothing otherwise.
 ]]
 
-local now = tonumber(ARGV[1])
-if not now then return redis.error_reply('FLASHSALE bad now ' .. tostring(ARGV[1])) end
-
-local meta = redis.call('HMGET', KEYS[1], 'price', 'starts_at', 'wr_admit_per_s', 'wr_pass_ttl_s')
-if not meta[1] then return {'UNKNOWN_PRODUCT', 0, 0, '0', 0, '', 0, 0, '', 0, 0} end
-if not meta[3] or meta[3] == '' then return {'NO_WAITING_ROOM', 0, 0, '0', 0, '', 0, 0, '', 0, 0} end
-local rate = tonumber(meta[3]) or 0
-local starts_at = tonumber(meta[2])  -- nil: open (absent or "")
-
-local q = redis.call('HMGET', KEYS[4], 'joined', 'admitted', 'as_of', 'generation')
-local joined, admitted, as_of = tonumber(q[1]) or 0, tonumber(q[2]) or 0, tonumber(q[3]) or 0
-local strings = redis.call('MGET', KEYS[3], KEYS[2])
-local left = strings[2]
-local sold_out = strings[1] ~= false or not left or left == '' or left == '0' or
-                 string.sub(left, 1, 1) == '-'
-
--- AdvanceFrontier (src/core/admission.cpp); identical in queue_join.lua.
-local from = math.max(as_of, starts_at or 0)
-local before = math.floor(admitted)
-if now > from and rate > 0 and not sold_out then
-  admitted = math.min(admitted + rate * (now - from) / 1000.0, joined)
-end
-local moved = now > as_of
-as_of = math.max(as_of, now)
-local newly = math.floor(admitted) - before
-
-local admitted_text = string.format('%.17g', admitted)
-if moved then
-  redis.call('HSET', KEYS[4], 'admitted', admitted_text, 'as_of', string.format('%d', as_of))
-end
-return {'OK', 0, joined, admitted_text, as_of, q[4] or '', sold_out and 1 or 0, newly,
-        meta[2] or '', rate, tonumber(meta[4]) or 0}
+if moved then redis.call('HSET', KEYS[4], 'admitted', admitted_text, 'as_of', as_of_text) end
+return reply('OK', 0, q[4] or '')

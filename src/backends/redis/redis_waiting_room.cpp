@@ -15,7 +15,7 @@ namespace {
 const LuaScript kJoin{QueueJoinLua(), QueueJoinLuaSha1()};
 const LuaScript kAdvance{QueueAdvanceLua(), QueueAdvanceLuaSha1()};
 
-// Both scripts' reply (see queue_advance.lua's header), decoded.
+// Both scripts' reply (see queue_frontier.lua's header), decoded.
 struct QueueReply {
   std::string code;
   std::int64_t position = 0;
@@ -106,9 +106,9 @@ Result<WaitingRoomStore::Joined> RedisWaitingRoom::Join(ProductId product, UserI
   Result<QueueReply> r =
       Run(redis_, kJoin, "queue_join.lua", 6,
           {keys::Meta(product), keys::Stock(product), keys::SoldOut(product), keys::Queue(product),
-           keys::QueueUsers(product), keys::QueueAddresses(product), std::to_string(user),
-           std::string(address), std::to_string(std::max<std::int64_t>(max_places, 0)),
-           std::to_string(now), RandomGeneration()});
+           keys::QueueUsers(product), keys::QueueAddresses(product), std::to_string(now),
+           std::to_string(user), std::string(address),
+           std::to_string(std::max<std::int64_t>(max_places, 0)), RandomGeneration()});
   if (!r) return r.error();
   Joined out;
   if (r->code == "JOINED") {
