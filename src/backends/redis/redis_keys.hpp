@@ -21,7 +21,7 @@ inline std::string Buyers(ProductId id) { return Item(id, "buyers"); }
 // The product's in-flight index: sorted set, score = created_at (ms), member =
 // order id of each reservation not known to have landed (reserve_stock.lua).
 inline std::string InFlight(ProductId id) { return Item(id, "inflight"); }
-// A product's waiting room (queue_join.lua, queue_advance.lua): the queue's
+// A product's waiting room (queue_frontier.lua and the two scripts behind it): the queue's
 // state (hash: joined, admitted, as_of, generation), user -> position, and
 // address key -> places held.
 inline std::string Queue(ProductId id) { return Item(id, "queue"); }

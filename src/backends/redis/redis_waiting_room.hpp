@@ -1,14 +1,14 @@
 #pragma once
 // RedisWaitingRoom: the WaitingRoomStore of distributed mode. Every instance
 // sharing the Redis hands out positions and moves the admission frontier
-// through the same two scripts (queue_join.lua, queue_advance.lua), which run
-// atomically on the product's hash slot (keys item:{<id>}:queue, :queue:users,
-// :queue:addresses; redis_keys.hpp), so no two instances ever hand out one
-// position and all admit in one order. The frontier rule is AdvanceFrontier()
-// (core/admission.hpp), computed by the scripts in the same doubles; the
-// waiting room's settings (wr_admit_per_s, wr_pass_ttl_s) and starts_at are
-// read from the product's meta hash, the sold-out state from its stock and
-// L2 keys, on every call: an instance needs no catalog of its own.
+// through the same two scripts (queue_join.lua, queue_advance.lua, each behind
+// queue_frontier.lua), which run atomically on the product's hash slot (keys
+// item:{<id>}:queue, :queue:users, :queue:addresses; redis_keys.hpp), so no
+// two instances ever hand out one position and all admit in one order. The frontier rule is
+// AdvanceFrontier() (core/admission.hpp), computed by the scripts in the same doubles; the waiting
+// room's settings (wr_admit_per_s, wr_pass_ttl_s) and starts_at are read from the product's meta
+// hash, the sold-out state from its stock and L2 keys, on every call: an instance needs no catalog
+// of its own.
 //
 // Calls block the caller until Redis answers or the connection's timeout
 // passes (blocking() is true: the HTTP layer runs them on its blocking pool).
