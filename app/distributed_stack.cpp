@@ -84,6 +84,7 @@ Result<std::unique_ptr<DistributedStack>> DistributedStack::Open(const Config& c
   };
   s->idempotency_ =
       std::make_unique<redis::RedisIdempotencyStore>(*s->redis_, s->io_, std::move(key_options));
+  s->waiting_room_ = std::make_unique<redis::RedisWaitingRoom>(*s->redis_);
 
   const kafka::KafkaOptions kafka_options = KafkaOptionsOf(config);
   if (Status st = kafka::EnsureTopics(kafka_options); !st.ok()) return st;
@@ -187,6 +188,7 @@ DistributedStack::~DistributedStack() {
   recording_queue_.reset();
   queue_.reset();
   idempotency_.reset();
+  waiting_room_.reset();
   stock_.reset();
   redis_.reset();
 }

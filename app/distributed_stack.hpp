@@ -29,6 +29,7 @@
 #include "backends/redis/redis_connection.hpp"
 #include "backends/redis/redis_idempotency_store.hpp"
 #include "backends/redis/redis_stock_store.hpp"
+#include "backends/redis/redis_waiting_room.hpp"
 #include "config.hpp"
 #include "core/signatures.hpp"
 #include "funnel/catalog.hpp"
@@ -80,6 +81,9 @@ class DistributedStack {
   OrderLifecycle* lifecycle() { return db_.get(); }
   std::shared_ptr<const OrderTokens> order_tokens() const { return order_tokens_; }
   std::shared_ptr<const AdmissionTokens> admission_tokens() const { return admission_tokens_; }
+  // The waiting rooms' queues, in Redis: shared by every instance
+  // (http::ApiOptions::waiting_room).
+  WaitingRoomStore& waiting_room() { return *waiting_room_; }
   // redis, kafka, database: each names its problem when it does not answer.
   std::vector<http::ReadinessCheck> ReadinessChecks();
   // For http::ServerOptions::on_thread_start / on_thread_stop: each HTTP I/O
@@ -104,6 +108,9 @@ class DistributedStack {
   std::unique_ptr<redis::ThreadLocalRedis> per_thread_redis_;  // null: shared pool only
   std::unique_ptr<redis::RedisStockStore> stock_;
   std::unique_ptr<redis::RedisIdempotencyStore> idempotency_;
+  // Blocking calls over redis_ (never on its I/O thread: the HTTP layer runs
+  // them on its blocking pool).
+  std::unique_ptr<redis::RedisWaitingRoom> waiting_room_;
   // Outlives queue_: the recording wrapper's answers write into it.
   RecentlyAcceptedOrders accepted_;
   // One thread for the Idempotency-Key store's order-record lookups (libpq

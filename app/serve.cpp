@@ -169,7 +169,7 @@ int RunDistributedServe(const Config& config) {
   const int rc = ServeUntilSignalled(
       config, signals, s.funnel(), s.catalog(), s.orders(), s.metrics(), s.ReadinessChecks(),
       s.Describe(), [&s] { s.Shutdown(); }, {s.lifecycle(), s.order_tokens(), {}},
-      {nullptr, s.admission_tokens()},
+      {&s.waiting_room(), s.admission_tokens()},
       [&s](boost::asio::io_context& io) { s.AttachIoThread(io); }, [&s] { s.DetachIoThread(); });
   stack->reset();  // librdkafka logs while it closes: before the logger goes
   spdlog::info(rc == 0 ? "stopped cleanly" : "stopped");

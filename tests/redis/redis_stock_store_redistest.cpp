@@ -20,13 +20,17 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <random>
+#include <set>
 #include <thread>
 
 #include "backends/embedded/local_status_broadcast.hpp"
 #include "backends/redis/lua_scripts.hpp"
 #include "backends/redis/redis_connection.hpp"
 #include "backends/redis/redis_idempotency_store.hpp"
+#include "backends/redis/redis_keys.hpp"
 #include "backends/redis/redis_stock_store.hpp"
+#include "backends/redis/redis_waiting_room.hpp"
 #include "funnel/purchase_funnel.hpp"
 #include "recording_order_queue.hpp"
 #include "run_concurrently.hpp"
@@ -133,13 +137,15 @@ class RedisStockStoreTest : public ::testing::Test {
     server_.reset();
   }
 
-  Result<ReserveResult> SyncReserve(UserId user, std::int64_t qty, ProductId product = kPhone) {
+  Result<ReserveResult> SyncReserve(UserId user, std::int64_t qty, ProductId product = kPhone,
+                                    bool pass_verified = false) {
     Reservation r;
     r.product = product;
     r.user = user;
     r.quantity = qty;
     r.order = ids_.Next(Now());
     r.now = Now();
+    r.pass_verified = pass_verified;
     last_ = r;
     std::promise<Result<ReserveResult>> p;
     auto f = p.get_future();
@@ -1158,6 +1164,325 @@ TEST_F(RedisStockStoreTest, IdempotencyScriptsRunByShaAndSurviveScriptFlush) {
   EXPECT_EQ(replay.state, IdempotencyStore::ClaimState::kReplay);
   EXPECT_EQ(replay.reply.outcome, PurchaseOutcome::kSoldOut);
   EXPECT_TRUE(cached(FinishIdempotencyKeyLuaSha1()));
+}
+
+// ------------------------------------------------------------- waiting room ---
+
+// A product with a waiting room, as the admin API writes it: the product, then
+// its wr_* fields in the meta hash (written here with HSET directly).
+class WaitingRoomTest : public RedisStockStoreTest {
+ protected:
+  static constexpr UnixMillis kT = 1'800'000'000'000;  // the scripts take `now` from the caller
+
+  void SetUp() override {
+    RedisStockStoreTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    room_ = std::make_unique<RedisWaitingRoom>(*connection_);
+  }
+  void TearDown() override {
+    room_.reset();
+    RedisStockStoreTest::TearDown();
+  }
+  void PutRoom(ProductId id, std::int64_t stock, std::int64_t admit_per_s,
+               std::optional<UnixMillis> starts_at = {}) {
+    Product p{id, 1999, stock, starts_at, {}, /*limit_per_user=*/1};
+    ASSERT_TRUE(store_->Put(p, kNoPersist).has_value());
+    Command({"HSET", keys::Meta(id), "wr_admit_per_s", std::to_string(admit_per_s), "wr_pass_ttl_s",
+             "60"});
+  }
+  WaitingRoomStore::Joined Join(ProductId id, UserId user, UnixMillis now,
+                                std::string address = "a", std::int64_t max_places = 0) {
+    Result<WaitingRoomStore::Joined> j = room_->Join(id, user, address, max_places, now);
+    EXPECT_TRUE(j.has_value()) << j.error().ToString();
+    return j.has_value() ? *j : WaitingRoomStore::Joined{};
+  }
+  QueueState Advance(ProductId id, UnixMillis now) {
+    Result<std::optional<QueueState>> s = room_->Advance(id, now);
+    EXPECT_TRUE(s.has_value() && s->has_value()) << (s ? "no waiting room" : s.error().ToString());
+    return s.has_value() && s->has_value() ? **s : QueueState{};
+  }
+
+  std::unique_ptr<RedisWaitingRoom> room_;
+};
+
+using JoinOutcome = WaitingRoomStore::JoinOutcome;
+
+TEST_F(RedisStockStoreTest, WaitingRoomProductRefusesReservationsWithoutAVerifiedPass) {
+  PutProduct(5, 2);
+  Command({"HSET", keys::Meta(kPhone), "wr_admit_per_s", "10", "wr_pass_ttl_s", "60"});
+  EXPECT_EQ(OutcomeOf(SyncReserve(1, 1, kPhone, /*pass_verified=*/false)),
+            ReserveOutcome::kPassRequired);
+  // Nothing reserved, nothing written: no units, no buyer record, no marker, no index entry.
+  EXPECT_EQ((*store_->Get(kPhone))->remaining, 5);
+  EXPECT_EQ(Command({"EXISTS", keys::Buyers(kPhone), keys::Order(last_.order)}).integer, 0);
+  EXPECT_TRUE(InFlightIds(kPhone).empty());
+  EXPECT_EQ(OutcomeOf(SyncReserve(1, 1, kPhone, /*pass_verified=*/true)),
+            ReserveOutcome::kReserved);
+  EXPECT_EQ((*store_->Get(kPhone))->remaining, 4);
+
+  // Before the sale window, L2 and stock: a sold-out product without a pass is
+  // told PASS_REQUIRED, and its L2 flag is not set by the refusal.
+  Command({"SET", keys::Stock(kPhone), "0"});
+  EXPECT_EQ(OutcomeOf(SyncReserve(2, 1)), ReserveOutcome::kPassRequired);
+  EXPECT_EQ(Command({"EXISTS", keys::SoldOut(kPhone)}).integer, 0);
+  EXPECT_EQ(OutcomeOf(SyncReserve(2, 1, kPhone, true)), ReserveOutcome::kSoldOut);
+
+  // Waiting room removed ("" = none): the flag is ignored.
+  Command({"SET", keys::Stock(kPhone), "3"});
+  Command({"DEL", keys::SoldOut(kPhone)});  // set by the SOLD_OUT answer above
+  Command({"HSET", keys::Meta(kPhone), "wr_admit_per_s", ""});
+  EXPECT_EQ(OutcomeOf(SyncReserve(3, 1, kPhone, false)), ReserveOutcome::kReserved);
+  EXPECT_EQ(OutcomeOf(SyncReserve(4, 1, kPhone, true)), ReserveOutcome::kReserved);
+}
+
+TEST_F(WaitingRoomTest, UnknownProductAndNoWaitingRoom) {
+  EXPECT_EQ(Join(kPhone, 1, kT).outcome, JoinOutcome::kUnknownProduct);
+  Result<std::optional<QueueState>> none = room_->Advance(kPhone, kT);
+  ASSERT_TRUE(none.has_value()) << none.error().ToString();
+  EXPECT_FALSE(none->has_value());
+  PutProduct(5, 1);
+  EXPECT_EQ(Join(kPhone, 1, kT).outcome, JoinOutcome::kNoWaitingRoom);
+  none = room_->Advance(kPhone, kT);
+  ASSERT_TRUE(none.has_value()) << none.error().ToString();
+  EXPECT_FALSE(none->has_value());
+  // Neither call created a queue.
+  EXPECT_EQ(Command({"EXISTS", keys::Queue(kPhone), keys::QueueUsers(kPhone)}).integer, 0);
+}
+
+TEST_F(WaitingRoomTest, JoinHandsOutPositionsOncePerUserUnderOneGeneration) {
+  PutRoom(kPhone, 100, 2, kT + 60'000);
+  const WaitingRoomStore::Joined first = Join(kPhone, 11, kT);  // before the sale: allowed
+  ASSERT_EQ(first.outcome, JoinOutcome::kJoined);
+  EXPECT_EQ(first.position, 1);
+  EXPECT_EQ(first.state.joined, 1);
+  EXPECT_EQ(first.state.room, (WaitingRoom{2, 60}));
+  EXPECT_EQ(first.state.starts_at, kT + 60'000);
+  EXPECT_FALSE(first.state.sold_out);
+  const std::uint64_t generation = first.state.generation;
+  EXPECT_NE(generation, 0U);
+  EXPECT_EQ(Join(kPhone, 12, kT + 1).position, 2);
+  EXPECT_EQ(Join(kPhone, 13, kT + 2).position, 3);
+  const WaitingRoomStore::Joined again = Join(kPhone, 12, kT + 3);
+  EXPECT_EQ(again.outcome, JoinOutcome::kAlreadyJoined);
+  EXPECT_EQ(again.position, 2);
+  EXPECT_EQ(again.state.joined, 3);
+  EXPECT_EQ(again.state.generation, generation);
+  EXPECT_EQ(Advance(kPhone, kT + 4).generation, generation);
+  EXPECT_EQ(Join(kPhone, 14, kT + 5).state.generation, generation);
+}
+
+TEST_F(WaitingRoomTest, AnAddressHoldsAtMostMaxPlaces) {
+  PutRoom(kPhone, 100, 2);
+  EXPECT_EQ(Join(kPhone, 1, kT, "10.0.0.1", 2).outcome, JoinOutcome::kJoined);
+  EXPECT_EQ(Join(kPhone, 2, kT, "10.0.0.1", 2).outcome, JoinOutcome::kJoined);
+  const WaitingRoomStore::Joined full = Join(kPhone, 3, kT, "10.0.0.1", 2);
+  EXPECT_EQ(full.outcome, JoinOutcome::kAddressFull);
+  EXPECT_EQ(full.position, 0);
+  EXPECT_EQ(full.state.joined, 2);  // no position taken
+  // A user who holds a place gets it back from a full address.
+  const WaitingRoomStore::Joined back = Join(kPhone, 2, kT, "10.0.0.1", 2);
+  EXPECT_EQ(back.outcome, JoinOutcome::kAlreadyJoined);
+  EXPECT_EQ(back.position, 2);
+  EXPECT_EQ(Join(kPhone, 3, kT, "10.0.0.2", 2).position, 3);                    // another address
+  EXPECT_EQ(Join(kPhone, 4, kT, "10.0.0.1", 0).outcome, JoinOutcome::kJoined);  // 0: no cap
+}
+
+TEST_F(WaitingRoomTest, ConcurrentJoinsGetUniqueGapFreePositionsAndRejoinsKeepThem) {
+  PutRoom(kPhone, 100, 50);
+  // A connection of its own with a generous timeout (TSan on a loaded machine), as
+  // the pipelined race above; 16 threads block on it at once.
+  RedisConnection::Options opts;
+  opts.port = server_->port();
+  opts.timeout = 20s;
+  OwnConnection connection(opts);
+  RedisWaitingRoom room(*connection);
+  constexpr int kThreads = 16, kCalls = 125;
+  std::vector<std::int64_t> position(kThreads * kCalls, 0);
+  const auto join_all = [&](bool rejoin) {
+    testutil::RunConcurrently(kThreads, kCalls, [&](int i) {
+      // Addresses shared by 8 users each; the cap is not reached.
+      Result<WaitingRoomStore::Joined> j =
+          room.Join(kPhone, 1000 + i, "addr" + std::to_string(i % 250), 8, kT + i % 7);
+      ASSERT_TRUE(j.has_value()) << j.error().ToString();
+      if (rejoin) {
+        EXPECT_EQ(j->outcome, JoinOutcome::kAlreadyJoined);
+        EXPECT_EQ(j->position, position[i]) << "user " << 1000 + i;
+      } else {
+        EXPECT_EQ(j->outcome, JoinOutcome::kJoined);
+        position[i] = j->position;
+      }
+    });
+  };
+  join_all(false);
+  std::set<std::int64_t> seen(position.begin(), position.end());
+  EXPECT_EQ(seen.size(), position.size()) << "a position was handed out twice";
+  EXPECT_EQ(*seen.begin(), 1);
+  EXPECT_EQ(*seen.rbegin(), kThreads * kCalls);  // unique and within 1..N: gap-free
+  join_all(true);
+  EXPECT_EQ(Advance(kPhone, kT + 7).joined, kThreads * kCalls);
+}
+
+TEST_F(WaitingRoomTest, NothingBeforeTheStartThenAtTheRateCappedAtJoined) {
+  PutRoom(kPhone, 100, 2, kT);
+  for (UserId u = 1; u <= 5; ++u) Join(kPhone, u, kT - 10'000);
+  EXPECT_EQ(Advance(kPhone, kT - 1).admitted, 0);
+  EXPECT_EQ(Advance(kPhone, kT).admitted, 0);
+  QueueState s = Advance(kPhone, kT + 1000);
+  EXPECT_EQ(s.AdmittedCount(), 2);
+  EXPECT_EQ(s.newly_admitted, 2);
+  s = Advance(kPhone, kT + 60'000);  // 118 more would be due: only 5 joined
+  EXPECT_EQ(s.admitted, 5);
+  EXPECT_EQ(s.newly_admitted, 3);
+  // The quiet minute banked nothing: a newcomer waits his turn at the rate.
+  EXPECT_EQ(Join(kPhone, 6, kT + 60'000).state.admitted, 5);
+  EXPECT_EQ(Advance(kPhone, kT + 60'499).AdmittedCount(), 5);
+  EXPECT_EQ(Advance(kPhone, kT + 60'500).AdmittedCount(), 6);
+}
+
+TEST_F(WaitingRoomTest, SoldOutStopsAdmissionWithoutBankingTheTime) {
+  PutRoom(kPhone, 100, 10);
+  for (UserId u = 1; u <= 100; ++u) Join(kPhone, u, kT);
+  EXPECT_EQ(Advance(kPhone, kT + 1000).AdmittedCount(), 10);
+  Command({"SET", keys::Stock(kPhone), "0"});
+  QueueState s = Advance(kPhone, kT + 5000);
+  EXPECT_TRUE(s.sold_out);
+  EXPECT_EQ(s.AdmittedCount(), 10);
+  Command({"SET", keys::Stock(kPhone), "7"});  // restocked
+  s = Advance(kPhone, kT + 6000);
+  EXPECT_FALSE(s.sold_out);
+  EXPECT_EQ(s.AdmittedCount(), 20);              // one second's worth, not five
+  Command({"SET", keys::SoldOut(kPhone), "1"});  // the L2 flag alone
+  s = Advance(kPhone, kT + 7000);
+  EXPECT_TRUE(s.sold_out);
+  EXPECT_EQ(s.AdmittedCount(), 20);
+}
+
+// The scripts' frontier against AdvanceFrontier(): after every call, the state
+// Redis returns equals the C++ rule applied to the state of the call before
+// (doubles compared exactly: "%.17g" reads back as the same double).
+TEST_F(WaitingRoomTest, ScriptsAdvanceExactlyAsAdvanceFrontier) {
+  enum class Op { kJoin, kRejoin, kAdvance, kSellOut, kFlag, kRestock };
+  struct Step {
+    Op op;
+    std::int64_t at = 0;  // ms after kT
+  };
+  struct Case {
+    std::int64_t admit_per_s;
+    std::optional<std::int64_t> starts_in;  // ms after kT
+    std::vector<Step> steps;
+  };
+  // clang-format off
+  std::vector<Case> cases = {
+      {1, {}, {{Op::kJoin, 0}, {Op::kJoin, 0}, {Op::kAdvance, 500}, {Op::kAdvance, 999},
+               {Op::kAdvance, 1000}, {Op::kAdvance, 1001}, {Op::kJoin, 1500},
+               {Op::kAdvance, 2500}, {Op::kAdvance, 10'000}, {Op::kJoin, 10'001},
+               {Op::kRejoin, 10'002},
+               {Op::kAdvance, 9'000},  // a clock behind: nothing moves
+               {Op::kAdvance, 11'003}}},
+      {3, 5000, {{Op::kJoin, 0}, {Op::kJoin, 1}, {Op::kJoin, 2}, {Op::kAdvance, 1000},
+                 {Op::kAdvance, 5000}, {Op::kAdvance, 5333}, {Op::kAdvance, 5334},
+                 {Op::kJoin, 6000}, {Op::kAdvance, 6001}, {Op::kAdvance, 7000}}},
+      {3, -5000, {{Op::kJoin, 0}, {Op::kJoin, 0}, {Op::kAdvance, 1}, {Op::kAdvance, 700}}},
+      {10, {}, {{Op::kJoin, 0}, {Op::kJoin, 0}, {Op::kJoin, 0}, {Op::kAdvance, 150},
+                {Op::kSellOut, 0}, {Op::kAdvance, 3000}, {Op::kJoin, 3100}, {Op::kRestock, 0},
+                {Op::kAdvance, 3175}, {Op::kFlag, 0}, {Op::kAdvance, 3300}, {Op::kRestock, 0},
+                {Op::kAdvance, 3301}, {Op::kAdvance, 9000}}},
+  };
+  // clang-format on
+  // Generated cases: a crowd joins first, so that the frontier is mostly not
+  // capped; odd rates and irregular gaps keep it a fraction whose sums are
+  // not exact in binary (a reordered formula, or a frontier stored with fewer
+  // digits, is caught here).
+  std::mt19937_64 rng(20261208);
+  for (std::int64_t rate : {3, 7, 13, 37, 101}) {
+    Case c{rate, static_cast<std::int64_t>(rng() % 2000), {}};
+    c.steps.assign(400, Step{Op::kJoin, 0});
+    std::int64_t at = 0;
+    for (int i = 0; i < 150; ++i) {
+      at += static_cast<std::int64_t>(rng() % 400);
+      const std::uint64_t pick = rng() % 10;
+      c.steps.push_back({pick < 2 ? Op::kJoin : pick < 3 ? Op::kRejoin : Op::kAdvance, at});
+    }
+    cases.push_back(std::move(c));
+  }
+
+  ProductId id = 100;
+  for (const Case& c : cases) {
+    SCOPED_TRACE("admit_per_s " + std::to_string(c.admit_per_s));
+    ++id;
+    std::optional<UnixMillis> starts_at;
+    if (c.starts_in) starts_at = kT + *c.starts_in;
+    PutRoom(id, 1000, c.admit_per_s, starts_at);
+    QueueState before;  // as Redis held it after the previous call
+    before.room = WaitingRoom{c.admit_per_s, 60};
+    before.starts_at = starts_at;
+    bool sold_out = false;
+    UserId next_user = 1;
+    for (std::size_t i = 0; i < c.steps.size(); ++i) {
+      const Step& step = c.steps[i];
+      SCOPED_TRACE("step " + std::to_string(i) + " at +" + std::to_string(step.at));
+      switch (step.op) {
+        case Op::kSellOut:
+          Command({"SET", keys::Stock(id), "0"});
+          sold_out = true;
+          continue;
+        case Op::kFlag:
+          Command({"SET", keys::SoldOut(id), "1"});
+          sold_out = true;
+          continue;
+        case Op::kRestock:
+          Command({"SET", keys::Stock(id), "1000"});
+          Command({"DEL", keys::SoldOut(id)});
+          sold_out = false;
+          continue;
+        default:
+          break;
+      }
+      QueueState expected = before;
+      expected.sold_out = sold_out;
+      AdvanceFrontier(expected, kT + step.at);
+      QueueState got;
+      if (step.op == Op::kAdvance) {
+        got = Advance(id, kT + step.at);
+      } else {
+        const bool rejoin = step.op == Op::kRejoin && next_user > 1;
+        const UserId user = rejoin ? next_user - 1 : next_user++;
+        const WaitingRoomStore::Joined j = Join(id, user, kT + step.at);
+        EXPECT_EQ(j.outcome, rejoin ? JoinOutcome::kAlreadyJoined : JoinOutcome::kJoined);
+        EXPECT_EQ(j.position, rejoin ? expected.joined : expected.joined + 1);
+        if (!rejoin) ++expected.joined;
+        got = j.state;
+      }
+      ASSERT_EQ(got.admitted, expected.admitted);
+      ASSERT_EQ(got.joined, expected.joined);
+      ASSERT_EQ(got.as_of, expected.as_of);
+      ASSERT_EQ(got.newly_admitted, expected.newly_admitted);
+      ASSERT_EQ(got.sold_out, expected.sold_out);
+      ASSERT_EQ(got.starts_at, expected.starts_at);
+      ASSERT_EQ(got.room, expected.room);
+      if (before.generation != 0) {
+        ASSERT_EQ(got.generation, before.generation);
+      }
+      before = got;
+    }
+    EXPECT_GT(before.AdmittedCount(), 0);
+  }
+}
+
+TEST_F(WaitingRoomTest, ScriptsSurviveAFlushAndAServerDownIsUnavailable) {
+  PutRoom(kPhone, 100, 2);
+  EXPECT_EQ(Join(kPhone, 1, kT).position, 1);
+  server_->Cli("SCRIPT FLUSH");
+  EXPECT_EQ(Join(kPhone, 2, kT).position, 2);  // NOSCRIPT: sent again as EVAL
+  server_->Cli("SCRIPT FLUSH");
+  EXPECT_EQ(Advance(kPhone, kT + 1000).AdmittedCount(), 2);
+  server_->Stop();
+  Result<WaitingRoomStore::Joined> down = room_->Join(kPhone, 3, "a", 0, kT);
+  ASSERT_FALSE(down.has_value());
+  EXPECT_EQ(down.error().code(), Status::Code::kUnavailable) << down.error().ToString();
+  Result<std::optional<QueueState>> no_advance = room_->Advance(kPhone, kT);
+  ASSERT_FALSE(no_advance.has_value());
+  EXPECT_EQ(no_advance.error().code(), Status::Code::kUnavailable);
 }
 
 // Same fixture, on a server that keeps its data across Stop()/Start().

@@ -107,9 +107,11 @@ class Store:
         self.r.hset(f"item:{{{pid}}}:meta", mapping=meta)
         self.r.set(f"item:{{{pid}}}:stock", stock)
 
-    def reserve(self, pid, user, amount, order_id, now=NOW):
+    def reserve(self, pid, user, amount, order_id, now=NOW, pass_verified=None):
+        """pass_verified: ARGV[7], "1"/"0"; None sends no ARGV[7] (read as "0")."""
+        extra = [] if pass_verified is None else ["1" if pass_verified else "0"]
         reply = self.r.evalsha(self.reserve_sha, 6, *self.keys(pid, order_id),
-                               pid, user, amount, order_id, now, ORDER_TTL)
+                               pid, user, amount, order_id, now, ORDER_TTL, *extra)
         assert len(reply) == 6, reply
         return list(reply)
 
@@ -243,6 +245,37 @@ def test_precedence(store, pid):
     store.r.set(f"item:{{{pid}}}:stock", 1)
     assert store.reserve(pid, 2, 1, f"p{pid}g")[0] == "SOLD_OUT"
     assert store.stock(pid) == 1
+
+
+def test_waiting_room_needs_a_verified_pass_before_anything_else(store, pid):
+    store.put(pid, stock=1, limit=1, starts_at=NOW + 1000)
+    store.r.hset(f"item:{{{pid}}}:meta", mapping={"wr_admit_per_s": 5, "wr_pass_ttl_s": 60})
+    refused = ["PASS_REQUIRED", 0, 0, "", 0, 0]
+    # Before the sale window (and L2, limit, stock): PASS_REQUIRED, with "0" or no flag at all.
+    assert store.reserve(pid, 1, 1, f"w{pid}a", pass_verified=False) == refused
+    assert store.reserve(pid, 1, 1, f"w{pid}b") == refused
+    assert store.reserve(pid, 1, 1, f"w{pid}c", pass_verified=True)[0] == "NOT_STARTED"
+    assert store.reserve(pid, 1, 1, f"w{pid}d", now=NOW + 1000, pass_verified=True)[0] == \
+        "RESERVED"
+    # Sold out now: the refusal still comes first and writes nothing (not even L2).
+    store.r.delete(f"item:{{{pid}}}:sold_out")
+    assert store.reserve(pid, 2, 1, f"w{pid}e", now=NOW + 1000, pass_verified=False) == refused
+    assert store.r.exists(f"item:{{{pid}}}:sold_out", f"order:w{pid}e") == 0
+    assert store.units(pid, 2) is None
+    assert [m for m, _ in store.inflight(pid)] == [f"w{pid}d"]
+    # A replay of the reservation that was made answers it, flag or not.
+    assert store.reserve(pid, 1, 1, f"w{pid}d", now=NOW + 1000, pass_verified=False)[0] == \
+        "RESERVED"
+    assert store.stock(pid) == 0
+
+
+def test_pass_flag_is_ignored_without_a_waiting_room(store, pid):
+    store.put(pid, stock=5, limit=5)
+    assert store.reserve(pid, 1, 1, f"n{pid}a", pass_verified=False)[0] == "RESERVED"
+    assert store.reserve(pid, 1, 1, f"n{pid}b", pass_verified=True)[0] == "RESERVED"
+    store.r.hset(f"item:{{{pid}}}:meta", "wr_admit_per_s", "")  # "" = no waiting room
+    assert store.reserve(pid, 1, 1, f"n{pid}c", pass_verified=False)[0] == "RESERVED"
+    assert store.stock(pid) == 2
 
 
 def test_huge_amount(store, pid):
@@ -775,3 +808,127 @@ def test_idem_finish_drops_index_entries_older_than_the_ttl(idem):
     assert idem.index(idem.refused) == []
     assert idem.index(idem.accepted) == [("new", float(NOW + ttl))]
     assert not idem.r.exists(idem.let_go)
+
+
+# -- Waiting room scripts: queue_join.lua, queue_advance.lua (RedisWaitingRoom) ----------------
+# The frontier itself is compared with the C++ AdvanceFrontier() on a table of cases by
+# redis_stock_store_redistest (WaitingRoomTest.ScriptsAdvanceExactlyAsAdvanceFrontier).
+
+class Queue:
+    """The waiting-room scripts with the key layout of their headers."""
+
+    def __init__(self, r, pid):
+        self.r, self.pid = r, pid
+        # As the build compiles them in: queue_frontier.lua is the first half of both.
+        frontier = (SCRIPTS / "queue_frontier.lua").read_text()
+        self.join_sha = r.script_load(frontier + (SCRIPTS / "queue_join.lua").read_text())
+        self.advance_sha = r.script_load(frontier + (SCRIPTS / "queue_advance.lua").read_text())
+        k = f"item:{{{pid}}}"
+        self.keys = [f"{k}:meta", f"{k}:stock", f"{k}:sold_out", f"{k}:queue"]
+        self.users, self.addresses = f"{k}:queue:users", f"{k}:queue:addresses"
+
+    def room(self, stock=100, admit_per_s=2, starts_at=""):
+        self.r.hset(self.keys[0], mapping={"price": 1999, "stock": stock, "limit_per_user": 1,
+                                           "starts_at": starts_at, "wr_admit_per_s": admit_per_s,
+                                           "wr_pass_ttl_s": 60})
+        self.r.set(self.keys[1], stock)
+
+    def join(self, user, address="a", max_places=0, now=NOW, generation="77"):
+        return self.r.evalsha(self.join_sha, 6, *self.keys, self.users, self.addresses, now,
+                              user, address, max_places, generation)
+
+    def advance(self, now=NOW):
+        return self.r.evalsha(self.advance_sha, 4, *self.keys, now)
+
+    def state(self):
+        return self.r.hgetall(self.keys[3])
+
+
+@pytest.fixture
+def queue(server, pid):
+    return Queue(server, pid)
+
+
+def test_queue_unknown_product_and_no_waiting_room_write_nothing(queue):
+    none = ["0", 0, "", 0, 0, "", 0, 0]
+    assert queue.join(1) == ["UNKNOWN_PRODUCT", 0, 0] + none
+    assert queue.advance() == ["UNKNOWN_PRODUCT", 0, 0] + none
+    queue.room(admit_per_s="")
+    assert queue.join(1) == ["NO_WAITING_ROOM", 0, 0] + none
+    assert queue.advance()[0] == "NO_WAITING_ROOM"
+    assert not queue.r.exists(queue.keys[3], queue.users, queue.addresses)
+
+
+def test_queue_join_positions_rejoin_and_generation_set_once(queue):
+    queue.room(admit_per_s=2, starts_at=NOW + 5000)
+    assert queue.join(11, generation="18446744073709551615") == \
+        ["JOINED", 1, 1, "0", NOW, "18446744073709551615", 0, 0, str(NOW + 5000), 2, 60]
+    assert queue.join(12, now=NOW + 1, generation="5")[:2] == ["JOINED", 2]
+    again = queue.join(11, now=NOW + 2, generation="6")
+    assert again[:3] == ["ALREADY_JOINED", 1, 2]
+    assert again[5] == "18446744073709551615"  # exact: never through a Lua number
+    assert queue.state() == {"joined": "2", "admitted": "0", "as_of": str(NOW + 2),
+                             "generation": "18446744073709551615"}
+    assert queue.r.hgetall(queue.users) == {"11": "1", "12": "2"}
+    assert queue.r.hgetall(queue.addresses) == {"a": "2"}
+
+
+def test_queue_address_cap(queue):
+    queue.room()
+    assert queue.join(1, "x", 2)[:2] == ["JOINED", 1]
+    assert queue.join(2, "x", 2)[:2] == ["JOINED", 2]
+    assert queue.join(3, "x", 2)[:3] == ["ADDRESS_FULL", 0, 2]
+    assert queue.join(2, "x", 2)[:2] == ["ALREADY_JOINED", 2]
+    assert queue.join(3, "y", 2)[:2] == ["JOINED", 3]
+    assert queue.join(4, "x", 0)[:2] == ["JOINED", 4]  # 0: no cap
+    assert queue.r.hgetall(queue.addresses) == {"x": "3", "y": "1"}
+
+
+def test_queue_frontier_starts_at_the_sale_caps_at_joined_and_stops_when_sold_out(queue):
+    queue.room(admit_per_s=3, starts_at=NOW)
+    for u in range(1, 6):
+        queue.join(u, now=NOW - 60_000)
+    assert queue.advance(NOW)[3] == "0"                          # nothing before the start
+    reply = queue.advance(NOW + 500)
+    assert reply[3] == "1.5" and reply[7] == 1                   # 3/s: 1.5, one newly admitted
+    assert queue.advance(NOW + 100_000)[3] == "5"                # capped at joined
+    assert queue.join(6, now=NOW + 100_000)[3] == "5"            # no banked admissions
+    queue.r.set(queue.keys[1], 0)                                # sold out
+    reply = queue.advance(NOW + 200_000)
+    assert reply[3] == "5" and reply[6] == 1
+    queue.r.set(queue.keys[1], 3)                                # restocked
+    reply = queue.advance(NOW + 200_100)
+    assert reply[3] == "5.2999999999999998" and reply[6] == 0    # 0.1 s more, exactly as %.17g
+    queue.r.set(queue.keys[2], 1)                                # the L2 flag alone
+    assert queue.advance(NOW + 300_000)[6] == 1
+
+
+def test_queue_bad_arguments_change_nothing(queue):
+    queue.room()
+    for args in [(NOW, "1", "a", "-1", "1"), ("soon", "1", "a", "0", "1"),
+                 (NOW, "1", "a", "0", "-3"), (NOW, "1", "a", "x", "1"), (NOW, "1", "a", "0")]:
+        with pytest.raises(redis.ResponseError, match="FLASHSALE bad"):
+            queue.r.evalsha(queue.join_sha, 6, *queue.keys, queue.users, queue.addresses, *args)
+    with pytest.raises(redis.ResponseError, match="FLASHSALE bad"):
+        queue.r.evalsha(queue.advance_sha, 4, *queue.keys, "later")
+    assert not queue.r.exists(queue.keys[3], queue.users, queue.addresses)
+
+
+def test_queue_racing_joins_get_unique_gap_free_positions(queue):
+    queue.room()
+    positions, lock = {}, threading.Lock()
+
+    def joiner(t):
+        for i in range(100):
+            user = t * 100 + i
+            reply = queue.join(user, address=f"addr{user % 50}")
+            with lock:
+                positions[user] = reply[1]
+
+    threads = [threading.Thread(target=joiner, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(positions.values()) == list(range(1, 801))
+    assert all(queue.join(u)[:2] == ["ALREADY_JOINED", p] for u, p in positions.items())

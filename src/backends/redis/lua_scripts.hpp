@@ -18,6 +18,9 @@ std::string_view SeedProductLua();     // seed_product.lua
 std::string_view ClaimIdempotencyKeyLua();     // claim_idempotency_key.lua
 std::string_view TakeOverIdempotencyKeyLua();  // take_over_idempotency_key.lua
 std::string_view FinishIdempotencyKeyLua();    // finish_idempotency_key.lua
+// RedisWaitingRoom's scripts, each behind queue_frontier.lua (see its header).
+std::string_view QueueJoinLua();     // queue_frontier.lua + queue_join.lua
+std::string_view QueueAdvanceLua();  // queue_frontier.lua + queue_advance.lua
 
 std::string_view ReserveStockLuaSha1();
 std::string_view ReleaseStockLuaSha1();
@@ -28,5 +31,7 @@ std::string_view SeedProductLuaSha1();
 std::string_view ClaimIdempotencyKeyLuaSha1();
 std::string_view TakeOverIdempotencyKeyLuaSha1();
 std::string_view FinishIdempotencyKeyLuaSha1();
+std::string_view QueueJoinLuaSha1();
+std::string_view QueueAdvanceLuaSha1();
 
 }  // namespace flashsale::redis

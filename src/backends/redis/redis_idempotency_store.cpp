@@ -8,6 +8,7 @@
 
 #include "backends/redis/lua_scripts.hpp"
 #include "backends/redis/redis_keys.hpp"
+#include "backends/redis/redis_script.hpp"
 #include "core/numbers.hpp"
 
 namespace flashsale::redis {
@@ -61,38 +62,9 @@ std::optional<PurchaseReply> FinalAnswer(const std::vector<std::string_view>& pa
   return reply;
 }
 
-// One of this folder's scripts, called by EVALSHA: only its SHA1 travels, not
-// its source (the contract headers make the sources kilobytes, and Claim and
-// Finish run once per keyed purchase). On NOSCRIPT (a fresh or restarted
-// server, SCRIPT FLUSH) the script did not run: the same call goes once more
-// as EVAL, which also caches the script for the next EVALSHA. `redis` must
-// outlive the call (it runs the callback).
-struct Script {
-  std::string_view source;
-  std::string_view sha1;
-};
-const Script kClaim{ClaimIdempotencyKeyLua(), ClaimIdempotencyKeyLuaSha1()};
-const Script kTakeOver{TakeOverIdempotencyKeyLua(), TakeOverIdempotencyKeyLuaSha1()};
-const Script kFinish{FinishIdempotencyKeyLua(), FinishIdempotencyKeyLuaSha1()};
-
-void Eval(RedisCommander& redis, const Script& script, std::size_t num_keys,
-          std::vector<std::string> keys_and_args, RedisCommander::Callback done) {
-  std::vector<std::string> argv;
-  argv.reserve(keys_and_args.size() + 3);
-  argv.emplace_back("EVALSHA");
-  argv.emplace_back(script.sha1);
-  argv.push_back(std::to_string(num_keys));
-  for (std::string& s : keys_and_args) argv.push_back(std::move(s));
-  auto call = std::make_shared<std::vector<std::string>>(std::move(argv));
-  redis.Send(*call, [&redis, &script, call, done = std::move(done)](Result<RedisValue> r) mutable {
-    if (!r.has_value() || !r->IsError() || !r->str.starts_with("NOSCRIPT")) {
-      return done(std::move(r));
-    }
-    (*call)[0] = "EVAL";
-    (*call)[1] = std::string(script.source);
-    redis.Send(*call, std::move(done));
-  });
-}
+const LuaScript kClaim{ClaimIdempotencyKeyLua(), ClaimIdempotencyKeyLuaSha1()};
+const LuaScript kTakeOver{TakeOverIdempotencyKeyLua(), TakeOverIdempotencyKeyLuaSha1()};
+const LuaScript kFinish{FinishIdempotencyKeyLua(), FinishIdempotencyKeyLuaSha1()};
 
 }  // namespace
 

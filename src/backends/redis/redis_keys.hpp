@@ -21,6 +21,12 @@ inline std::string Buyers(ProductId id) { return Item(id, "buyers"); }
 // The product's in-flight index: sorted set, score = created_at (ms), member =
 // order id of each reservation not known to have landed (reserve_stock.lua).
 inline std::string InFlight(ProductId id) { return Item(id, "inflight"); }
+// A product's waiting room (queue_frontier.lua and the two scripts behind it): the queue's
+// state (hash: joined, admitted, as_of, generation), user -> position, and
+// address key -> places held.
+inline std::string Queue(ProductId id) { return Item(id, "queue"); }
+inline std::string QueueUsers(ProductId id) { return Item(id, "queue:users"); }
+inline std::string QueueAddresses(ProductId id) { return Item(id, "queue:addresses"); }
 // A staging hash of buyer records for seeding (seed_product.lua), unique per
 // seeding run `token`; in the product's hash slot.
 inline std::string SeedStaging(ProductId id, std::string_view token) {

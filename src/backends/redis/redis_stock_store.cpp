@@ -11,6 +11,7 @@
 
 #include "backends/redis/lua_scripts.hpp"
 #include "backends/redis/redis_keys.hpp"
+#include "backends/redis/redis_script.hpp"
 #include "backends/redis/redis_stock_store_internal.hpp"
 #include "core/mutex.hpp"
 #include "core/numbers.hpp"
@@ -78,6 +79,8 @@ Result<ReserveResult> ParseReserve(const RedisValue& v) {
     out.outcome = ReserveOutcome::kEnded;
   } else if (code == "UNKNOWN_PRODUCT") {
     out.outcome = ReserveOutcome::kUnknownProduct;
+  } else if (code == "PASS_REQUIRED") {
+    out.outcome = ReserveOutcome::kPassRequired;
   } else if (code == "RELEASED") {
     // Only on order-id reuse: the id was reserved and released before. A bug
     // of the caller, never a business answer.
@@ -149,20 +152,16 @@ void RedisStockStore::EvalSha(RedisCommander& via, const Script& script,
 }
 
 Result<RedisValue> RedisStockStore::Call(std::vector<std::string> argv) {
-  auto promise = std::make_shared<std::promise<Result<RedisValue>>>();
-  std::future<Result<RedisValue>> future = promise->get_future();
-  connection_.Send(argv, [promise](Result<RedisValue> r) { promise->set_value(std::move(r)); });
-  return future.get();
+  return AwaitReply(
+      [&](RedisConnection::Callback done) { connection_.Send(argv, std::move(done)); });
 }
 
 Result<RedisValue> RedisStockStore::CallEval(const Script& script,
                                              std::vector<std::string> keys_and_args,
                                              std::size_t num_keys) {
-  auto promise = std::make_shared<std::promise<Result<RedisValue>>>();
-  std::future<Result<RedisValue>> future = promise->get_future();
-  EvalSha(connection_, script, std::move(keys_and_args), num_keys,
-          [promise](Result<RedisValue> r) { promise->set_value(std::move(r)); });
-  return future.get();
+  return AwaitReply([&](RedisConnection::Callback done) {
+    EvalSha(connection_, script, std::move(keys_and_args), num_keys, std::move(done));
+  });
 }
 
 std::vector<Result<RedisValue>> RedisStockStore::Gather(
@@ -206,7 +205,8 @@ void RedisStockStore::Reserve(const Reservation& r, ReserveCallback done) {
                               keys::Order(r.order),       keys::InFlight(r.product),
                               std::to_string(r.product),  std::to_string(r.user),
                               std::to_string(r.quantity), r.order.str(),
-                              std::to_string(r.now),      std::to_string(options_.order_ttl_s)};
+                              std::to_string(r.now),      std::to_string(options_.order_ttl_s),
+                              r.pass_verified ? "1" : "0"};
   EvalSha(ConnectionOfThisThread(), reserve_, std::move(kv), 6,
           [done = std::move(done)](Result<RedisValue> v) {
             if (!v.has_value()) {

@@ -3,7 +3,8 @@
 Same semantics as MemoryStockStore::Reserve (src/backends/embedded/memory_stock_store.cpp):
 checks in this order, the first that refuses decides the answer, and nothing but the L2 flag
 is written unless the answer is RESERVED:
-  unknown product -> sale window -> L2 sold-out flag -> per-user limit -> stock -> reserve.
+  unknown product -> (replay of this order id) -> waiting-room pass -> sale window
+  -> L2 sold-out flag -> per-user limit -> stock -> reserve.
 
 Key names. flashsale ALWAYS uses the hash-tagged form item:{<id>}:..., also on standalone Redis,
 although SPEC §5 keeps the seed's item:<id>:stock naming unless Redis Cluster is configured:
@@ -14,7 +15,9 @@ audit code in both set-ups, and no data migration when a deployment moves to a C
 KEYS[1]  item:{<id>}:meta      hash: price (cents), stock (total ever sellable),
                                limit_per_user (default 1), starts_at, ends_at (ms since epoch;
                                absent or "" = open), restock_epoch (default 0),
-                               payment_window_s (seconds to pay; absent or "" = no payment step)
+                               payment_window_s (seconds to pay; absent or "" = no payment step),
+                               wr_admit_per_s (the waiting room's rate; absent or "" = no
+                               waiting room: only its presence is read here)
 KEYS[2]  item:{<id>}:stock     string: remaining units (absent = 0)
 KEYS[3]  item:{<id>}:sold_out  string "1", TTL 3600 s: the L2 flag
 KEYS[4]  item:{<id>}:buyers    hash, two fields per buyer: "<user>" -> units held, and
@@ -47,6 +50,10 @@ ARGV[3]  amount: canonical decimal integer, 1 .. 9223372036854775807
 ARGV[4]  order id             ARGV[5]  now, ms since epoch
 ARGV[6]  TTL of order:<order_id> in seconds (longer than audit --repair's grace period and
          the closer's retry horizon); the marker lives payment_window_s longer than that
+ARGV[7]  "1" when the caller verified a waiting-room pass for this user and product
+         (Reservation::pass_verified), else "0" (absent = "0"). The pass itself is checked by
+         the instance (a signature, no lookup); this flag lets the script refuse a product
+         with a waiting room that the instance does not know about (its catalog is stale).
 
 Returns {code, price_cents, took_last_unit (0/1), latest_order_id or "", restock_epoch, pay_by}:
   "RESERVED"            units taken (or already taken by an earlier call with this order id:
@@ -55,6 +62,7 @@ Returns {code, price_cents, took_last_unit (0/1), latest_order_id or "", restock
                         is then set, TTL 3600 s); pay_by = now + payment_window_s * 1000 (ms),
                         0 when the product has no payment window
   "UNKNOWN_PRODUCT"     no meta hash
+  "PASS_REQUIRED"       the product has a waiting room and ARGV[7] is not "1"
   "NOT_STARTED"         now < starts_at
   "ENDED"               now >= ends_at
   "SOLD_OUT"            L2 flag set, or no stock left (the flag is then set, TTL 3600 s)
@@ -133,7 +141,7 @@ local user, order_id = ARGV[2], ARGV[4]
 -- a key lookup inside Redis), the reads first, in two calls.
 -- Every product has a price (Put and Seed always write it): no price, no product.
 local meta = redis.call('HMGET', KEYS[1], 'price', 'limit_per_user', 'starts_at', 'ends_at',
-                        'restock_epoch', 'payment_window_s')
+                        'restock_epoch', 'payment_window_s', 'wr_admit_per_s')
 if not meta[1] then return {'UNKNOWN_PRODUCT', 0, 0, '', 0, 0} end
 local price = tonumber(meta[1]) or 0
 local limit = meta[2] and canonical(meta[2]) or '1'
@@ -154,6 +162,12 @@ if marker then
   return {'RESERVED', tonumber(mprice) or price, tonumber(mlast) or 0, '', epoch,
           tonumber(mpay_by) or 0}
 end
+
+-- The waiting room before everything else is told (README "Admission control": pass -> L1 ->
+-- reservation), as MemoryStockStore does. After the replay above: a retry of a reservation
+-- that was made gets its first answer.
+local room = meta[7]
+if room and room ~= '' and ARGV[7] ~= '1' then return {'PASS_REQUIRED', 0, 0, '', epoch, 0} end
 
 if starts_at and now < starts_at then return {'NOT_STARTED', 0, 0, '', epoch, 0} end
 if ends_at and now >= ends_at then return {'ENDED', 0, 0, '', epoch, 0} end
