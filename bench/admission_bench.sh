@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rate limits' cost (issue 10 §1, README "Rate limits"), in one run on this machine, loopback:
 #
-#   (off/on)  the sold-out path of bench/run_bench.sh's (a) (1000 products, stock 0), every
+#   (off/on)  the sold-out path of bench/run_bench.sh's (a) (1000 products, stock 0, users
+#             0..199), every
 #             request with an X-Forwarded-For drawn from 65,536 addresses, on two servers
 #             side by side: limits off, and limits on with rates nobody reaches
 #             (--rate-limit-address/--rate-limit-user 1e6/s, --trusted-proxies 127.0.0.1).
@@ -14,12 +15,15 @@
 #             addresses sent through X-Forwarded-For by wrk (each request a new address).
 #
 #   bench/admission_bench.sh [-d SECS] [-r RUNS] [-t THREADS] [-c CONNS] [--addresses N]
-#                            [--bin PATH] [-o FILE] [--keep]
+#                            [--xff-pool N] [--no-memory] [--bin PATH] [-o FILE] [--keep]
+#   --xff-pool N: the off/on load's X-Forwarded-For is one of N addresses (default 65536);
+#                 0: no header, run_bench.sh (a)'s requests exactly (one client, 127.0.0.1).
+#   --no-memory:  skip the memory run.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DURATION=10; RUNS=3; THREADS=2; CONNS=64; ADDRESSES=1000000; BIN="$ROOT/build/release/flashsale"
-OUTPUT=""; KEEP=0; WRK_THREADS=2
+OUTPUT=""; KEEP=0; WRK_THREADS=2; XFF_POOL=65536; MEMORY=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -d|--duration) DURATION="$2"; shift 2 ;;
@@ -27,6 +31,8 @@ while [[ $# -gt 0 ]]; do
         -t|--threads) THREADS="$2"; shift 2 ;;
         -c|--connections) CONNS="$2"; shift 2 ;;
         --addresses) ADDRESSES="$2"; shift 2 ;;
+        --xff-pool) XFF_POOL="$2"; shift 2 ;;
+        --no-memory) MEMORY=0; shift ;;
         --bin) BIN="$2"; shift 2 ;;
         -o|--output) OUTPUT="$2"; shift 2 ;;
         --keep) KEEP=1; shift ;;
@@ -103,7 +109,8 @@ start_fs() {   # start_fs NAME [serve flags...]  -> sets FS_PID, FS_URL
 }
 LIMITS_HIGH=(--rate-limit-address 1000000 --rate-limit-address-burst 1000000
              --rate-limit-user 1000000 --rate-limit-user-burst 1000000 --trusted-proxies 127.0.0.1)
-LOAD=(pid=1-1000 users=random63 count=$COUNT)
+# bench/run_bench.sh's (a) load (users 0..199), plus the X-Forwarded-For.
+LOAD=(pid=1-1000 users=random user_max=199 count=$COUNT)
 
 git_rev="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
 cpu_model="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
@@ -113,7 +120,7 @@ log "work directory: $WORK; flashsale git $git_rev; wrk -t$WRK_THREADS -c$CONNS 
 busy_check "off/on"
 start_fs off; OFF_PID=$FS_PID; OFF_URL=$FS_URL
 start_fs on "${LIMITS_HIGH[@]}"; ON_PID=$FS_PID; ON_URL=$FS_URL
-export XFF_MODE=random XFF_ADDRESSES=65536
+if [[ $XFF_POOL -gt 0 ]]; then export XFF_MODE=random XFF_ADDRESSES=$XFF_POOL; else PURCHASE_LUA="$ROOT/scripts/wrk/purchase.lua"; fi
 run_wrk warmup-off "$OFF_URL" "$CONNS" "$WARMUP" SOLD_OUT "$OFF_PID" -- "${LOAD[@]}"
 run_wrk warmup-on "$ON_URL" "$CONNS" "$WARMUP" SOLD_OUT "$ON_PID" -- "${LOAD[@]}"
 OFF_RPS=(); ON_RPS=(); OFF_CPU=(); ON_CPU=()
@@ -138,26 +145,42 @@ forget "$perf_pid"
 LIMITER_RE='RateLimiter|ResolveClient|ClientAddress|TrustedProxies|Api::LimitAddress|Api::LimitUser|Api::ClientOf|MixKey|SendRateLimited'
 perf report -i "$PERF_DATA" --no-children --sort symbol --stdio 2>/dev/null >"$WORK/perf.txt" || true
 PERF_SHARE="$(awk -v re="$LIMITER_RE" '$1 ~ /%$/ && $0 ~ re {sub("%", "", $1); s += $1} END {printf "%.2f", s}' "$WORK/perf.txt")"
-PERF_SYMBOLS="$(awk -v re="$LIMITER_RE" '$1 ~ /%$/ && $0 ~ re {$2 = ""; $3 = ""; print}' "$WORK/perf.txt" | sed 's/  */ /g' | head -n 12)"
+PERF_SYMBOLS="$(awk -v re="$LIMITER_RE" '$1 ~ /%$/ && $0 ~ re {print $1, $3}' "$WORK/perf.txt" | head -n 12)"
 PERF_SAMPLES="$(grep -m1 -o '# Samples: [^ ]*' "$WORK/perf.txt" | awk '{print $3}')"
 log "limiter share of the samples: $PERF_SHARE % ($PERF_SAMPLES samples)"
 stop_pid "$OFF_PID" "flashsale (off)"
 stop_pid "$ON_PID" "flashsale (on)"
 
 # ---------------------------------------------------------------------------- memory
+RSS0=0; RSS1=0; SENT=0; MEM_RPS=0
+if [[ $MEMORY == 1 ]]; then
+PURCHASE_LUA="$WORK/xff.lua"
 busy_check memory
 # The address limit only: the run's 200 users would be over a per-user limit.
 start_fs memory --rate-limit-address 10 --rate-limit-address-burst 20 --trusted-proxies 127.0.0.1
 MEM_PID=$FS_PID; MEM_URL=$FS_URL
-# A first pass over a few addresses: what any server allocates on its first requests
-# (buffers, thread-local readers) is in the baseline, not counted as the limiter's.
-XFF_MODE=random XFF_ADDRESSES=16 run_wrk mem-warmup "$MEM_URL" "$CONNS" 1 "" "$MEM_PID" -- \
-    pid=1-1000 users=random user_max=199 count=http
 sleep 1
 RSS0="$(vmrss_kib "$MEM_PID")"
 per_thread=$(( (ADDRESSES + WRK_THREADS - 1) / WRK_THREADS ))
+# wrk runs for its whole -d even when every thread stopped at its quota: a watcher sends it
+# SIGINT (wrk then reports and exits) once the server answered ADDRESSES purchases.
+purchases() { curl -s "$MEM_URL/metrics" | awk '/^flashsale_requests_total\{route="purchase"/ {s += $NF} END {print s + 0}'; }
+(
+    for _ in $(seq 1 1200); do
+        sleep 0.5
+        [[ "$(purchases)" -ge "$ADDRESSES" ]] || continue
+        sleep 0.5
+        w="$(pgrep -P $$ -x wrk || true)"   # this script's own wrk child
+        [[ -z "$w" ]] || kill -INT $w
+        break
+    done
+) &
+watcher=$!
+PIDS+=("$watcher")
 XFF_MODE=distinct XFF_BASE=65536 XFF_THREADS=$WRK_THREADS XFF_QUOTA=$per_thread \
     run_wrk mem "$MEM_URL" "$CONNS" 600 "" "$MEM_PID" -- pid=1-1000 users=random user_max=199 count=http
+wait "$watcher" 2>/dev/null || true
+forget "$watcher"
 SENT="$(kv "$WRK_LINE" requests)"
 MEM_RPS="$(kv "$WRK_LINE" rps)"
 sleep 1
@@ -166,6 +189,7 @@ RSS1="$(vmrss_kib "$MEM_PID")"
 mem_limited="$(curl -s "$MEM_URL/metrics" | awk '/^flashsale_rate_limited_total/ {s += $NF} END {print s + 0}')"
 stop_pid "$MEM_PID" "flashsale (memory)"
 log "memory: VmRSS $RSS0 -> $RSS1 KiB over $SENT distinct addresses ($mem_limited answered 429)"
+fi
 
 # ---------------------------------------------------------------------------- report
 RPS_OFF="$(median "${OFF_RPS[@]}")"; RPS_ON="$(median "${ON_RPS[@]}")"
@@ -173,11 +197,12 @@ REPORT="$WORK/report.md"
 {
     echo "## Rate limits"
     echo
-    echo "\`bench/admission_bench.sh -d $DURATION -r $RUNS -t $THREADS -c $CONNS --addresses $ADDRESSES\`" \
+    echo "\`bench/admission_bench.sh -d $DURATION -r $RUNS -t $THREADS -c $CONNS --addresses $ADDRESSES --xff-pool $XFF_POOL$([[ $MEMORY == 1 ]] || echo ' --no-memory')\`" \
          "($(date -u +%Y-%m-%dT%H:%M:%SZ), git $git_rev). Machine: ${cpu_model}, $(nproc) cores," \
          "Linux $(uname -r), loopback; flashsale \`--threads $THREADS\`, wrk \`-t$WRK_THREADS -c$CONNS" \
-         "-d${DURATION}s\` with scripts/wrk/purchase.lua (pid=1-1000 users=random63) plus an" \
-         "X-Forwarded-For from 65,536 addresses on every request; servers and wrk share the cores."
+         "-d${DURATION}s\` with scripts/wrk/purchase.lua (pid=1-1000 users=random user_max=199, as run_bench.sh (a))" \
+         "$([[ $XFF_POOL -gt 0 ]] && echo "plus an X-Forwarded-For from $XFF_POOL addresses on every request" || echo "without X-Forwarded-For (every request from one client, 127.0.0.1)");" \
+         "servers and wrk share the cores."
     echo
     echo "| sold-out path (1000 products, stock 0) | requests/s, median of $RUNS (runs) | server CPU (cores) |"
     echo "|---|---:|---:|"
@@ -195,6 +220,7 @@ REPORT="$WORK/report.md"
     if [[ -n "$PERF_SYMBOLS" ]]; then echo "$PERF_SYMBOLS"; else echo "(none sampled)"; fi
     echo '```'
     echo
+    if [[ $MEMORY == 1 ]]; then
     echo "Memory: a fresh server (address limit 10/s burst 20, default" \
          "--rate-limit-slots 2,097,152), then $SENT requests each from a new address" \
          "through X-Forwarded-For (at $(awk -v x="$MEM_RPS" 'BEGIN {printf "%.0f", x}') requests/s)."
@@ -202,6 +228,7 @@ REPORT="$WORK/report.md"
     echo "| VmRSS before | VmRSS after $SENT distinct addresses | growth (target ≤ 64 MiB) |"
     echo "|---:|---:|---:|"
     awk -v a="$RSS0" -v b="$RSS1" 'BEGIN {printf "| %.1f MiB | %.1f MiB | **%.1f MiB** |\n", a/1024, b/1024, (b-a)/1024}'
+    fi
     if [[ ${#BUSY_NOTES[@]} -gt 0 ]]; then
         echo
         echo "**The machine was not idle** (figures are not comparable):"

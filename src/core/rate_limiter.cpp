@@ -1,5 +1,6 @@
 #include "core/rate_limiter.hpp"
 
+#include <sys/mman.h>
 #include <time.h>
 
 #include <algorithm>
@@ -10,18 +11,34 @@
 
 namespace flashsale {
 
-void RateLimiter::FreeSlots::operator()(Slot* p) const { std::free(p); }
+namespace {
+constexpr std::size_t kHugePage = std::size_t{2} << 20;
+}  // namespace
+
+void RateLimiter::FreeSlots::operator()(Slot* p) const {
+  if (p != nullptr) ::munmap(base, bytes);
+}
 
 RateLimiter::RateLimiter(RateLimit limit, std::size_t capacity)
     : interval_us_(std::max<std::int64_t>(1, std::llround(1e6 / limit.rate_per_s))),
       tolerance_us_((std::max<std::int64_t>(limit.burst, 1) - 1) * interval_us_),
       slots_per_shard_(std::bit_ceil(std::max(capacity / kShards, kProbe))),
       shards_(new Shard[kShards]) {
-  // calloc: the kernel hands out zero pages as they are first touched, so an
-  // idle table costs address space, not resident memory.
-  void* p = std::calloc(kShards * slots_per_shard_, sizeof(Slot));
-  if (p == nullptr) throw std::bad_alloc();
-  slots_.reset(static_cast<Slot*>(p));
+  // Anonymous memory: the kernel hands out zero pages as they are first
+  // touched, so an idle table costs address space, not resident memory (at
+  // most the table's size once every page was touched). Aligned to 2 MiB and
+  // advised huge: every probe lands on a random page, and with 4 KiB pages
+  // each would also miss the TLB (the probe's cache miss is most of the
+  // limiter's cost: bench/results-2026-12-08-issue10.md).
+  const std::size_t bytes = kShards * slots_per_shard_ * sizeof(Slot);
+  const std::size_t mapped = bytes + kHugePage;
+  void* base = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (base == MAP_FAILED) throw std::bad_alloc();
+  auto aligned = (reinterpret_cast<std::uintptr_t>(base) + kHugePage - 1) & ~(kHugePage - 1);
+  ::madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);  // a hint: may fail
+  slots_ =
+      std::unique_ptr<Slot[], FreeSlots>(reinterpret_cast<Slot*>(aligned), FreeSlots{base, mapped});
 }
 
 RateLimiter::~RateLimiter() = default;

@@ -12,8 +12,10 @@
 // expires by itself, nothing sweeps.
 //
 // Memory is bounded whatever the number of distinct keys: a fixed table of
-// `capacity` slots (rounded up to a power of two) in kShards shards, calloc'd
-// once (pages are touched only as keys land on them). A key lives in a probe
+// `capacity` slots (rounded up to a power of two) in kShards shards, mapped
+// once (pages are touched only as keys land on them; huge pages where the
+// kernel gives them, so resident memory grows in 2 MiB steps up to the
+// table's size). A key lives in a probe
 // window of kProbe slots of its shard. When the window holds kProbe live
 // buckets of other keys, the stalest (smallest TAT: the one nearest to full)
 // is evicted. Leniency this gives, under a flood of distinct keys: an evicted
@@ -82,7 +84,9 @@ class RateLimiter {
     Mutex mu;
     std::int64_t evictions GUARDED_BY(mu) = 0;
   };
-  struct FreeSlots {
+  struct FreeSlots {  // unmaps the whole mapping the aligned table lives in
+    void* base;
+    std::size_t bytes;
     void operator()(Slot* p) const;
   };
 
