@@ -19,10 +19,11 @@
 // window of kProbe slots of its shard. When the window holds kProbe live
 // buckets of other keys, the stalest (smallest TAT: the one nearest to full)
 // is evicted. Leniency this gives, under a flood of distinct keys: an evicted
-// client starts again with a full burst. A client over its limit has a TAT in
-// the future, later than every bucket that is only draining, so it is the
-// last to be evicted in its window; forgiving it takes kProbe fresh keys
-// landing on its window within its own refill time.
+// client starts again with a full burst. The evicted are the buckets nearest
+// to full: a client over its limit has a TAT further ahead than any fresh key
+// (whose TAT is one interval away), so a flood of fresh keys evicts its own
+// kind first; the limited client goes only when all kProbe buckets of its
+// window are further from full than it is.
 //
 // Thread safety: Acquire() may be called from any thread concurrently (one
 // mutex per shard, held for a probe of kProbe slots).
