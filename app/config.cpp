@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "http/client_address.hpp"
+
 namespace flashsale::app {
 
 std::string Config::SqlitePath() const {
@@ -171,6 +173,50 @@ Result<std::shared_ptr<const AdmissionTokens>> MakeAdmissionTokens(
                                            kept_secret);
 }
 
+void AddRateLimitOptions(CLI::App& app, Config& c) {
+  const auto rate = CLI::Range(0.0, 1'000'000.0);
+  const auto burst = CLI::Range(std::int64_t{1}, std::int64_t{1'000'000});
+  CLI::Option* address =
+      app.add_option("--rate-limit-address", c.rate_limit_address,
+                     "POST /purchase (and queue joins) per client address: requests/s this "
+                     "instance allows (0: no limit; over it: 429 with Retry-After)")
+          ->envname("FLASHSALE_RATE_LIMIT_ADDRESS")
+          ->check(rate)
+          ->capture_default_str();
+  app.add_option("--rate-limit-address-burst", c.rate_limit_address_burst,
+                 "requests one address may send at once (default: the rate, at least 1)")
+      ->envname("FLASHSALE_RATE_LIMIT_ADDRESS_BURST")
+      ->check(burst)
+      ->needs(address);
+  CLI::Option* user = app.add_option("--rate-limit-user", c.rate_limit_user,
+                                     "POST /purchase per user_id: requests/s this instance "
+                                     "allows (0: no limit)")
+                          ->envname("FLASHSALE_RATE_LIMIT_USER")
+                          ->check(rate)
+                          ->capture_default_str();
+  app.add_option("--rate-limit-user-burst", c.rate_limit_user_burst,
+                 "requests one user may send at once (default: the rate, at least 1)")
+      ->envname("FLASHSALE_RATE_LIMIT_USER_BURST")
+      ->check(burst)
+      ->needs(user);
+  app.add_option("--trusted-proxies", c.trusted_proxies,
+                 "CIDR list of load balancers whose X-Forwarded-For names the client, e.g. "
+                 "127.0.0.1,10.0.0.0/8,::1 (unset: the TCP peer is the client)")
+      ->envname("FLASHSALE_TRUSTED_PROXIES")
+      ->check(
+          [](const std::string& list) -> std::string {
+            Result<http::TrustedProxies> parsed = http::TrustedProxies::Parse(list);
+            return parsed ? std::string() : parsed.error().message();
+          },
+          "CIDR,...");
+  app.add_option("--rate-limit-slots", c.rate_limit_slots,
+                 "buckets each rate limit keeps at most (16 bytes each, touched as used); "
+                 "beyond, the stalest is forgotten")
+      ->envname("FLASHSALE_RATE_LIMIT_SLOTS")
+      ->check(CLI::Range(std::int64_t{1024}, std::int64_t{1} << 30))
+      ->capture_default_str();
+}
+
 void AddServeOptions(CLI::App& app, Config& c) {
   app.add_option("--host", c.host, "listen address")->envname("HOST")->capture_default_str();
   app.add_option("--port", c.port, "listen port (0: any free port)")
@@ -233,6 +279,7 @@ void AddServeOptions(CLI::App& app, Config& c) {
       ->envname("FLASHSALE_IDEMPOTENCY_MEMORY_MIB")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 30))
       ->capture_default_str();
+  AddRateLimitOptions(app, c);
   app.add_option("--redis-connections", c.redis_connections,
                  "pipelined Redis connections shared by admin calls, idempotency keys and "
                  "(with --redis-shared-connections) reservations (distributed mode)")

@@ -59,6 +59,16 @@ struct Config {
   std::int64_t shutdown_grace_s = 10;  // SIGTERM: in-flight requests get this long
   std::int64_t l1_ttl_s = 600;
   std::int64_t idempotency_memory_mib = 256;  // cap of the Idempotency-Key store
+  // Rate limits (README "Rate limits"), per instance: requests/s and burst
+  // per client address and per user_id (rate 0: off; burst 0: the rate,
+  // at least 1). The X-Forwarded-For of peers in `trusted_proxies` (CIDR
+  // list) names the client. Each limiter's table has `rate_limit_slots`.
+  double rate_limit_address = 0;
+  std::int64_t rate_limit_address_burst = 0;
+  double rate_limit_user = 0;
+  std::int64_t rate_limit_user_burst = 0;
+  std::string trusted_proxies;
+  std::int64_t rate_limit_slots = std::int64_t{1} << 21;
   // Distributed mode.
   std::string topic_prefix;   // put in front of the three topic names
   int redis_connections = 1;  // pipelined connections to Redis per server
@@ -119,6 +129,7 @@ void AddDatabaseOption(CLI::App& app, Config& c);
 void AddBackendOptions(CLI::App& app, Config& c);
 void AddLogOptions(CLI::App& app, Config& c);
 void AddServeOptions(CLI::App& app, Config& c);
+void AddRateLimitOptions(CLI::App& app, Config& c);  // part of serve's
 void AddConsumeOptions(CLI::App& app, Config& c);
 
 // Sets up spdlog: stderr and LOG_DIR/LOG_FILE (rotated by size), asynchronous

@@ -3,6 +3,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <csignal>
 #include <filesystem>
 #include <functional>
@@ -88,6 +89,19 @@ int ServeUntilSignalled(const Config& config, const sigset_t& signals, PurchaseF
   api_options.order_tokens = lifecycle.tokens;
   api_options.payment_webhook_secret = config.payment_webhook_secret;
   api_options.on_order_closed = lifecycle.on_closed;
+  const auto limit = [](double rate, std::int64_t burst) {
+    return RateLimit{rate, burst > 0 ? burst : std::max<std::int64_t>(1, std::llround(rate))};
+  };
+  api_options.address_limit = limit(config.rate_limit_address, config.rate_limit_address_burst);
+  api_options.user_limit = limit(config.rate_limit_user, config.rate_limit_user_burst);
+  // Validated by the flag's check: an error here would be a bug.
+  api_options.trusted_proxies = http::TrustedProxies::Parse(config.trusted_proxies).value();
+  api_options.rate_limit_slots = static_cast<std::size_t>(config.rate_limit_slots);
+  if (api_options.address_limit.enabled() || api_options.user_limit.enabled()) {
+    spdlog::info("rate limits (this instance): address {}/s burst {}, user {}/s burst {}",
+                 config.rate_limit_address, api_options.address_limit.burst, config.rate_limit_user,
+                 api_options.user_limit.burst);
+  }
   api_options.waiting_room = admission.waiting_room;
   api_options.admission_tokens = admission.tokens;
   api_options.queue_places_per_address = config.queue_places_per_address;

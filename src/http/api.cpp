@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -74,6 +75,50 @@ Api::Api(PurchaseFunnel& funnel, Catalog& catalog, OrderRepository& repository,
         PurchaseOutcome::kPassInvalid}) {
     fixed_purchase_bodies_[static_cast<std::size_t>(o)] = PurchaseBody(o, {});
   }
+  if (options_.address_limit.enabled()) {
+    address_limiter_ =
+        std::make_unique<RateLimiter>(options_.address_limit, options_.rate_limit_slots);
+  }
+  if (options_.user_limit.enabled()) {
+    user_limiter_ = std::make_unique<RateLimiter>(options_.user_limit, options_.rate_limit_slots);
+  }
+}
+
+// ---- Rate limits (README "Rate limits") ------------------------------------
+
+namespace {
+
+// The 429 of either limit: the seed's envelope, Retry-After in whole seconds.
+int SendRateLimited(std::int64_t retry_after_s, bool keep_alive, std::string& out) {
+  static const std::string kBody = ErrorBody(429, "请求过于频繁", "RATE_LIMITED");
+  char header[48];
+  const int n = std::snprintf(header, sizeof header, "Retry-After: %lld\r\n",
+                              static_cast<long long>(retry_after_s));
+  return render::Send(out, 429, kBody, keep_alive, kJson,
+                      std::string_view(header, static_cast<std::size_t>(n)));
+}
+
+}  // namespace
+
+ClientAddress Api::ClientOf(const HttpRequest& req) const {
+  return ResolveClient(req.peer, req.peer_is_trusted_proxy, req.forwarded_for,
+                       options_.trusted_proxies);
+}
+
+int Api::LimitAddress(const HttpRequest& req, std::string& out) {
+  if (!address_limiter_) return 0;
+  const RateDecision d = address_limiter_->Acquire(ClientOf(req).Hash());
+  if (d.allowed) return 0;
+  funnel_metrics_.rate_limited[static_cast<std::size_t>(RateLimitKey::kAddress)].Inc();
+  return SendRateLimited(d.retry_after_s, req.keep_alive, out);
+}
+
+int Api::LimitUser(UserId user, bool keep_alive, std::string& out) {
+  if (!user_limiter_) return 0;
+  const RateDecision d = user_limiter_->Acquire(static_cast<std::uint64_t>(user));
+  if (d.allowed) return 0;
+  funnel_metrics_.rate_limited[static_cast<std::size_t>(RateLimitKey::kUser)].Inc();
+  return SendRateLimited(d.retry_after_s, keep_alive, out);
 }
 
 void Api::RenderError(int status, std::string_view message, bool keep_alive, std::string& out,

@@ -28,11 +28,13 @@
 #include "core/metrics.hpp"
 #include "core/order_lifecycle.hpp"
 #include "core/order_repository.hpp"
+#include "core/rate_limiter.hpp"
 #include "core/signatures.hpp"
 #include "funnel/catalog.hpp"
 #include "funnel/purchase_funnel.hpp"
 #include "funnel/queue_admitter.hpp"
 #include "http/blocking_pool.hpp"
+#include "http/client_address.hpp"
 #include "http/http_parser.hpp"
 #include "http/request_metrics.hpp"
 #include "http/router.hpp"
@@ -69,6 +71,14 @@ struct ApiOptions {
   WaitingRoomStore* waiting_room = nullptr;
   std::shared_ptr<const AdmissionTokens> admission_tokens;
   std::int64_t queue_places_per_address = 0;  // 0: no cap
+  // Rate limits (README "Rate limits"): per client address and per user_id,
+  // each off while its rate is 0. Per instance. `trusted_proxies`: peers whose
+  // X-Forwarded-For names the client. `rate_limit_slots`: each limiter's
+  // table size (bounds its memory: 16 bytes a slot).
+  RateLimit address_limit;
+  RateLimit user_limit;
+  TrustedProxies trusted_proxies;
+  std::size_t rate_limit_slots = RateLimiter::kDefaultCapacity;
 };
 
 // What a deferred route hands back to the connection's thread.
@@ -128,6 +138,19 @@ class Api {
 
   RequestMetrics& request_metrics() { return request_metrics_; }
 
+  // Whether a TCP peer may name the client in X-Forwarded-For (the
+  // connection asks once, at accept).
+  [[nodiscard]] bool IsTrustedProxy(const ClientAddress& peer) const {
+    return options_.trusted_proxies.Contains(peer);
+  }
+  // The client of `req` (ResolveClient over the connection's peer).
+  [[nodiscard]] ClientAddress ClientOf(const HttpRequest& req) const;
+  // The rate limits: 0 when allowed (or that limit is off); else a 429 with
+  // Retry-After was appended to `out` and its status is returned. Take a
+  // token: call once per request.
+  int LimitAddress(const HttpRequest& req, std::string& out);
+  int LimitUser(UserId user, bool keep_alive, std::string& out);
+
  private:
   Handled HandlePurchase(const HttpRequest& req, std::string& out, int& status,
                          DeferredResponder& responder);
@@ -166,8 +189,6 @@ class Api {
                    bool keep_alive, std::string& out);
   int RenderQueueStatus(const QueueTicket& ticket, std::string_view text, bool keep_alive,
                         std::string& out);
-  // The client's address as the key of its places in a waiting room.
-  std::string ClientAddressKey(const HttpRequest& req) const;
   // The pass of a purchase for `user` and `product` (header X-Flashsale-Pass).
   PassCheck CheckPass(std::string_view pass, UserId user, ProductId product);
   int HandleAdminPut(const HttpRequest& req, std::string_view id, std::string& out);
@@ -194,6 +215,9 @@ class Api {
   // copy. One per PurchaseOutcome below kIdempotencyKeyMismatch.
   std::array<std::string, static_cast<std::size_t>(PurchaseOutcome::kIdempotencyKeyMismatch)>
       fixed_purchase_bodies_;
+  // Null while their limit is off. Thread-safe (RateLimiter).
+  std::unique_ptr<RateLimiter> address_limiter_;
+  std::unique_ptr<RateLimiter> user_limiter_;
   // Last: its threads are joined before the members their jobs use go away.
   BlockingPool blocking_;
 };

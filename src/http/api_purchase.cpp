@@ -37,6 +37,12 @@ bool ValidIdempotencyKey(std::string_view key) {
 Api::Handled Api::HandlePurchase(const HttpRequest& req, std::string& out, int& status,
                                  DeferredResponder& responder) {
   const bool ka = req.keep_alive;
+  // Rate limits first: the address before the body is read, the user once
+  // the body is valid; a 429 reserves nothing (README "Rate limits").
+  if (const int limited = LimitAddress(req, out); limited != 0) {
+    status = limited;
+    return Handled::kAnswered;
+  }
   const bool bad_key = req.has_idempotency_key && !ValidIdempotencyKey(req.idempotency_key);
   std::vector<FieldError> errors;
   BodyValues v;
@@ -53,6 +59,10 @@ Api::Handled Api::HandlePurchase(const HttpRequest& req, std::string& out, int& 
   purchase.product = *v.ints[1];
   purchase.amount = *v.ints[2];
   purchase.idempotency_key = req.has_idempotency_key ? req.idempotency_key : std::string_view{};
+  if (const int limited = LimitUser(purchase.user, ka, out); limited != 0) {
+    status = limited;
+    return Handled::kAnswered;
+  }
   purchase.pass = CheckPass(req.flashsale_pass, purchase.user, purchase.product);
   // The callback holds only the connection (fits std::function's inline
   // storage: no allocation here); the reply is rendered on its thread.

@@ -66,6 +66,12 @@ Api::Handled Api::RunQueueJob(bool ka, std::string& out, int& status,
 Api::Handled Api::HandleQueueJoin(const HttpRequest& req, std::string_view id, std::string& out,
                                   int& status, DeferredResponder& responder) {
   const bool ka = req.keep_alive;
+  // The purchase's rate limits (the same buckets): a bot cannot take places
+  // faster than it could buy (README "Rate limits").
+  if (const int limited = LimitAddress(req, out); limited != 0) {
+    status = limited;
+    return Handled::kAnswered;
+  }
   std::optional<std::int64_t> product = ParseInt64(id, LeadingZeros::kRefuse);
   if (!product || *product <= 0) {
     status = SendValidation(
@@ -79,11 +85,16 @@ Api::Handled Api::HandleQueueJoin(const HttpRequest& req, std::string_view id, s
     return Handled::kAnswered;
   }
   const UserId user = *v.ints[0];
+  if (const int limited = LimitUser(user, ka, out); limited != 0) {
+    status = limited;
+    return Handled::kAnswered;
+  }
   if (options_.waiting_room == nullptr || !options_.admission_tokens) {
     status = SendStatusError(out, Status::Unavailable("no waiting room store"), ka);
     return Handled::kAnswered;
   }
-  std::string address = ClientAddressKey(req);
+  // The resolved client (X-Forwarded-For from a trusted proxy), not the peer.
+  std::string address = ClientOf(req).ToString();
   return RunQueueJob(ka, out, status, responder,
                      [this, product = *product, user, address = std::move(address),
                       ka](std::string& o) {
@@ -197,17 +208,6 @@ int Api::RenderQueueStatus(const QueueTicket& ticket, std::string_view text, boo
   }
   body.push_back('}');
   return Send(out, 200, body, ka);
-}
-
-std::string Api::ClientAddressKey(const HttpRequest& req) const {
-  // TODO(issue 10): the resolved client (X-Forwarded-For from trusted proxies).
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string key;
-  for (std::uint8_t b : req.peer.bytes) {
-    key.push_back(kHex[b >> 4]);
-    key.push_back(kHex[b & 15]);
-  }
-  return key;
 }
 
 PassCheck Api::CheckPass(std::string_view pass, UserId user, ProductId product) {

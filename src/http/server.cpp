@@ -77,6 +77,18 @@ class Connection : public std::enable_shared_from_this<Connection>, public Defer
   Connection(Worker& worker, tcp::socket socket) : worker_(worker), socket_(std::move(socket)) {
     in_.resize(kInitialReadBuffer);
     last_activity_ms_ = SteadyMillis();
+    // Who the peer is, once per connection (not per request): the rate
+    // limits' key and whether its X-Forwarded-For may name the client.
+    boost::system::error_code ec;
+    const tcp::endpoint remote = socket_.remote_endpoint(ec);
+    if (!ec) {
+      const asio::ip::address a = remote.address();
+      const asio::ip::address_v6 v6 =
+          a.is_v4() ? asio::ip::make_address_v6(asio::ip::v4_mapped, a.to_v4()) : a.to_v6();
+      const asio::ip::address_v6::bytes_type b = v6.to_bytes();
+      std::memcpy(peer_.bytes.data(), b.data(), peer_.bytes.size());
+      peer_is_trusted_proxy_ = worker_.api().IsTrustedProxy(peer_);
+    }
   }
 
   void Start() {
@@ -213,6 +225,8 @@ class Connection : public std::enable_shared_from_this<Connection>, public Defer
         break;
       }
       in_pos_ += parsed.consumed;
+      request_.peer = peer_;  // the parser reset the request
+      request_.peer_is_trusted_proxy = peer_is_trusted_proxy_;
       request_started_ms_ = in_pos_ == in_len_ ? 0 : SteadyMillis();
       Dispatch(parsed);
       if (!request_.keep_alive) CloseAfterWrite();
@@ -354,6 +368,8 @@ class Connection : public std::enable_shared_from_this<Connection>, public Defer
   std::string out_;      // replies not yet handed to the socket
   std::string writing_;  // replies being written
   HttpRequest request_;
+  ClientAddress peer_;  // the TCP peer (IPv4-mapped for IPv4); zero if unknown
+  bool peer_is_trusted_proxy_ = false;
   State state_ = State::kOpen;
   // The two asio operations this connection may have outstanding. They are
   // independent of each other and of state_: the next requests are read while

@@ -216,3 +216,24 @@ def test_restart_resets_the_queue_but_issued_passes_stay_valid(make_server):
     assert buy(srv, 9, pid, p9).json()["status"] == "ACCEPTED"
     fresh = join(srv, pid, 10)
     assert fresh["position"] == 1 and fresh["ticket"] != ticket, fresh
+
+
+def test_joins_are_rate_limited_and_capped_per_resolved_client(make_server):
+    srv = make_server(extra_args=["--waiting-room-secret", SECRET, "--queue-places-per-address", "2",
+                                  "--trusted-proxies", "127.0.0.1", "--rate-limit-address", "1",
+                                  "--rate-limit-address-burst", "3"])
+    pid = 70_060
+    put_room(srv, pid, stock=5, admit_per_s=10)
+    a = {"X-Forwarded-For": "203.0.113.1"}
+    join(srv, pid, 1, headers=a)
+    join(srv, pid, 2, headers=a)
+    capped = join(srv, pid, 3, expect=403, headers=a)  # the third place of one client
+    assert capped["status"] == "QUEUE_PLACES_EXCEEDED", capped
+    # The burst of 3 is spent: the next join from that client is over the rate.
+    r = srv.call("POST", f"/products/{pid}/queue", {"user_id": 4}, a)
+    assert r.status == 429 and r.json()["status"] == "RATE_LIMITED" and r.header("Retry-After"), r
+    # Another client behind the same proxy has its own bucket and places.
+    assert join(srv, pid, 3, headers={"X-Forwarded-For": "203.0.113.2"})["position"] == 3
+    m = srv.metrics()
+    assert m.total("flashsale_rate_limited_total", key="address") == 1
+    assert m.total("flashsale_queue_joined_total") == 3
