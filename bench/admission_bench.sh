@@ -229,18 +229,6 @@ REPORT="$WORK/report.md"
     echo "|---:|---:|---:|"
     awk -v a="$RSS0" -v b="$RSS1" 'BEGIN {printf "| %.1f MiB | %.1f MiB | **%.1f MiB** |\n", a/1024, b/1024, (b-a)/1024}'
     fi
-    if [[ ${#BUSY_NOTES[@]} -gt 0 ]]; then
-        echo
-        echo "**The machine was not idle** (figures are not comparable):"
-        for p in "${BUSY_NOTES[@]}"; do echo "- $p"; done
-    fi
-    if [[ ${#PROBLEMS[@]} -gt 0 ]]; then
-        echo
-        echo "**Problems in this run:**"
-        for p in "${PROBLEMS[@]}"; do echo "- $p"; done
-    fi
+    report_notes
 } >"$REPORT"
-echo
-cat "$REPORT"
-[[ -z "$OUTPUT" ]] || cp "$REPORT" "$OUTPUT"
-[[ ${#PROBLEMS[@]} -eq 0 ]] || exit 1
+publish_report

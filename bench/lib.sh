@@ -277,3 +277,29 @@ measure() {
     done
 }
 
+
+# report_notes [CAPTION] — the report's last lists (call inside the block that writes
+# $REPORT): the busy-machine notes under CAPTION (default: figures are not comparable), and
+# this run's problems.
+report_notes() {
+    local p caption="${1:-(figures are not comparable):}"
+    if [[ ${#BUSY_NOTES[@]} -gt 0 ]]; then
+        echo
+        echo "**The machine was not idle** $caption"
+        for p in "${BUSY_NOTES[@]}"; do echo "- $p"; done
+    fi
+    if [[ ${#PROBLEMS[@]} -gt 0 ]]; then
+        echo
+        echo "**Problems in this run:**"
+        for p in "${PROBLEMS[@]}"; do echo "- $p"; done
+    fi
+}
+
+# publish_report — prints $REPORT, copies it to $OUTPUT when set, and fails the run when it
+# recorded problems.
+publish_report() {
+    echo
+    cat "$REPORT"
+    [[ -z "$OUTPUT" ]] || cp "$REPORT" "$OUTPUT"
+    [[ ${#PROBLEMS[@]} -eq 0 ]] || exit 1
+}

@@ -543,17 +543,6 @@ REPORT="$WORK/report.md"
             echo "- [ ] $m purchase rate with the payment step ≥ 0.90 × without — **missed**: B / A = $q"
         fi
     done
-    if [[ ${#BUSY_NOTES[@]} -gt 0 ]]; then
-        echo; echo "**The machine was not idle** (figures are not comparable; in distributed runs" \
-            "Redis, Kafka and PostgreSQL count as other processes, serve and consume do not):"
-        for p in "${BUSY_NOTES[@]}"; do echo "- $p"; done
-    fi
-    if [[ ${#PROBLEMS[@]} -gt 0 ]]; then
-        echo; echo "**Problems in this run:**"
-        for p in "${PROBLEMS[@]}"; do echo "- $p"; done
-    fi
+    report_notes "(figures are not comparable; in distributed runs Redis, Kafka and PostgreSQL count as other processes, serve and consume do not):"
 } >"$REPORT"
-echo
-cat "$REPORT"
-[[ -z "$OUTPUT" ]] || cp "$REPORT" "$OUTPUT"
-[[ ${#PROBLEMS[@]} -eq 0 ]] || exit 1
+publish_report

@@ -471,18 +471,6 @@ REPORT="$WORK/report.md"
         figs+=("-t$t c=$c=$(ratio "${R_RPS[a@$t,$c]}" "${R_RPS[nginx@$t,$c]}")")
     done; done
     target "(a) sold out ≥ 0.9 × nginx with each wrk layout" 0.9 "${figs[@]}"
-    if [[ ${#BUSY_NOTES[@]} -gt 0 ]]; then
-        echo
-        echo "**The machine was not idle** (figures are not comparable):"
-        for p in "${BUSY_NOTES[@]}"; do echo "- $p"; done
-    fi
-    if [[ ${#PROBLEMS[@]} -gt 0 ]]; then
-        echo
-        echo "**Problems in this run:**"
-        for p in "${PROBLEMS[@]}"; do echo "- $p"; done
-    fi
+    report_notes
 } >"$REPORT"
-echo
-cat "$REPORT"
-[[ -z "$OUTPUT" ]] || cp "$REPORT" "$OUTPUT"
-[[ ${#PROBLEMS[@]} -eq 0 ]] || exit 1
+publish_report

@@ -396,16 +396,6 @@ REPORT="$WORK/report.md"
     if [[ ${#CHECKS[@]} -gt 0 ]]; then
         echo; echo "Checks:"; for p in "${CHECKS[@]}"; do echo "- $p"; done
     fi
-    if [[ ${#BUSY_NOTES[@]} -gt 0 ]]; then
-        echo; echo "**The machine was not idle** (figures are not comparable):"
-        for p in "${BUSY_NOTES[@]}"; do echo "- $p"; done
-    fi
-    if [[ ${#PROBLEMS[@]} -gt 0 ]]; then
-        echo; echo "**Problems in this run:**"
-        for p in "${PROBLEMS[@]}"; do echo "- $p"; done
-    fi
+    report_notes
 } >"$REPORT"
-echo
-cat "$REPORT"
-[[ -z "$OUTPUT" ]] || cp "$REPORT" "$OUTPUT"
-[[ ${#PROBLEMS[@]} -eq 0 ]] || exit 1
+publish_report
