@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <utility>
 
 #include "core/numbers.hpp"
 
@@ -33,8 +34,8 @@ void AdvanceFrontier(QueueState& s, UnixMillis now) {
   const UnixMillis from = std::max(s.as_of, s.starts_at.value_or(0));
   const std::int64_t before = s.AdmittedCount();
   if (now > from && s.room.admit_per_s > 0 && !s.sold_out) {
-    const double grown =
-        s.admitted + static_cast<double>(s.room.admit_per_s) * static_cast<double>(now - from) / 1000.0;
+    const double grown = s.admitted + static_cast<double>(s.room.admit_per_s) *
+                                          static_cast<double>(now - from) / 1000.0;
     s.admitted = std::min(grown, static_cast<double>(s.joined));
   }
   s.as_of = std::max(s.as_of, now);
@@ -83,6 +84,13 @@ std::string AdmissionTokens::Mac(std::string_view kind, std::string_view fields)
   return mac_.Hex(message).substr(0, kMacLength);
 }
 
+std::string AdmissionTokens::Signed(std::string_view kind, std::string fields) const {
+  const std::string mac = Mac(kind, fields);
+  fields.push_back('.');
+  fields.append(mac);
+  return fields;
+}
+
 std::string AdmissionTokens::Pass(ProductId product, UserId user, UnixMillis expires_at) const {
   std::string fields;
   AppendInt(fields, product);
@@ -90,10 +98,7 @@ std::string AdmissionTokens::Pass(ProductId product, UserId user, UnixMillis exp
   AppendInt(fields, user);
   fields.push_back('.');
   AppendInt(fields, expires_at);
-  std::string mac = Mac("pass", fields);
-  fields.push_back('.');
-  fields.append(mac);
-  return fields;
+  return Signed("pass", std::move(fields));
 }
 
 std::optional<PassRejection> AdmissionTokens::CheckPass(std::string_view pass, UserId user,
@@ -125,10 +130,7 @@ std::string AdmissionTokens::Ticket(const QueueTicket& t) const {
   AppendInt(fields, t.position);
   fields.push_back('.');
   fields.append(std::to_string(t.generation));
-  std::string mac = Mac("ticket", fields);
-  fields.push_back('.');
-  fields.append(mac);
-  return fields;
+  return Signed("ticket", std::move(fields));
 }
 
 std::optional<QueueTicket> AdmissionTokens::ParseTicket(std::string_view text) const {

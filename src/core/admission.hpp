@@ -32,11 +32,11 @@ namespace flashsale {
 struct QueueState {
   WaitingRoom room;
   std::optional<UnixMillis> starts_at;
-  std::int64_t joined = 0;    // positions handed out: 1 .. joined
-  double admitted = 0;        // the admission frontier
-  UnixMillis as_of = 0;       // when the frontier was last advanced
+  std::int64_t joined = 0;       // positions handed out: 1 .. joined
+  double admitted = 0;           // the admission frontier
+  UnixMillis as_of = 0;          // when the frontier was last advanced
   std::uint64_t generation = 0;  // changes when the queue is reset (embedded restart)
-  bool sold_out = false;      // the product has no units left: nobody more is admitted
+  bool sold_out = false;         // the product has no units left: nobody more is admitted
   // Positions this call moved the frontier past (the admitted metric: summed
   // over instances, each position is counted once, by whoever advanced it).
   std::int64_t newly_admitted = 0;
@@ -95,6 +95,8 @@ class AdmissionTokens {
 
  private:
   [[nodiscard]] std::string Mac(std::string_view kind, std::string_view fields) const;
+  // `fields` + "." + its MAC: the token of `kind`.
+  [[nodiscard]] std::string Signed(std::string_view kind, std::string fields) const;
   const KeyedHmacSha256 mac_;
 };
 
@@ -103,10 +105,10 @@ class AdmissionTokens {
 class WaitingRoomStore {
  public:
   enum class JoinOutcome {
-    kJoined,          // a new position
-    kAlreadyJoined,   // the user's existing position (same ticket)
-    kAddressFull,     // the address holds max_places places in this queue already
-    kNoWaitingRoom,   // the product exists and has no waiting room
+    kJoined,         // a new position
+    kAlreadyJoined,  // the user's existing position (same ticket)
+    kAddressFull,    // the address holds max_places places in this queue already
+    kNoWaitingRoom,  // the product exists and has no waiting room
     kUnknownProduct,
   };
   struct Joined {

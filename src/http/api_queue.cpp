@@ -53,8 +53,7 @@ void OpenEnvelope(std::string& out, std::string_view message, std::string_view s
 
 }  // namespace
 
-Api::Handled Api::RunQueueJob(bool ka, std::string& out, int& status,
-                              DeferredResponder& responder,
+Api::Handled Api::RunQueueJob(bool ka, std::string& out, int& status, DeferredResponder& responder,
                               std::function<int(std::string&)> render) {
   if (options_.waiting_room->blocking()) {
     return RunBlockingJob(ka, out, status, responder, std::move(render));
@@ -95,15 +94,14 @@ Api::Handled Api::HandleQueueJoin(const HttpRequest& req, std::string_view id, s
   }
   // The resolved client (X-Forwarded-For from a trusted proxy), not the peer.
   std::string address = ClientOf(req).ToString();
-  return RunQueueJob(ka, out, status, responder,
-                     [this, product = *product, user, address = std::move(address),
-                      ka](std::string& o) {
-                       return RenderJoined(
-                           options_.waiting_room->Join(product, user, address,
-                                                       options_.queue_places_per_address,
-                                                       NowMillis()),
-                           product, user, ka, o);
-                     });
+  return RunQueueJob(
+      ka, out, status, responder,
+      [this, product = *product, user, address = std::move(address), ka](std::string& o) {
+        return RenderJoined(
+            options_.waiting_room->Join(product, user, address, options_.queue_places_per_address,
+                                        NowMillis()),
+            product, user, ka, o);
+      });
 }
 
 int Api::RenderJoined(const Result<WaitingRoomStore::Joined>& joined, ProductId product,
@@ -117,8 +115,7 @@ int Api::RenderJoined(const Result<WaitingRoomStore::Joined>& joined, ProductId 
       return SendNoWaitingRoom(out, ka);
     case Outcome::kAddressFull:
       queue_admitter_->Count(joined->state);
-      return Send(out, 403,
-                  ErrorBody(403, "该地址的排队名额已用完", "QUEUE_PLACES_EXCEEDED"), ka);
+      return Send(out, 403, ErrorBody(403, "该地址的排队名额已用完", "QUEUE_PLACES_EXCEEDED"), ka);
     case Outcome::kJoined:
     case Outcome::kAlreadyJoined:
       break;
@@ -140,8 +137,8 @@ int Api::RenderJoined(const Result<WaitingRoomStore::Joined>& joined, ProductId 
   return Send(out, 200, body, ka);
 }
 
-Api::Handled Api::HandleQueueStatus(const HttpRequest& req, std::string_view text,
-                                    std::string& out, int& status, DeferredResponder& responder) {
+Api::Handled Api::HandleQueueStatus(const HttpRequest& req, std::string_view text, std::string& out,
+                                    int& status, DeferredResponder& responder) {
   const bool ka = req.keep_alive;
   if (options_.waiting_room == nullptr || !options_.admission_tokens) {
     status = SendStatusError(out, Status::Unavailable("no waiting room store"), ka);

@@ -22,7 +22,8 @@ constexpr ProductId kPhone = 30'000'001;
 constexpr ProductId kPlain = 30'000'002;
 constexpr UnixMillis kStart = 1'800'000'000'000;
 
-QueueState Room(std::int64_t admit_per_s, std::int64_t joined, std::optional<UnixMillis> starts_at) {
+QueueState Room(std::int64_t admit_per_s, std::int64_t joined,
+                std::optional<UnixMillis> starts_at) {
   QueueState s;
   s.room = {.admit_per_s = admit_per_s, .pass_ttl_s = 30};
   s.joined = joined;
@@ -57,7 +58,7 @@ TEST(AdmissionRule, AQuietQueueBanksNothing) {
   QueueState s = Room(10, 5, kStart);
   AdvanceFrontier(s, kStart + 60'000);  // a minute: all 5 admitted, capped there
   EXPECT_EQ(s.AdmittedCount(), 5);
-  s.joined = 1005;  // a crowd joins
+  s.joined = 1005;                      // a crowd joins
   AdvanceFrontier(s, kStart + 61'000);  // one more second: 10 more, not 600
   EXPECT_EQ(s.AdmittedCount(), 15);
 }
@@ -77,8 +78,8 @@ TEST(AdmissionRule, AdmittedAtAndEstimatedWait) {
   EXPECT_EQ(AdmittedAt(s, 15), kStart + 1500);
   EXPECT_EQ(AdmittedAt(s, 20), kStart + 2000);
   EXPECT_EQ(EstimatedWaitS(s, 20, kStart + 2000), 0);
-  EXPECT_EQ(EstimatedWaitS(s, 50, kStart + 2000), 3);   // 30 ahead at 10/s
-  EXPECT_EQ(EstimatedWaitS(s, 21, kStart + 2000), 1);   // rounded up
+  EXPECT_EQ(EstimatedWaitS(s, 50, kStart + 2000), 3);  // 30 ahead at 10/s
+  EXPECT_EQ(EstimatedWaitS(s, 21, kStart + 2000), 1);  // rounded up
   QueueState before = Room(10, 100, kStart);
   EXPECT_EQ(EstimatedWaitS(before, 10, kStart - 10'000), 11);  // the start, then 1 s
 }

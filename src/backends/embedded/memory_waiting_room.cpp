@@ -26,8 +26,8 @@ MemoryWaitingRoom::Queue& MemoryWaitingRoom::QueueOf(const StockSnapshot& snapsh
 }
 
 Result<WaitingRoomStore::Joined> MemoryWaitingRoom::Join(ProductId product, UserId user,
-                                                        std::string_view address,
-                                                        std::int64_t max_places, UnixMillis now) {
+                                                         std::string_view address,
+                                                         std::int64_t max_places, UnixMillis now) {
   Result<std::optional<StockSnapshot>> snapshot = stock_.Get(product);
   if (!snapshot) return snapshot.error();
   Joined joined;
@@ -44,7 +44,6 @@ Result<WaitingRoomStore::Joined> MemoryWaitingRoom::Join(ProductId product, User
   // Advance first: positions handed out below must not find admissions
   // banked while the queue was empty (the frontier is capped at `joined`).
   AdvanceFrontier(q.state, now);
-  std::int64_t newly_admitted = q.state.newly_admitted;
   if (auto it = q.positions.find(user); it != q.positions.end()) {
     joined.outcome = JoinOutcome::kAlreadyJoined;
     joined.position = it->second;
@@ -59,8 +58,7 @@ Result<WaitingRoomStore::Joined> MemoryWaitingRoom::Join(ProductId product, User
       q.positions.emplace(user, joined.position);
     }
   }
-  joined.state = q.state;
-  joined.state.newly_admitted = newly_admitted;
+  joined.state = q.state;  // newly_admitted: what the advance above admitted
   return joined;
 }
 
