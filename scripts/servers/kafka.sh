@@ -190,8 +190,14 @@ cluster_id() {
   fi
   if [[ -z "${id:-}" && -s "$K_CLUSTER_ID_FILE" ]]; then id="$(tr -d '[:space:]' <"$K_CLUSTER_ID_FILE")"; fi
   if [[ -z "${id:-}" ]]; then
-    # A Kafka cluster id is 16 random bytes, base64url without padding (22 chars).
-    id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    # A Kafka cluster id is 16 random bytes, base64url without padding (22 chars). Like
+    # Kafka's own Uuid.randomUuid(), never one that starts with '-': a command line would
+    # take it for an option (StorageTool's `-t -x...` failed "expected one argument", about
+    # one fresh format in 64).
+    id=-
+    while [[ "$id" == -* ]]; do
+      id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    done
   fi
   printf '%s\n' "$id" >"$K_CLUSTER_ID_FILE"
   printf '%s\n' "$id"
@@ -201,7 +207,7 @@ format_storage() {
   [[ -f "$K_DATA/meta.properties" ]] && { cluster_id >/dev/null; return 0; }
   local t0 id; t0=$(fs_now_ms)
   id="$(cluster_id)"
-  if ! run_tool kafka.tools.StorageTool format -t "$id" -c "$K_CONF" --ignore-formatted >>"$K_LOG" 2>&1; then
+  if ! run_tool kafka.tools.StorageTool format --cluster-id="$id" -c "$K_CONF" --ignore-formatted >>"$K_LOG" 2>&1; then
     fs_tail_log "$K_LOG"
     fs_die "kafka-storage format failed (see $K_LOG)"
   fi
